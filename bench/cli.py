@@ -1,0 +1,285 @@
+"""The ``bench`` command line: list, run, suite, report, compare, calibrate.
+
+Every bad input raises UsageError, printed once as ``error: ...`` with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+from bench.errors import UsageError
+from bench.workload import SIZES
+
+EXIT_INTERRUPTED = 130
+EXIT_TRIALS_FAILED = 1
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises UsageError instead of printing usage and exiting."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _float_pos(what: str):
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise UsageError(f"bad {what} {text!r} (expected a positive number of seconds)") from None
+        if not v > 0 or v != v or v == float("inf"):
+            raise UsageError(f"bad {what} {text!r} (expected a positive number of seconds)")
+        return v
+
+    return parse
+
+
+def _threads(text: str) -> int:
+    from bench.strategy import parse_count
+
+    return parse_count(text, "thread count")
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--size", default="quick", help=f"workload size: {' or '.join(SIZES)} (default quick)")
+    p.add_argument("--processes", "-p", default="1", help="worker process counts, e.g. 1,2,4 or 1-4 (default 1)")
+    p.add_argument("--device", "-d", default="cpu", help="device strategies, e.g. cpu,gpu,mirrored or all (default cpu)")
+    p.add_argument("--threads", type=_threads, default=None, help="threads per worker (default: usable cores // processes)")
+    p.add_argument("--out", "-o", default="results", help="directory for result files (default results/)")
+    p.add_argument("--label", default=None, help="machine label recorded in the result (default: hostname)")
+    p.add_argument("--trial-timeout", type=_float_pos("trial timeout"), default=None, help="seconds before a trial is ended")
+    p.add_argument("--sample-interval", type=_float_pos("sample interval"), default=0.5, help="sampler interval (s)")
+    p.add_argument("--data", default=None, help="path to a dataset file (e.g. imdb.npz) where the workload reads one")
+    p.add_argument("--offline", action="store_true", help="never try to download data; use cached or synthetic")
+    p.add_argument("--model", default=None, help="predict_modes: which workload's model to use")
+    p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE", help="extra workload option")
+    p.add_argument("--resume", default=None, metavar="FILE", help="continue an interrupted result file")
+    p.add_argument("--force", action="store_true", help="run even when the memory guard says it will not fit")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="bench", description="xpubench: measure Keras/TensorFlow work on 1..N processes, CPU or GPUs.")
+    parser.add_argument("--version", action="store_true", help="print the version")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    sub.add_parser("list", help="workloads and strategies, one line each")
+
+    run = sub.add_parser("run", help="run one workload under strategies; write a result file")
+    run.add_argument("workload", help="workload name (see 'bench list')")
+    run.add_argument("--cluster", default=None, help="run trials on a cluster engine (ray)")
+    run.add_argument("--address", default=None, help="cluster address (ray: auto or ray://host:port)")
+    _add_run_options(run)
+
+    suite = sub.add_parser("suite", help="the quick suite: every workload at 1..N processes, then an HTML report")
+    suite.add_argument("--workloads", default="all", help="comma-separated workload names or all")
+    _add_run_options(suite)
+    suite.set_defaults(processes=None)
+    suite.add_argument("--report", default=None, help="report path (default OUT/report.html)")
+
+    rep = sub.add_parser("report", help="HTML (+PNG) report from result files")
+    rep.add_argument("files", nargs="+", help="xpubench or pytest-benchmark JSON files")
+    rep.add_argument("-o", "--output", default="report.html", help="HTML file to write (default report.html)")
+    rep.add_argument("--png-dir", default=None, help="also write every chart as PNG here")
+    rep.add_argument("--keep-going", action="store_true", help="skip unreadable files instead of stopping")
+
+    cmp_ = sub.add_parser("compare", help="compare two machines' results (terminal table + HTML)")
+    cmp_.add_argument("files", nargs="+", help="two or more result files (xpubench or pytest-benchmark JSON)")
+    cmp_.add_argument("-o", "--output", default=None, help="HTML file to write")
+    cmp_.add_argument("--price", action="append", default=[], metavar="LABEL=PER_HOUR", help="price per hour of a machine")
+    cmp_.add_argument("--keep-going", action="store_true", help="skip unreadable files instead of stopping")
+
+    cal = sub.add_parser("calibrate", help="measure this machine's parallel ceiling and matmul GFLOP/s (<10 s)")
+    cal.add_argument("--max-processes", default=None, help="largest process count to try (default usable cores)")
+    cal.add_argument("--out", "-o", default=None, help="write the calibration JSON here")
+    return parser
+
+
+def cmd_list(args) -> int:
+    from bench.devices import get_device, device_names
+    from bench.strategy import usable_cores
+    from bench.workload import iter_workloads
+
+    print("workloads:")
+    for w in iter_workloads():
+        print(f"  {w.name:<16} {w.description}")
+    print("devices:")
+    for name in device_names():
+        d = get_device(name)
+        reason = d.availability()
+        print(f"  {name:<16} {d.description}" + (f"  [unavailable: {reason}]" if reason else ""))
+    print(f"processes:\n  1..N worker processes (this machine: {usable_cores()} usable cores), e.g. --processes 1,2,4")
+    print("clusters:\n  ray              Ray tasks (--cluster ray; pip install 'xpubench[cluster]')")
+    return 0
+
+
+def _strategies(args):
+    from bench.devices import parse_devices
+    from bench.strategy import make_strategies, parse_processes, usable_cores
+
+    if args.size not in SIZES:
+        raise UsageError(f"unknown size {args.size!r} (choose from: {', '.join(SIZES)})")
+    devices = parse_devices(args.device)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        processes = parse_processes(args.processes if args.processes is not None else _default_processes())
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    return make_strategies(devices, processes, args.threads)
+
+
+def _default_processes() -> str:
+    from bench.strategy import usable_cores
+
+    n = usable_cores()
+    return "1" if n == 1 else f"1,{n}"
+
+
+def _options(args) -> dict:
+    from bench.workload import parse_options
+
+    opts = parse_options(args.opt)
+    if args.data:
+        if not Path(args.data).is_file():
+            raise UsageError(f"data file {args.data!r} does not exist")
+        opts["data"] = str(Path(args.data).resolve())
+    if args.offline or os.environ.get("XPUBENCH_OFFLINE"):
+        opts["offline"] = "1"
+    if args.model:
+        opts["model"] = args.model
+    return opts
+
+
+def _run_one(workload: str, args, strategies, reporter) -> tuple[int, object]:
+    from bench import results
+    from bench.runner import Sweep, SweepInterrupted
+
+    resume = results.load(args.resume) if getattr(args, "resume", None) else None
+    sweep = Sweep(
+        workload,
+        args.size,
+        strategies,
+        out_dir=args.out,
+        label=args.label,
+        options=_options(args),
+        trial_timeout=args.trial_timeout,
+        sample_interval=args.sample_interval,
+        on_event=reporter,
+        resume_from=resume,
+        path=args.resume if resume is not None else None,
+        command=["bench"] + sys.argv[1:],
+    )
+    try:
+        result = sweep.run()
+    except SweepInterrupted as exc:
+        reporter.stop()
+        print(
+            f"interrupted: finished trials are in {exc.path}; resume with: "
+            f"bench run {workload} --resume {exc.path} (same options)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED, None
+    failed = sum(r.summary.get("failed", 0) for r in result.runs)
+    return (EXIT_TRIALS_FAILED if failed else 0), sweep.path
+
+
+def cmd_run(args) -> int:
+    from bench.console import ConsoleReporter
+    from bench.workload import get_workload
+
+    get_workload(args.workload)  # unknown name -> error before anything else
+    if args.cluster:
+        from bench.cluster import get_cluster  # noqa: WPS433 - optional back-end, registered lazily
+
+        get_cluster(args.cluster)
+    strategies = _strategies(args)
+    reporter = ConsoleReporter(quiet=args.quiet)
+    code, _ = _run_one(args.workload, args, strategies, reporter)
+    return code
+
+
+def cmd_suite(args) -> int:
+    from bench.console import ConsoleReporter
+    from bench.workload import get_workload, workload_names
+
+    names = workload_names() if args.workloads == "all" else [n.strip() for n in args.workloads.split(",") if n.strip()]
+    for n in names:
+        get_workload(n)
+    strategies = _strategies(args)
+    reporter = ConsoleReporter(quiet=args.quiet)
+    paths, worst = [], 0
+    for name in names:
+        code, path = _run_one(name, args, strategies, reporter)
+        if code == EXIT_INTERRUPTED:
+            return code
+        worst = max(worst, code)
+        paths.append(path)
+    report = Path(args.report) if args.report else Path(args.out) / "report.html"
+    from reports import write_report
+
+    write_report([str(p) for p in paths], str(report))
+    print(f"report: {report}")
+    return worst
+
+
+def cmd_report(args) -> int:
+    from reports import write_report
+
+    write_report(args.files, args.output, png_dir=args.png_dir, keep_going=args.keep_going)
+    print(f"report: {args.output}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from reports import compare
+
+    return compare(args.files, output=args.output, prices=args.price, keep_going=args.keep_going)
+
+
+def cmd_calibrate(args) -> int:
+    from bench.calibrate import main as calibrate_main
+
+    return calibrate_main(args)
+
+
+COMMANDS = {
+    "list": cmd_list,
+    "run": cmd_run,
+    "suite": cmd_suite,
+    "report": cmd_report,
+    "compare": cmd_compare,
+    "calibrate": cmd_calibrate,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``bench`` and ``python -m bench``: returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.version:
+            from bench.results import _version
+
+            print(f"xpubench {_version()}")
+            return 0
+        if not args.command:
+            parser.print_help()
+            return 2
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `bench list | head`
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

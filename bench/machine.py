@@ -1,0 +1,84 @@
+"""The machine fingerprint recorded in every result (and in pytest-benchmark's machine_info).
+
+Nothing here imports TensorFlow: versions come from package metadata, and the facts only
+TensorFlow knows (CUDA/cuDNN it was built with, devices it sees) are reported by workers.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import socket
+import sys
+from importlib import metadata
+
+import psutil
+
+from bench.childenv import THREAD_VARS
+from bench.nvml import nvml
+from bench.strategy import usable_cores
+
+
+def _pkg_version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_brand() -> str:
+    """The CPU's model name (/proc/cpuinfo first: py-cpuinfo can take a second)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    try:
+        import cpuinfo
+
+        return cpuinfo.get_cpu_info().get("brand_raw", "") or platform.processor()
+    except Exception:  # pragma: no cover
+        return platform.processor() or "unknown"
+
+
+def fingerprint(label: str | None = None) -> dict:
+    """Facts about this machine that make two results comparable (or not).
+
+    Args:
+        label: A user's name for the machine (``laptop``, ``g5.xlarge``); default: hostname.
+    """
+    vm = psutil.virtual_memory()
+    freq = None
+    try:
+        f = psutil.cpu_freq()
+        freq = round(f.max or f.current, 1) if f else None
+    except Exception:
+        pass
+    nv = nvml()
+    return {
+        "label": label or socket.gethostname(),
+        "hostname": socket.gethostname(),
+        "cpu": cpu_brand(),
+        "cpu_mhz_max": freq,
+        "physical_cores": psutil.cpu_count(logical=False),
+        "logical_cores": psutil.cpu_count(logical=True),
+        "usable_cores": usable_cores(),
+        "os_cpu_count": os.cpu_count(),
+        "ram_bytes": vm.total,
+        "os": f"{platform.system()} {platform.release()}",
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "python_implementation": platform.python_implementation(),
+        "executable": sys.executable,
+        "tensorflow": _pkg_version("tensorflow") or _pkg_version("tensorflow-cpu"),
+        "keras": _pkg_version("keras"),
+        "numpy": _pkg_version("numpy"),
+        "xpubench": _pkg_version("xpubench"),
+        "gpus": nv.describe() if nv.available else [],
+        "gpu_status": "" if nv.available else nv.reason,
+        "thread_env": {k: os.environ[k] for k in THREAD_VARS if k in os.environ},
+    }

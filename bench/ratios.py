@@ -1,0 +1,148 @@
+"""Ratios derived from raw trial times and sampler timelines.
+
+speedup = wall(1 process) / wall(N processes); efficiency = speedup / N;
+CPU-time/wall = CPU seconds of the whole process tree / wall seconds (how many cores were busy);
+per-process CPU/wall = mean over workers of that worker's CPU seconds / wall (seed 001's figure).
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Iterable, Mapping, Sequence
+
+
+def speedup(baseline_wall: float, wall: float) -> float | None:
+    if not baseline_wall or not wall or baseline_wall <= 0 or wall <= 0:
+        return None
+    return baseline_wall / wall
+
+
+def efficiency(speedup_value: float | None, processes: int) -> float | None:
+    if speedup_value is None or processes < 1:
+        return None
+    return speedup_value / processes
+
+
+def spread(values: Sequence[float]) -> dict:
+    """Median with spread: min, max, IQR, coefficient of variation."""
+    vals = sorted(v for v in values if v is not None)
+    if not vals:
+        return {"n": 0}
+    n = len(vals)
+    out = {"n": n, "median": statistics.median(vals), "min": vals[0], "max": vals[-1]}
+    if n >= 2:
+        q = statistics.quantiles(vals, n=4, method="inclusive")
+        mean = statistics.fmean(vals)
+        out.update(q1=q[0], q3=q[2], mean=mean, cv=(statistics.stdev(vals) / mean) if mean else None)
+    return out
+
+
+def percentile(values: Sequence[float], p: float) -> float | None:
+    """Linear-interpolated percentile, ``p`` in [0, 100]."""
+    vals = sorted(v for v in values if isinstance(v, (int, float)))
+    if not vals:
+        return None
+    k = (len(vals) - 1) * p / 100.0
+    lo = int(k)
+    hi = min(lo + 1, len(vals) - 1)
+    return vals[lo] + (vals[hi] - vals[lo]) * (k - lo)
+
+
+def tree_cpu_seconds(samples: Sequence[Mapping]) -> float | None:
+    """CPU seconds the process tree used between the first and the last sample."""
+    pts = [s.get("tree_cpu_s") for s in samples if isinstance(s.get("tree_cpu_s"), (int, float))]
+    if len(pts) < 2:
+        return None
+    return max(0.0, pts[-1] - pts[0])
+
+
+def gpu_percentiles(samples: Sequence[Mapping]) -> dict:
+    """p50/p95 of GPU utilisation and memory used over all GPUs and samples (empty without GPUs)."""
+    util, mem = [], []
+    for s in samples:
+        gpus = s.get("gpus")
+        if not isinstance(gpus, list):
+            continue
+        for g in gpus:
+            if isinstance(g.get("util_percent"), (int, float)):
+                util.append(g["util_percent"])
+            if isinstance(g.get("mem_used_bytes"), (int, float)):
+                mem.append(g["mem_used_bytes"])
+    if not util and not mem:
+        return {}
+    return {
+        "gpu_util_p50": percentile(util, 50),
+        "gpu_util_p95": percentile(util, 95),
+        "gpu_mem_used_p50_bytes": percentile(mem, 50),
+        "gpu_mem_used_p95_bytes": percentile(mem, 95),
+    }
+
+
+def summarize(
+    trials: Iterable,
+    samples: Sequence[Mapping],
+    wall_s: float,
+    processes: int,
+    workers: Sequence[Mapping] = (),
+    baseline_wall_s: float | None = None,
+    unit: str = "samples/s",
+) -> dict:
+    """A run's summary, from its raw trial records and samples.
+
+    Args:
+        trials: TrialRecords of the run.
+        samples: The sampler timeline of the run.
+        wall_s: Wall seconds from first dispatch to last completion (worker start-up excluded).
+        processes: Worker processes.
+        workers: Worker facts (start-up seconds, pids).
+        baseline_wall_s: Wall of the 1-process run of the same workload/size/device, if measured.
+        unit: Throughput unit.
+    """
+    trials = list(trials)
+    ok = [t for t in trials if t.error is None]
+    total_samples = sum(t.samples for t in ok)
+    tree_cpu = tree_cpu_seconds(samples)
+    trial_cpu = sum(t.cpu_s for t in trials)
+    cpu_for_ratio = tree_cpu if tree_cpu is not None else trial_cpu
+    sp = speedup(baseline_wall_s, wall_s) if baseline_wall_s else (1.0 if processes == 1 else None)
+    by_worker: dict[int, float] = {}
+    for t in trials:
+        by_worker[t.worker] = by_worker.get(t.worker, 0.0) + t.cpu_s
+    rss = [s.get("tree_rss_bytes") for s in samples if isinstance(s.get("tree_rss_bytes"), int)]
+    uss = [s.get("tree_uss_bytes") for s in samples if isinstance(s.get("tree_uss_bytes"), int)]
+    startup = [w.get("startup_s") for w in workers if isinstance(w.get("startup_s"), (int, float))]
+    peak_worker = max((t.peak_rss_bytes for t in trials), default=0)
+    out = {
+        "trials": len(trials),
+        "failed": len(trials) - len(ok),
+        "wall_s": wall_s,
+        "trials_per_hour": (len(ok) / wall_s * 3600.0) if wall_s > 0 else None,
+        "speedup": sp,
+        "efficiency": efficiency(sp, processes),
+        "cpu_s": cpu_for_ratio,
+        "cpu_wall_ratio": (cpu_for_ratio / wall_s) if wall_s > 0 else None,
+        "per_process_cpu_wall_ratio": (statistics.fmean(by_worker.values()) / wall_s) if by_worker and wall_s > 0 else None,
+        "throughput": (total_samples / wall_s) if wall_s > 0 else None,
+        "throughput_unit": unit,
+        "trial_wall_s": spread([t.wall_s for t in ok]),
+        "peak_tree_rss_bytes": max(rss, default=None),
+        "peak_tree_uss_bytes": max(uss, default=None),
+        "peak_worker_rss_bytes": peak_worker or None,
+        "startup_s": spread(startup),
+    }
+    out.update(gpu_percentiles(samples))
+    return out
+
+
+def amdahl_fit(points: Mapping[int, float]) -> float | None:
+    """Serial fraction f that best fits speedup(N) = 1 / (f + (1-f)/N) (least squares over N>1)."""
+    pairs = [(n, s) for n, s in points.items() if n > 1 and s]
+    if not pairs:
+        return None
+    best, best_err = 0.0, float("inf")
+    for i in range(1001):
+        f = i / 1000
+        err = sum((1 / (f + (1 - f) / n) - s) ** 2 for n, s in pairs)
+        if err < best_err:
+            best, best_err = f, err
+    return best

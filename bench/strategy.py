@@ -1,0 +1,111 @@
+"""Process-count strategies: how many worker processes, how many threads each.
+
+A Strategy is a value: device name, number of worker processes and threads per process.
+Parsing and validation live here so every entry point rejects bad input the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+
+from bench.errors import UsageError
+
+MAX_PROCESSES = 256
+
+
+def usable_cores() -> int:
+    """CPUs this process may run on (its affinity: taskset, cgroup cpusets), not os.cpu_count()."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Strategy:
+    """One way of running a sweep.
+
+    Args:
+        device: Device strategy name (``cpu``, ``gpu``, ``gpu:K``, ``mirrored``).
+        processes: Number of worker processes running trials at once.
+        threads_per_process: TF intra-op / OMP threads in each worker.
+        inter_op_threads: TF inter-op threads in each worker.
+    """
+
+    device: str = "cpu"
+    processes: int = 1
+    threads_per_process: int = 1
+    inter_op_threads: int = 1
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @property
+    def label(self) -> str:
+        return f"{self.device}×{self.processes}p×{self.threads_per_process}t"
+
+
+def default_threads(processes: int, cores: int | None = None) -> int:
+    """Threads per worker: usable cores // processes, at least 1."""
+    cores = usable_cores() if cores is None else cores
+    return max(1, cores // processes)
+
+
+def parse_count(text: str, what: str = "process count") -> int:
+    """Parses one positive integer, or raises UsageError naming the bad value."""
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        raise UsageError(f"bad {what} {text!r} (expected a whole number from 1 to {MAX_PROCESSES})") from None
+    if not 1 <= value <= MAX_PROCESSES:
+        raise UsageError(f"bad {what} {text!r} (expected a whole number from 1 to {MAX_PROCESSES})")
+    return value
+
+
+def parse_processes(text: str | list | tuple | int) -> list[int]:
+    """Parses ``"1,2,4"`` (or ``"1-4"``, or a list) into sorted unique process counts.
+
+    Warns (once per call) when a count exceeds the usable cores: that oversubscribes the CPU.
+
+    Raises:
+        UsageError: for 0, negatives, non-numbers or counts above MAX_PROCESSES.
+    """
+    if isinstance(text, int):
+        parts = [str(text)]
+    elif isinstance(text, (list, tuple)):
+        parts = [str(p) for p in text]
+    else:
+        parts = [p for p in str(text).split(",")]
+    counts: set[int] = set()
+    for part in parts:
+        part = part.strip()
+        if "-" in part[1:]:
+            lo, _, hi = part.partition("-")
+            a, b = parse_count(lo), parse_count(hi)
+            if a > b:
+                raise UsageError(f"bad process range {part!r} (expected low-high, e.g. 1-4)")
+            counts.update(range(a, b + 1))
+        else:
+            counts.add(parse_count(part))
+    if not counts:
+        raise UsageError(f"bad process count {text!r} (expected e.g. 1,2,4)")
+    cores = usable_cores()
+    over = sorted(c for c in counts if c > cores)
+    if over:
+        warnings.warn(
+            f"process count {over[-1]} is above the {cores} usable cores: workers will share cores",
+            stacklevel=2,
+        )
+    return sorted(counts)
+
+
+def make_strategies(devices: list[str], processes: list[int], threads: int | None = None) -> list[Strategy]:
+    """The cross product of device names and process counts, with thread capping."""
+    out = []
+    for device in devices:
+        for n in processes:
+            t = threads if threads else default_threads(n)
+            out.append(Strategy(device=device, processes=n, threads_per_process=t, inter_op_threads=1 if t <= 2 else 2))
+    return out

@@ -1,0 +1,164 @@
+"""The worker process: ``python -m bench.worker RESULT_FD``.
+
+Its environment (threads, device visibility) was set by the parent before this process
+started, so TensorFlow reads it on import. It reads one JSON command per line on stdin and
+writes one JSON reply per line to the result pipe; stdout/stderr go to a log the parent keeps
+for error reports. It never forks.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import time
+import traceback
+
+
+def _send(out, message: dict) -> None:
+    out.write(json.dumps(message, allow_nan=False, default=_jsonable) + "\n")
+    out.flush()
+
+
+def _jsonable(value):
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
+
+
+def _finite(mapping):
+    import math
+
+    return {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in mapping.items()}
+
+
+def _load_class(ref: str):
+    module, _, attr = ref.partition(":")
+    obj = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _rss_bytes() -> tuple[int, int]:
+    import resource
+
+    import psutil
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    return psutil.Process().memory_info().rss, peak
+
+
+def _maybe_fault(config: dict) -> None:
+    """Test hook: XPUBENCH_FAULT=<kind>:<trial id> makes that trial fail that way."""
+    fault = os.environ.get("XPUBENCH_FAULT", "")
+    kind, _, trial = fault.partition(":")
+    if not fault or (trial and trial != config.get("id")):
+        return
+    if kind == "raise":
+        raise RuntimeError(f"injected fault in trial {config.get('id')}")
+    if kind == "kill":
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+    if kind == "exit":
+        os._exit(3)
+    if kind == "hang":
+        time.sleep(3600)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    out = os.fdopen(int(argv[0]), "w", buffering=1, encoding="utf-8")
+    device_spec = argv[1] if len(argv) > 1 else "cpu"
+
+    t0 = time.perf_counter()
+    import tensorflow as tf  # noqa: F401  - imported here, after the environment was set
+    import keras
+
+    import_s = time.perf_counter() - t0
+
+    from bench.devices import get_device
+
+    device = get_device(device_spec).setup()
+    hello = {
+        "type": "hello",
+        "pid": os.getpid(),
+        "import_s": import_s,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+        "visible_devices": [d.name for d in tf.config.list_logical_devices()],
+        "device": device_spec,
+        "replicas": device.replicas,
+        "device_info": device.info,
+        "build": {k: str(v) for k, v in tf.sysconfig.get_build_info().items() if k in ("cuda_version", "cudnn_version", "is_cuda_build")},
+    }
+    _send(out, hello)
+
+    from bench.workload import TrialContext
+
+    workloads: dict[str, object] = {}
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        msg = json.loads(line)
+        if msg.get("type") == "quit":
+            break
+        config = msg["config"]
+        try:
+            ref = msg["workload"]
+            if ref not in workloads:
+                workloads[ref] = _load_class(ref)()
+            workload = workloads[ref]
+            ctx = TrialContext(
+                size=msg["size"],
+                seed=msg["seed"],
+                options=msg.get("options", {}),
+                device=device_spec,
+                scope=device.scope,
+                replicas=device.replicas,
+            )
+            keras.utils.set_random_seed(msg["seed"])
+            _maybe_fault(config)
+            c0, w0 = time.process_time(), time.perf_counter()
+            output = workload.run_trial(config, ctx)
+            wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+            rss, peak = _rss_bytes()
+            _send(
+                out,
+                {
+                    "type": "result",
+                    "id": config["id"],
+                    "wall_s": wall,
+                    "cpu_s": cpu,
+                    "warmup_s": float(output.warmup_s),
+                    "samples": float(output.samples),
+                    "quality": _finite({k: float(v) for k, v in output.quality.items()}),
+                    "extra": dict(output.extra),
+                    "rss_bytes": rss,
+                    "peak_rss_bytes": peak,
+                },
+            )
+        except Exception as exc:  # a failing trial is data, the worker goes on
+            tb = traceback.format_exc()
+            print(tb, file=sys.stderr, flush=True)
+            _send(
+                out,
+                {
+                    "type": "error",
+                    "id": config.get("id"),
+                    "kind": "oom" if isinstance(exc, MemoryError) or "ResourceExhausted" in type(exc).__name__ else "exception",
+                    "message": f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:500],
+                    "stderr_tail": "\n".join(tb.strip().splitlines()[-8:]),
+                },
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Built-in workloads. Each module holds one Workload; none imports TensorFlow at import time."""

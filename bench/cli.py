@@ -173,6 +173,8 @@ def _run_one(workload: str, args, strategies, reporter) -> tuple[int, object]:
         resume_from=resume,
         path=args.resume if resume is not None else None,
         command=["bench"] + sys.argv[1:],
+        engine=getattr(args, "cluster", None) or "local",
+        engine_options={"address": args.address} if getattr(args, "address", None) else {},
     )
     try:
         result = sweep.run()
@@ -194,9 +196,9 @@ def cmd_run(args) -> int:
 
     get_workload(args.workload)  # unknown name -> error before anything else
     if args.cluster:
-        from bench.cluster import get_cluster  # noqa: WPS433 - optional back-end, registered lazily
+        from bench.engines import get_engine
 
-        get_cluster(args.cluster)
+        get_engine(args.cluster)
     strategies = _strategies(args)
     reporter = ConsoleReporter(quiet=args.quiet)
     code, _ = _run_one(args.workload, args, strategies, reporter)

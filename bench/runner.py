@@ -17,9 +17,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 from bench import childenv, results
 from bench.devices import get_device
+from bench.engines import get_engine
 from bench.errors import UsageError
 from bench.machine import fingerprint
-from bench.pool import WorkerPool
 from bench.ratios import summarize
 from bench.results import Result, RunRecord, TrialError, TrialRecord
 from bench.sampler import DEFAULT_INTERVAL_S, Sampler
@@ -119,6 +119,8 @@ class Sweep:
         resume_from: A previous (possibly interrupted) result whose finished trials are kept.
         path: Write here instead of a new file in ``out_dir``.
         command: The command line, recorded.
+        engine: Execution engine name (``local`` processes, ``ray`` tasks); see bench.engines.
+        engine_options: Engine keyword arguments (e.g. ``{"address": "auto"}`` for Ray).
     """
 
     def __init__(
@@ -135,6 +137,8 @@ class Sweep:
         resume_from: Result | None = None,
         path: str | os.PathLike | None = None,
         command: Sequence[str] | None = None,
+        engine: str = "local",
+        engine_options: Mapping[str, Any] | None = None,
     ):
         self.workload = get_workload(workload)
         self.size = size
@@ -145,6 +149,9 @@ class Sweep:
         self.sample_interval = sample_interval
         self.on_event = on_event or (lambda kind, **info: None)
         self.resume_from = resume_from
+        self.engine = engine
+        self.pool_class = get_engine(engine)
+        self.engine_options = dict(engine_options or {})
         out = prepare_out_dir(out_dir if path is None else Path(path).parent)
         self.path = Path(path) if path else result_path(out, self.workload.name, size, label)
         machine = fingerprint(label)
@@ -201,7 +208,7 @@ class Sweep:
         return RunRecord(
             workload=self.workload.name,
             size=self.size,
-            strategy=strategy.to_dict(),
+            strategy={**strategy.to_dict(), "engine": self.engine},
             workload_version=self.workload.version,
             data=self.workload.data_info(self.size, self.options),
             started_at=_now(),
@@ -240,13 +247,14 @@ class Sweep:
         trials: list[TrialRecord] = list(kept.values())
         sampler = Sampler(interval=self.sample_interval)
         n = min(strategy.processes, len(todo))
-        pool = WorkerPool(
+        pool = self.pool_class(
             n,
             env_for=lambda i: childenv.child_env(
                 strategy.threads_per_process, strategy.inter_op_threads, device.child_env(i, strategy.processes)
             ),
             device=strategy.device,
             on_event=self.on_event,
+            **self.engine_options,
         )
         status = "complete"
         t_compute = None
@@ -256,6 +264,7 @@ class Sweep:
             pool.start()
             t_compute = time.perf_counter()
             compute_offset = sampler.clock() - sampler._t0
+            self._note_tensorflow(pool.worker_facts)
             self.on_event("workers_ready", strategy=strategy, workers=list(pool.worker_facts))
 
             def on_done(job: dict, reply: dict) -> None:
@@ -302,6 +311,16 @@ class Sweep:
         self.on_event("strategy_done", run=run)
         return run
 
+    def _note_tensorflow(self, facts: Sequence[Mapping]) -> None:
+        """Adds what only a TensorFlow process knows (build, devices) to the machine fingerprint."""
+        hello = next((f for f in facts if "tensorflow" in f), None)
+        if hello is None or "tensorflow_build" in self.result.machine:
+            return
+        machine = dict(self.result.machine)
+        machine["tensorflow_build"] = hello.get("build", {})
+        machine["tensorflow_devices"] = hello.get("visible_devices", [])
+        self.result = self.result.replace(machine=machine)
+
     def _summary(self, run: RunRecord, wall: float, compute_offset: float = 0.0, baseline: float | None = None) -> dict:
         samples = [s for s in run.samples if s.get("t", 0) >= compute_offset - 1e-9] or list(run.samples)
         summary = summarize(
@@ -314,7 +333,6 @@ class Sweep:
             unit=self.workload.throughput_unit,
         )
         summary["compute_offset_s"] = compute_offset
-        summary["sampler_cpu_fraction"] = None
         return summary
 
     def _finalize(self) -> None:

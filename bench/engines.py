@@ -1,0 +1,44 @@
+"""Execution engines: where a strategy's worker processes run.
+
+``local`` is :class:`bench.pool.WorkerPool` (processes on this machine). ``ray`` runs trials as
+Ray tasks (optional: ``pip install 'xpubench[cluster]'``). Every engine has WorkerPool's
+interface: ``start()``, ``run(jobs, on_done, trial_timeout)``, ``close()``, ``worker_facts``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+from bench.errors import UsageError, choices_error
+
+# name -> ("module:Class", module that must be importable, how to install it)
+_ENGINES: dict[str, tuple[str, str | None, str]] = {
+    "local": ("bench.pool:WorkerPool", None, ""),
+    "ray": ("bench.cluster:RayPool", "ray", "pip install 'xpubench[cluster]'"),
+}
+
+
+def engine_names() -> list[str]:
+    return sorted(_ENGINES)
+
+
+def register_engine(name: str, target: str, requires: str | None = None, install: str = "") -> None:
+    """Adds an engine ``name`` implemented by ``"module:Class"``."""
+    _ENGINES[name] = (target, requires, install)
+
+
+def get_engine(name: str):
+    """The pool class of an engine.
+
+    Raises:
+        UsageError: unknown engine (listing the valid ones) or its package is not installed
+            (saying how to install it).
+    """
+    if name not in _ENGINES:
+        raise choices_error("cluster engine", name, _ENGINES)
+    target, requires, install = _ENGINES[name]
+    if requires and importlib.util.find_spec(requires) is None:
+        raise UsageError(f"cluster engine {name!r} needs the '{requires}' package, which is not installed: {install}")
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)

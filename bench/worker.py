@@ -70,6 +70,20 @@ def _maybe_fault(config: dict) -> None:
         time.sleep(3600)
 
 
+def _apply_thread_caps(tf) -> None:
+    """Makes TensorFlow's thread pools match the environment the parent set (before any op).
+
+    TensorFlow reads TF_NUM_INTRAOP_THREADS/TF_NUM_INTEROP_THREADS itself; setting them through
+    the API as well makes ``get_*_parallelism_threads`` report the values really in use.
+    """
+    intra = os.environ.get("TF_NUM_INTRAOP_THREADS")
+    inter = os.environ.get("TF_NUM_INTEROP_THREADS")
+    if intra:
+        tf.config.threading.set_intra_op_parallelism_threads(int(intra))
+    if inter:
+        tf.config.threading.set_inter_op_parallelism_threads(int(inter))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     out = os.fdopen(int(argv[0]), "w", buffering=1, encoding="utf-8")
@@ -80,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     import keras
 
     import_s = time.perf_counter() - t0
+    _apply_thread_caps(tf)
 
     from bench.devices import get_device
 

@@ -1,0 +1,83 @@
+"""Number formatting shared by the HTML report and the terminal table (plain text, escaped later)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+DASH = "–"
+
+
+def ok(value: Any) -> bool:
+    """True for a finite real number (not bool, not None, not NaN)."""
+    if isinstance(value, bool) or value is None:
+        return False
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def seconds(value: Any) -> str:
+    """``0.0123`` → ``12.3 ms``; ``75`` → ``75.0 s``; ``4000`` → ``1.1 h``."""
+    if not ok(value):
+        return DASH
+    v = float(value)
+    if v < 1e-3:
+        return f"{v * 1e6:.3g} µs"
+    if v < 1:
+        return f"{v * 1e3:.3g} ms"
+    if v < 3600:
+        return f"{v:.3g} s" if v < 100 else f"{v:.0f} s"
+    return f"{v / 3600:.2f} h"
+
+
+def num(value: Any, digits: int = 3) -> str:
+    """A number with ``digits`` significant figures (thousands separated when large)."""
+    if not ok(value):
+        return DASH
+    v = float(value)
+    if abs(v) >= 10 ** digits:
+        return f"{v:,.0f}"
+    return f"{v:.{digits}g}"
+
+
+def times(value: Any) -> str:
+    """A ratio such as a speedup: ``1.54×``."""
+    return DASH if not ok(value) else f"{float(value):.2f}×"
+
+
+def pct(value: Any, scale: float = 100.0) -> str:
+    """A fraction as a percentage: ``0.77`` → ``77 %`` (``scale=1`` when already in percent)."""
+    return DASH if not ok(value) else f"{float(value) * scale:.0f} %"
+
+
+def nbytes(value: Any) -> str:
+    """``612e6`` → ``584 MiB``."""
+    if not ok(value):
+        return DASH
+    v = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(v) < 1024 or unit == "TiB":
+            return f"{v:.0f} {unit}" if unit in ("B", "KiB", "MiB") else f"{v:.1f} {unit}"
+        v /= 1024
+    return DASH  # pragma: no cover
+
+
+def money(value: Any) -> str:
+    """A price with enough digits for fractions of a cent: ``$0.000125``."""
+    if not ok(value):
+        return DASH
+    v = float(value)
+    if v == 0:
+        return "$0"
+    return f"${v:.2f}" if v >= 1 else f"${v:.3g}"
+
+
+def plain(value: Any) -> str:
+    """Any value as text (None → dash)."""
+    if value is None:
+        return DASH
+    if isinstance(value, float):
+        return num(value)
+    return str(value)

@@ -1,0 +1,365 @@
+"""pandas tables behind every report section: one row per run, then the derived views.
+
+Figures come from each run's summary (computed by ``bench.ratios`` from raw trials and samples)
+and, where a summary lacks a figure, from the raw trials themselves. Repeated runs of the same
+(machine, workload, size, strategy) are combined by their median.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import pandas as pd
+
+from bench import ratios
+from reports.fmt import ok
+from reports.load import Inputs, Run
+
+RUN_COLUMNS = [
+    "order", "file", "origin", "label", "workload", "size", "device", "engine", "processes", "threads",
+    "strategy", "status", "skipped", "trials", "ok_trials", "failed", "wall_s", "rec_speedup",
+    "cpu_wall_ratio", "per_proc_ratio", "throughput", "unit", "trials_per_hour", "time_per_trial_s",
+    "cv", "peak_worker_rss", "peak_tree_rss", "peak_tree_uss", "gpu_util_p50", "gpu_util_p95",
+    "quality_key", "quality", "quality_text", "data_source", "nodes", "samples_total", "gflops", "name",
+]
+
+
+def _f(value: Any) -> float:
+    return float(value) if ok(value) else math.nan
+
+
+def _time_per_trial(run: Run, wall: float, n_ok: int) -> float:
+    spread = run.summary.get("trial_wall_s")
+    if isinstance(spread, Mapping) and ok(spread.get("median")):
+        return float(spread["median"])
+    walls = [t.wall_s for t in run.ok_trials if t.wall_s > 0]
+    if walls:
+        return float(pd.Series(walls).median())
+    return wall / n_ok if n_ok and ok(wall) else math.nan
+
+
+def _nodes(run: Run) -> float:
+    if ok(run.summary.get("nodes")):
+        return float(run.summary["nodes"])
+    nodes = {str(t.extra.get("node")) for t in run.ok_trials if t.extra.get("node") is not None}
+    return float(len(nodes)) if nodes else math.nan
+
+
+def _gflops(run: Run, wall: float) -> float:
+    if ok(run.summary.get("gflops")):
+        return float(run.summary["gflops"])
+    flops = [t.extra.get("flops") for t in run.ok_trials]
+    if flops and all(ok(f) for f in flops) and ok(wall) and wall > 0:
+        return sum(float(f) for f in flops) / wall / 1e9
+    return math.nan
+
+
+def _wall(run: Run) -> float:
+    """The run's wall seconds: its summary, else first start to last end of its trials."""
+    if ok(run.summary.get("wall_s")) and float(run.summary["wall_s"]) > 0:
+        return float(run.summary["wall_s"])
+    ends = [t.start_s + t.wall_s for t in run.trials if t.wall_s > 0]
+    return max(ends) if ends else math.nan
+
+
+def quality_text(quality: Mapping[str, float]) -> str:
+    """``{"rmse": 3.21}`` → ``rmse 3.21`` (several metrics joined by commas)."""
+    return ", ".join(f"{k} {v:.4g}" for k, v in quality.items())
+
+
+def run_row(run: Run) -> dict:
+    """The flat table row of one run."""
+    s = run.summary
+    wall = _wall(run)
+    n_trials = int(s["trials"]) if ok(s.get("trials")) else len(run.trials)
+    n_failed = int(s["failed"]) if ok(s.get("failed")) else sum(1 for t in run.trials if t.error is not None)
+    n_ok = max(0, n_trials - n_failed)
+    samples_total = sum(t.samples for t in run.ok_trials)
+    throughput = _f(s.get("throughput"))
+    if not samples_total and ok(throughput) and ok(wall):
+        samples_total = throughput * wall
+    if not ok(throughput) and samples_total and ok(wall) and wall > 0:
+        throughput = samples_total / wall
+    spread = s.get("trial_wall_s") if isinstance(s.get("trial_wall_s"), Mapping) else {}
+    qkey = next(iter(run.quality), "")
+    return {
+        "order": run.order,
+        "file": run.file,
+        "origin": run.origin,
+        "label": run.label,
+        "workload": run.workload,
+        "size": run.size,
+        "device": run.device,
+        "engine": run.engine,
+        "processes": run.processes,
+        "threads": run.threads if run.threads is not None else math.nan,
+        "strategy": run.strategy,
+        "status": run.status,
+        "skipped": run.skipped or "",
+        "trials": n_trials,
+        "ok_trials": n_ok,
+        "failed": n_failed,
+        "wall_s": wall,
+        "rec_speedup": _f(s.get("speedup")),
+        "cpu_wall_ratio": _f(s.get("cpu_wall_ratio")),
+        "per_proc_ratio": _f(s.get("per_process_cpu_wall_ratio")),
+        "throughput": throughput,
+        "unit": str(s.get("throughput_unit") or "samples/s"),
+        "trials_per_hour": (n_ok / wall * 3600.0) if n_ok and ok(wall) and wall > 0 else math.nan,
+        "time_per_trial_s": _time_per_trial(run, wall, n_ok),
+        "cv": _f(spread.get("cv")),
+        "peak_worker_rss": _f(s.get("peak_worker_rss_bytes")) if ok(s.get("peak_worker_rss_bytes")) else _f(
+            max((t.peak_rss_bytes for t in run.trials), default=0) or None
+        ),
+        "peak_tree_rss": _f(s.get("peak_tree_rss_bytes")),
+        "peak_tree_uss": _f(s.get("peak_tree_uss_bytes")),
+        "gpu_util_p50": _f(s.get("gpu_util_p50")),
+        "gpu_util_p95": _f(s.get("gpu_util_p95")),
+        "quality_key": qkey,
+        "quality": _f(run.quality.get(qkey)) if qkey else math.nan,
+        "quality_text": quality_text(run.quality),
+        "data_source": str(run.data.get("source") or ""),
+        "nodes": _nodes(run),
+        "samples_total": float(samples_total) if samples_total else math.nan,
+        "gflops": _gflops(run, wall),
+        "name": run.name,
+    }
+
+
+def runs_frame(inputs: Inputs) -> pd.DataFrame:
+    """One row per run of every input, in input order."""
+    rows = [run_row(r) for r in inputs.runs]
+    return pd.DataFrame(rows, columns=RUN_COLUMNS)
+
+
+def measured(df: pd.DataFrame) -> pd.DataFrame:
+    """Runs that finished with a wall time (not skipped, interrupted or failed to start)."""
+    return df[(df["status"] == "complete") & (df["wall_s"] > 0) & (df["ok_trials"] > 0)]
+
+
+# ---------------------------------------------------------------- calibration
+
+
+def calibration(machine: Mapping[str, Any]) -> tuple[dict[int, float], float | None]:
+    """The machine's measured parallel ceiling (efficiency per process count) and matmul GFLOP/s.
+
+    Accepts ``{"parallel_efficiency": {"1": 1.0, "2": 0.8}}`` or a list of
+    ``{"processes": n, "efficiency": e}``; anything else gives no ceiling.
+    """
+    cal = machine.get("calibration")
+    if not isinstance(cal, Mapping):
+        return {}, None
+    raw = cal.get("parallel_efficiency")
+    ceiling: dict[int, float] = {}
+    if isinstance(raw, Mapping):
+        items = raw.items()
+    elif isinstance(raw, list):
+        items = [(d.get("processes"), d.get("efficiency")) for d in raw if isinstance(d, Mapping)]
+    else:
+        items = []
+    for n, e in items:
+        try:
+            n = int(n)
+        except (TypeError, ValueError):
+            continue
+        if n >= 1 and ok(e) and float(e) > 0:
+            ceiling[n] = float(e)
+    gflops = cal.get("matmul_gflops")
+    return ceiling, (float(gflops) if ok(gflops) and float(gflops) > 0 else None)
+
+
+# ---------------------------------------------------------------- scaling (local processes)
+
+SCALING_KEYS = ["label", "workload", "size", "device"]
+
+
+def scaling_frame(df: pd.DataFrame, inputs: Inputs) -> pd.DataFrame:
+    """Speedup, efficiency and CPU/wall per process count for local runs.
+
+    Repeated runs are combined by median wall. Speedup is the 1-process median wall over the
+    N-process median wall of the same machine/workload/size/device; without a 1-process run the
+    recorded speedup is used. Adds the Amdahl serial fraction of each group (``serial_fraction``),
+    the machine ceiling at N (``ceiling``) and efficiency against it (``eff_vs_ceiling``).
+    """
+    m = measured(df)
+    m = m[m["engine"] == "local"]
+    cols = SCALING_KEYS + [
+        "processes", "n", "wall_s", "speedup", "efficiency", "ceiling", "eff_vs_ceiling", "cpu_wall_ratio",
+        "per_proc_ratio", "throughput", "unit", "gflops", "gflops_share", "serial_fraction",
+    ]
+    if m.empty:
+        return pd.DataFrame(columns=cols)
+    agg = (
+        m.groupby(SCALING_KEYS + ["processes"], sort=False)
+        .agg(
+            n=("wall_s", "size"), wall_s=("wall_s", "median"), rec_speedup=("rec_speedup", "median"),
+            cpu_wall_ratio=("cpu_wall_ratio", "median"), per_proc_ratio=("per_proc_ratio", "median"),
+            throughput=("throughput", "median"), unit=("unit", "first"), gflops=("gflops", "median"),
+        )
+        .reset_index()
+    )
+    out = []
+    for key, g in agg.groupby(SCALING_KEYS, sort=False):
+        g = g.sort_values("processes").copy()
+        base = g.loc[g["processes"] == 1, "wall_s"]
+        if len(base):
+            g["speedup"] = float(base.iloc[0]) / g["wall_s"]
+        else:
+            g["speedup"] = g["rec_speedup"]
+        g["efficiency"] = g["speedup"] / g["processes"]
+        ceiling, peak = calibration(inputs.machine(key[0]))
+        g["ceiling"] = [ceiling.get(int(n), math.nan) for n in g["processes"]]
+        g["eff_vs_ceiling"] = g["efficiency"] / g["ceiling"]
+        g["gflops_share"] = g["gflops"] / peak if peak else math.nan
+        points = {int(n): float(s) for n, s in zip(g["processes"], g["speedup"]) if ok(s)}
+        f = ratios.amdahl_fit(points)
+        g["serial_fraction"] = f if f is not None else math.nan
+        out.append(g)
+    return pd.concat(out, ignore_index=True)[cols]
+
+
+def amdahl_speedup(f: float, n: float) -> float:
+    """Amdahl's law: speedup at ``n`` processes with serial fraction ``f``."""
+    return 1.0 / (f + (1.0 - f) / n)
+
+
+# ---------------------------------------------------------------- devices
+
+
+def devices_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Time per trial, throughput, quality and GPU utilisation per device strategy of each workload.
+
+    Only workloads measured on more than one device strategy, or on any non-CPU device, appear.
+    """
+    m = measured(df)
+    keep = []
+    for _, g in m.groupby(["label", "workload", "size"], sort=False):
+        if g["device"].nunique() > 1 or (g["device"] != "cpu").any():
+            keep.append(g)
+    if not keep:
+        return pd.DataFrame(columns=list(df.columns))
+    g = pd.concat(keep)
+    return (
+        g.groupby(["label", "workload", "size", "device", "processes"], sort=False)
+        .agg(
+            strategy=("strategy", "first"), time_per_trial_s=("time_per_trial_s", "median"),
+            throughput=("throughput", "median"), unit=("unit", "first"), quality_key=("quality_key", "first"),
+            quality=("quality", "median"), gpu_util_p50=("gpu_util_p50", "median"),
+            gpu_util_p95=("gpu_util_p95", "median"), wall_s=("wall_s", "median"),
+        )
+        .reset_index()
+    )
+
+
+# ---------------------------------------------------------------- cluster
+
+
+def cluster_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Ray runs grouped by node count, with speedup over the local 1-process run of the same work.
+
+    The baseline is the local (engine ``local``) 1-process run of the same workload, size and
+    device, on the same machine label when there is one, else on any machine.
+    """
+    m = measured(df)
+    ray = m[m["engine"] == "ray"]
+    cols = ["label", "workload", "size", "device", "nodes", "processes", "n", "wall_s", "base_wall_s",
+            "base_label", "speedup", "efficiency"]
+    if ray.empty:
+        return pd.DataFrame(columns=cols)
+    local1 = m[(m["engine"] == "local") & (m["processes"] == 1)]
+    rows = []
+    ray = ray.assign(nodes=ray["nodes"].fillna(1))
+    for key, g in ray.groupby(["label", "workload", "size", "device", "nodes", "processes"], sort=False):
+        label, workload, size, device, nodes, procs = key
+        cand = local1[(local1["workload"] == workload) & (local1["size"] == size) & (local1["device"] == device)]
+        same = cand[cand["label"] == label]
+        cand = same if len(same) else cand
+        base = float(cand["wall_s"].median()) if len(cand) else math.nan
+        wall = float(g["wall_s"].median())
+        sp = base / wall if ok(base) else math.nan
+        rows.append({
+            "label": label, "workload": workload, "size": size, "device": device, "nodes": int(nodes),
+            "processes": int(procs), "n": len(g), "wall_s": wall, "base_wall_s": base,
+            "base_label": str(cand["label"].iloc[0]) if len(cand) else "", "speedup": sp,
+            "efficiency": sp / procs if ok(sp) else math.nan,
+        })
+    return pd.DataFrame(rows, columns=cols).sort_values(["workload", "nodes", "processes"], kind="stable")
+
+
+# ---------------------------------------------------------------- predict_modes
+
+_RATE_KEYS = ("rows_per_s", "rows_per_second", "rows_s", "throughput")
+_BASELINE_NAMES = {"predict_row", "row_predict", "per_row_predict", "predict_per_row", "model_predict_row", "predict"}
+
+
+def _norm(text: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in text.lower()).strip("_")
+
+
+def is_per_row_predict(mode: str, batch_size: Any) -> bool:
+    """Whether a predict mode is the per-row ``model.predict`` baseline (by its name)."""
+    name = _norm(mode)
+    if name in _BASELINE_NAMES and not ok(batch_size):
+        return True
+    words = set(name.split("_"))
+    return "predict" in words and ("row" in words or "per" in words) and not words & {"batch", "on", "df", "apply", "pandas"}
+
+
+def predict_frame(inputs: Inputs) -> pd.DataFrame:
+    """Rows/s per predict mode (median over repeats) and the ratio to per-row ``model.predict``.
+
+    Modes come from each trial's config (``mode``, optional ``batch_size``); the rate from the
+    trial's ``extra`` (``rows_per_s`` or similar) or else its samples / wall seconds.
+    """
+    rows = []
+    for run in inputs.runs:
+        if run.workload != "predict_modes" or run.status != "complete":
+            continue
+        for t in run.ok_trials:
+            mode = t.config.get("mode", t.extra.get("mode"))
+            if mode is None:
+                continue
+            bs = t.config.get("batch_size", t.extra.get("batch_size"))
+            rate = next((float(t.extra[k]) for k in _RATE_KEYS if ok(t.extra.get(k))), None)
+            if rate is None and t.samples > 0 and t.wall_s > 0:
+                rate = t.samples / t.wall_s
+            if rate is None or rate <= 0:
+                continue
+            label = str(mode) + (f" (batch {int(bs)})" if ok(bs) else "")
+            rows.append({
+                "label": run.label, "mode": str(mode), "batch_size": float(bs) if ok(bs) else math.nan,
+                "mode_label": label, "rows_per_s": rate, "rows": float(t.samples),
+                "baseline": bool(t.extra.get("baseline")) or is_per_row_predict(str(mode), bs),
+            })
+    cols = ["label", "mode_label", "mode", "batch_size", "rows_per_s", "rows", "baseline", "ratio"]
+    if not rows:
+        return pd.DataFrame(columns=cols)
+    df = pd.DataFrame(rows)
+    agg = (
+        df.groupby(["label", "mode_label"], sort=False)
+        .agg(mode=("mode", "first"), batch_size=("batch_size", "first"), rows_per_s=("rows_per_s", "median"),
+             rows=("rows", "median"), baseline=("baseline", "any"))
+        .reset_index()
+    )
+    out = []
+    for _, g in agg.groupby("label", sort=False):
+        g = g.copy()
+        base = g.loc[g["baseline"], "rows_per_s"]
+        g["ratio"] = g["rows_per_s"] / float(base.iloc[0]) if len(base) else math.nan
+        out.append(g.sort_values("rows_per_s"))
+    return pd.concat(out, ignore_index=True)[cols]
+
+
+# ---------------------------------------------------------------- plain pytest-benchmark timings
+
+
+def timings_frame(inputs: Inputs) -> pd.DataFrame:
+    """Every plain pytest-benchmark entry (those without xpubench figures) with its statistics."""
+    rows = [
+        {"label": t.label, "file": t.file, "name": t.name, "group": t.group, "fullname": t.fullname,
+         "mean": t.mean, "median": t.median, "min": t.min, "max": t.max, "stddev": t.stddev, "rounds": t.rounds}
+        for t in inputs.timings if not t.has_xpubench
+    ]
+    cols = ["label", "file", "name", "group", "fullname", "mean", "median", "min", "max", "stddev", "rounds"]
+    return pd.DataFrame(rows, columns=cols)

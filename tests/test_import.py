@@ -1,0 +1,14 @@
+"""`import bench` must not import TensorFlow or initialise NVML."""
+
+import subprocess
+import sys
+
+
+def test_import_bench_leaves_tensorflow_and_nvml_alone():
+    code = (
+        "import sys, bench, bench.cli, bench.runner, bench.sampler, bench.machine, bench.pytest_plugin\n"
+        "bad = [m for m in ('tensorflow', 'keras', 'pynvml', 'ray') if m in sys.modules]\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"imported at module level: {out.stdout.strip()}"

@@ -1,12 +1,17 @@
 """The ``bench`` command line: list, run, suite, report, compare, calibrate.
 
-Every bad input raises UsageError, printed once as ``error: ...`` with exit status 2.
+Every bad input raises UsageError, printed once as ``error: ...`` with exit status 2, before
+anything is created or started. ``bench run`` exits 1 when any trial failed (after writing
+everything), 130 when interrupted (Ctrl-C or SIGTERM; it prints the command that resumes), 74 when
+the result file cannot be written.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -17,6 +22,9 @@ from bench.workload import SIZES
 
 EXIT_INTERRUPTED = 130
 EXIT_TRIALS_FAILED = 1
+EXIT_INTERNAL = 70
+
+_ARGV: list[str] = []  # the arguments main() was given (to print a resume command)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -155,11 +163,83 @@ def _options(args) -> dict:
     return opts
 
 
-def _run_one(workload: str, args, strategies, reporter) -> tuple[int, object]:
-    from bench import results
+class _Reporter:
+    """The console reporter plus the reliability events it does not know (memory guard, resume, failures).
+
+    Args:
+        inner: A ConsoleReporter; events it handles are passed on.
+    """
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def say(self, text: str, style: str | None = None) -> None:
+        self.inner.console.print(text, markup=False, highlight=False, soft_wrap=True, style=style)
+
+    def __call__(self, kind: str, **info) -> None:
+        handler = getattr(self, f"on_{kind}", None)
+        if handler:
+            handler(**info)
+        self.inner(kind, **info)
+
+    def stop(self) -> None:
+        self.inner.stop()
+
+    def on_memory_probe(self, strategy, trial, **_):
+        self.say(f"memory guard: no memory figure for {strategy.device} workers yet; measuring trial {trial} alone first")
+
+    def on_memory_guard(self, decision, strategy, **_):
+        if decision.warn:
+            self.say(f"warning: memory guard: {decision.message}", style="yellow")
+
+    def on_strategy_start(self, strategy, trials, resumed=0, **_):
+        if resumed:
+            self.say(f"resume: {resumed} of {trials} trials of {strategy.device} × {strategy.processes} proc "
+                     f"already finished; running {trials - resumed}")
+
+    def on_resume_superseded(self, strategy, old, new, **_):
+        self.say(f"warning: resume: workload version {old} -> {new}: every {strategy.device} × {strategy.processes} proc "
+                 "trial runs again (the old records stay in the file)", style="yellow")
+
+    def on_strategy_failed(self, strategy, reason, trials=0, **_):
+        self.say(f"error: {strategy.device} × {strategy.processes} proc: {reason}; {trials} trials recorded as not run",
+                 style="red")
+        progress = getattr(self.inner, "progress", None)
+        if progress is not None:
+            progress.update(self.inner.task, advance=trials)
+
+
+def _resume_command(prog: str, argv: Sequence[str], resume: str) -> str:
+    """The command line to continue: the same arguments with ``--resume FILE`` (replacing any)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == "--resume":
+            skip = True
+            continue
+        if a.startswith("--resume="):
+            continue
+        out.append(a)
+    return shlex.join([prog, *out, "--resume", resume])
+
+
+def _failure_line(result, path) -> str | None:
+    from bench.runner import failure_counts
+
+    trials = [t for r in result.runs for t in r.trials]
+    kinds = failure_counts(trials)
+    if not kinds:
+        return None
+    detail = ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
+    return f"{sum(kinds.values())} of {len(trials)} trials failed ({detail}); every trial, with its error, is in {path}"
+
+
+def _run_one(workload: str, args, strategies, reporter, resume=None, resume_path=None) -> tuple[int, object]:
+    """Runs one workload's sweep. Returns (exit status, result path)."""
     from bench.runner import Sweep, SweepInterrupted
 
-    resume = results.load(args.resume) if getattr(args, "resume", None) else None
     sweep = Sweep(
         workload,
         args.size,
@@ -171,27 +251,54 @@ def _run_one(workload: str, args, strategies, reporter) -> tuple[int, object]:
         sample_interval=args.sample_interval,
         on_event=reporter,
         resume_from=resume,
-        path=args.resume if resume is not None else None,
-        command=["bench"] + sys.argv[1:],
+        path=resume_path if resume is not None else None,
+        command=["bench"] + list(_ARGV),
         engine=getattr(args, "cluster", None) or "local",
         engine_options={"address": args.address} if getattr(args, "address", None) else {},
+        force=args.force,
     )
     try:
         result = sweep.run()
     except SweepInterrupted as exc:
         reporter.stop()
-        print(
-            f"interrupted: finished trials are in {exc.path}; resume with: "
-            f"bench run {workload} --resume {exc.path} (same options)",
-            file=sys.stderr,
-        )
-        return EXIT_INTERRUPTED, None
-    failed = sum(r.summary.get("failed", 0) for r in result.runs)
+        print(f"interrupted: {exc.finished} of {exc.total} trials finished; they are in {exc.path} (marked incomplete)",
+              file=sys.stderr)
+        raise
+    except BaseException:
+        reporter.stop()
+        raise
+    line = _failure_line(result, sweep.path)
+    if line:
+        print(line, file=sys.stderr)
+    failed = any(t.error is not None for r in result.runs for t in r.trials)
     return (EXIT_TRIALS_FAILED if failed else 0), sweep.path
 
 
+def _terminate_as_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+class _SigtermAsInterrupt:
+    """Within the block, SIGTERM ends a sweep the way Ctrl-C does (workers ended, file written)."""
+
+    def __enter__(self):
+        self.previous = None
+        try:
+            self.previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+        except ValueError:  # not the main thread
+            pass
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+        return False
+
+
 def cmd_run(args) -> int:
+    from bench import results
     from bench.console import ConsoleReporter
+    from bench.runner import SweepInterrupted
     from bench.workload import get_workload
 
     get_workload(args.workload)  # unknown name -> error before anything else
@@ -199,29 +306,74 @@ def cmd_run(args) -> int:
         from bench.engines import get_engine
 
         get_engine(args.cluster)
+    elif args.address:
+        raise UsageError(f"--address {args.address!r} needs --cluster (choose from: ray)")
     strategies = _strategies(args)
-    reporter = ConsoleReporter(quiet=args.quiet)
-    code, _ = _run_one(args.workload, args, strategies, reporter)
+    resume = results.load(args.resume) if args.resume else None
+    reporter = _Reporter(ConsoleReporter(quiet=args.quiet))
+    with _SigtermAsInterrupt():
+        try:
+            code, _ = _run_one(args.workload, args, strategies, reporter, resume, args.resume)
+        except SweepInterrupted as exc:
+            print(f"resume with: {_resume_command('bench', _ARGV, str(exc.path))}", file=sys.stderr)
+            return EXIT_INTERRUPTED
     return code
+
+
+def _suite_resume(text: str | None, names: Sequence[str], size: str) -> dict[str, tuple[str, object]]:
+    """``--resume a.json,b.json`` for a suite: workload name -> (file, Result)."""
+    from bench import results
+
+    out: dict[str, tuple[str, object]] = {}
+    for f in [x.strip() for x in (text or "").split(",") if x.strip()]:
+        res = results.load(f)
+        found = {r.workload for r in res.runs} | {
+            d.get("workload") for d in res.decisions if d.get("kind") == "sweep" and isinstance(d.get("workload"), str)
+        }
+        found.discard(None)
+        if len(found) != 1:
+            raise UsageError(f"{f}: cannot tell which workload it holds (found: {', '.join(sorted(found)) or 'none'})")
+        (name,) = found
+        if name not in names:
+            raise UsageError(f"{f} holds workload {name!r}, which this suite does not run (choose from: {', '.join(names)})")
+        if name in out:
+            raise UsageError(f"two files to resume for workload {name!r}: {out[name][0]} and {f}")
+        out[name] = (f, res)
+    return out
 
 
 def cmd_suite(args) -> int:
     from bench.console import ConsoleReporter
+    from bench.runner import SweepInterrupted, check_out_dir
     from bench.workload import get_workload, workload_names
 
     names = workload_names() if args.workloads == "all" else [n.strip() for n in args.workloads.split(",") if n.strip()]
+    if not names:
+        raise UsageError(f"bad workload list {args.workloads!r} (choose from: {', '.join(workload_names())} or all)")
     for n in names:
         get_workload(n)
     strategies = _strategies(args)
-    reporter = ConsoleReporter(quiet=args.quiet)
-    paths, worst = [], 0
-    for name in names:
-        code, path = _run_one(name, args, strategies, reporter)
-        if code == EXIT_INTERRUPTED:
-            return code
-        worst = max(worst, code)
-        paths.append(path)
+    check_out_dir(args.out)
     report = Path(args.report) if args.report else Path(args.out) / "report.html"
+    _check_output_file(report, "--report")
+    resumes = _suite_resume(args.resume, names, args.size)
+    reporter = _Reporter(ConsoleReporter(quiet=args.quiet))
+    paths, worst = [], 0
+    with _SigtermAsInterrupt():
+        for name in names:
+            file, res = resumes.get(name, (None, None))
+            if res is not None and res.complete:
+                print(f"{name}: already complete in {file}")
+                paths.append(file)
+                continue
+            try:
+                code, path = _run_one(name, args, strategies, reporter, res, file)
+            except SweepInterrupted as exc:
+                files = ",".join(str(p) for p in paths + [exc.path])
+                print(f"resume with: {_resume_command('bench', _ARGV, files)}", file=sys.stderr)
+                return EXIT_INTERRUPTED
+            worst = max(worst, code)
+            paths.append(path)
     from reports import write_report
 
     write_report([str(p) for p in paths], str(report))
@@ -229,9 +381,24 @@ def cmd_suite(args) -> int:
     return worst
 
 
+def _check_output_file(path: str | os.PathLike, what: str = "--output") -> None:
+    """Raises UsageError when a report cannot be written at ``path`` (a directory, or no writable parent)."""
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"{what} {str(p)!r} is a directory (give a file name, e.g. {str(p / 'report.html')!r})")
+    probe = p.parent
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UsageError(f"{what} {str(p)!r}: {str(probe)!r} is a file, not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"{what} {str(p)!r}: directory {str(probe)!r} is not writable")
+
+
 def cmd_report(args) -> int:
     from reports import write_report
 
+    _check_output_file(args.output)
     write_report(args.files, args.output, png_dir=args.png_dir, keep_going=args.keep_going)
     print(f"report: {args.output}")
     return 0
@@ -240,6 +407,8 @@ def cmd_report(args) -> int:
 def cmd_compare(args) -> int:
     from reports import compare
 
+    if args.output:
+        _check_output_file(args.output)
     return compare(args.files, output=args.output, prices=args.price, keep_going=args.keep_going)
 
 
@@ -260,10 +429,16 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``bench`` and ``python -m bench``: returns the exit status."""
+    """Entry point of ``bench`` and ``python -m bench``: returns the exit status.
+
+    Bad input prints one line, ``error: ...``, and returns 2. Any other failure also prints one
+    line (``XPUBENCH_DEBUG=1`` shows the traceback) and returns 70. Never a traceback by default.
+    """
+    global _ARGV
+    _ARGV = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(_ARGV)
         if args.version:
             from bench.results import _version
 
@@ -281,6 +456,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # `bench list | head`
         return 0
+    except OSError as exc:
+        if os.environ.get("XPUBENCH_DEBUG"):
+            raise
+        name = f" {str(exc.filename)!r}" if exc.filename else ""
+        print(f"error: cannot use{name} ({exc.strerror or exc})", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a bug: one line, not a traceback
+        if os.environ.get("XPUBENCH_DEBUG"):
+            raise
+        text = " ".join(str(exc).split())[:300]
+        print(f"error: internal error: {type(exc).__name__}: {text} (run with XPUBENCH_DEBUG=1 for the traceback)",
+              file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -3,20 +3,60 @@
 A device strategy decides a worker's device environment *before* TensorFlow is imported
 (``child_env``), says whether it can run on this machine (``availability``), and, inside the
 worker after import, sets devices up and gives the scope models are built in (``setup``).
+
+Strategies (``--device``):
+
+- ``cpu``: every GPU hidden (``CUDA_VISIBLE_DEVICES`` empty), so a CPU figure is a CPU figure.
+- ``gpu`` / ``gpu:K``: one GPU per worker. ``gpu`` deals the visible GPUs out round-robin
+  (worker i gets GPU i mod G); ``gpu:K`` puts every worker on visible GPU K. Workers get
+  ``TF_FORCE_GPU_ALLOW_GROWTH=true`` so several can share a GPU, and
+  ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` so GPU numbers mean what NVML / nvidia-smi say.
+- ``mirrored``: one model over several devices with ``tf.distribute.MirroredStrategy``
+  (global batch = per-replica batch x replicas). Over every visible GPU (split between
+  workers when there are several); with no GPU visible, over the CPU split into
+  ``XPUBENCH_MIRRORED_CPUS`` (default 2) logical devices, so multi-device code runs for real.
+  ``mirrored:cpuN`` always splits the CPU into N logical devices (GPUs hidden).
+- ``all`` (in a device list): every strategy; those this machine cannot run are skipped with
+  the reason recorded.
+
+Nothing here imports TensorFlow in the parent: GPU visibility comes from NVML and, where NVML
+cannot tell (or to confirm TensorFlow can use the GPUs NVML sees), a short probe subprocess.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import Callable, ClassVar
+import functools
+import json
+import os
+import re
+import subprocess
+import sys
+from importlib import metadata
+from typing import Callable, ClassVar, Mapping, Sequence
 
 from bench.errors import UsageError, choices_error
+
+MIRRORED_CPUS_VAR = "XPUBENCH_MIRRORED_CPUS"
+GPU_PROBE_VAR = "XPUBENCH_GPU_PROBE"
+DEFAULT_MIRRORED_CPUS = 2
+MAX_LOGICAL_CPUS = 64
+PROBE_TIMEOUT_S = 180.0
+# TensorFlow GPU back-ends NVML knows nothing about: with one installed, ask TensorFlow.
+_NON_NVIDIA_GPU_PACKAGES = ("tensorflow-metal", "tensorflow-rocm", "intel-extension-for-tensorflow",
+                            "tensorflow-directml-plugin")
 
 
 @dataclasses.dataclass(frozen=True)
 class WorkerDevice:
-    """What ``setup`` returns inside a worker."""
+    """What ``setup`` returns inside a worker.
+
+    Args:
+        scope: Factory of the context models are built in (a distribution strategy's scope).
+        replicas: Model replicas kept in sync (global batch = per-replica batch x replicas).
+        info: JSON facts for the worker's hello (devices used, kind, strategy class).
+    """
 
     scope: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
     replicas: int = 1
@@ -40,9 +80,238 @@ class DeviceStrategy:
         """Environment variables set in worker ``worker_index`` before TensorFlow is imported."""
         return {}
 
+    def nvml_indices(self, n_workers: int) -> list[int] | None:
+        """NVML indices of the GPUs this strategy's workers use (None: unknown / every GPU)."""
+        return None
+
     def setup(self) -> WorkerDevice:
         """Runs in the worker right after ``import tensorflow``, before any op."""
         return WorkerDevice()
+
+
+# ---------------------------------------------------------------- pure assignment logic
+
+
+def parse_cuda_visible(value: str | None, count: int, uuids: Sequence[str] = ()) -> list[tuple[str, int | None]]:
+    """Which GPUs a ``CUDA_VISIBLE_DEVICES`` value leaves visible, as CUDA reads it.
+
+    CUDA takes a comma-separated list of indices or UUIDs (``GPU-…``, ``MIG-…``, unique prefixes
+    allowed) and stops at the first entry that names no device; ``-1`` or an empty value hides
+    every GPU.
+
+    Args:
+        value: The variable's value, or None when it is not set (every GPU visible).
+        count: GPUs on the machine (NVML's count, PCI bus order).
+        uuids: Their UUIDs in the same order, to resolve UUID entries ("" / unknown allowed).
+
+    Returns:
+        ``[(id for a worker's CUDA_VISIBLE_DEVICES, NVML index or None if unknown)]`` in order.
+    """
+    if value is None:
+        return [(str(i), i) for i in range(count)]
+    out: list[tuple[str, int | None]] = []
+    seen: set = set()
+    for raw in value.split(","):
+        entry = raw.strip()
+        if re.fullmatch(r"\d+", entry):
+            index = int(entry)
+            if index >= count:
+                break
+            key: tuple[str, int | None] = (str(index), index)
+        elif entry.startswith(("GPU-", "MIG-")):
+            matches = [i for i, u in enumerate(uuids) if isinstance(u, str) and u.startswith(entry)]
+            if uuids and len(matches) != 1 and entry.startswith("GPU-"):
+                break
+            key = (entry, matches[0] if len(matches) == 1 else None)
+        else:
+            break  # -1, empty or junk: CUDA stops here
+        if key[0] in seen:
+            break  # CUDA rejects a repeated device
+        seen.add(key[0])
+        out.append(key)
+    return out
+
+
+def gpu_for_worker(worker_index: int, n_workers: int, gpus: Sequence[str], pinned: int | None = None) -> str:
+    """The ``CUDA_VISIBLE_DEVICES`` value of one worker under the ``gpu`` strategy.
+
+    Round-robin: worker i gets visible GPU i mod G, so N workers on G GPUs share them as evenly
+    as possible (a worker started later to replace one that died continues the rotation).
+    With ``pinned`` every worker gets that one visible GPU.
+
+    Args:
+        worker_index: The worker's index (0-based).
+        n_workers: Workers in the pool.
+        gpus: Ids of the visible GPUs (from :func:`parse_cuda_visible`).
+        pinned: A position in ``gpus`` (``gpu:K``), or None for round-robin.
+
+    Raises:
+        ValueError: no GPU, a negative index, or ``pinned`` out of range.
+    """
+    if not gpus:
+        raise ValueError("no GPU to assign")
+    if worker_index < 0 or n_workers < 1:
+        raise ValueError(f"bad worker index {worker_index} of {n_workers}")
+    if pinned is not None:
+        if not 0 <= pinned < len(gpus):
+            raise ValueError(f"GPU {pinned} is not visible ({len(gpus)} visible)")
+        return gpus[pinned]
+    return gpus[worker_index % len(gpus)]
+
+
+def assign_gpus(n_workers: int, gpus: Sequence[str], pinned: int | None = None) -> list[str]:
+    """``CUDA_VISIBLE_DEVICES`` of each of ``n_workers`` workers (see :func:`gpu_for_worker`)."""
+    return [gpu_for_worker(i, n_workers, gpus, pinned) for i in range(n_workers)]
+
+
+def partition_gpus(worker_index: int, n_workers: int, gpus: Sequence[str]) -> list[str]:
+    """The GPUs one worker mirrors its model over under ``mirrored``.
+
+    With at least as many GPUs as workers, each worker gets its own contiguous block (block
+    sizes differ by at most one, no GPU shared); with fewer GPUs than workers, each worker gets
+    one GPU round-robin (shared).
+
+    Args:
+        worker_index: The worker's index (replacement workers wrap around: index mod n).
+        n_workers: Workers in the pool.
+        gpus: Ids of the visible GPUs.
+
+    Raises:
+        ValueError: no GPU, or a bad index.
+    """
+    if not gpus:
+        raise ValueError("no GPU to assign")
+    if worker_index < 0 or n_workers < 1:
+        raise ValueError(f"bad worker index {worker_index} of {n_workers}")
+    g = len(gpus)
+    if n_workers > g:
+        return [gpus[worker_index % g]]
+    i = worker_index % n_workers
+    base, extra = divmod(g, n_workers)
+    start = i * base + min(i, extra)
+    return list(gpus[start : start + base + (1 if i < extra else 0)])
+
+
+# ---------------------------------------------------------------- what the parent can see
+
+
+@dataclasses.dataclass(frozen=True)
+class GpuInventory:
+    """The GPUs workers could use, as the parent sees them without importing TensorFlow.
+
+    Args:
+        ids: Values usable in a worker's ``CUDA_VISIBLE_DEVICES``, in visible order.
+        nvml_indices: NVML index of each id (None when unknown, e.g. found by the probe only).
+        source: ``nvml``, ``nvml+probe``, ``probe`` or ``none``.
+        reason: Why there is no GPU ("" when there is).
+    """
+
+    ids: tuple[str, ...] = ()
+    nvml_indices: tuple[int | None, ...] = ()
+    source: str = "none"
+    reason: str = ""
+
+
+def _probe_tensorflow_gpus() -> tuple[list[str] | None, str]:
+    """Asks a fresh TensorFlow process which GPUs it sees (a few seconds: one TF import).
+
+    Returns:
+        (GPU device names, "") or (None, why the probe failed).
+    """
+    from bench.childenv import child_env
+
+    code = (
+        "import json, tensorflow as tf\n"
+        "b = tf.sysconfig.get_build_info()\n"
+        "print(json.dumps({'gpus': [d.name for d in tf.config.list_physical_devices('GPU')],"
+        " 'cuda': str(b.get('cuda_version', '')), 'is_cuda_build': bool(b.get('is_cuda_build', False))}))\n"
+    )
+    env = child_env(1, 1)
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, f"TensorFlow probe failed ({type(exc).__name__})"
+    line = (proc.stdout.strip().splitlines() or [""])[-1]
+    try:
+        facts = json.loads(line)
+    except ValueError:
+        tail = " ".join(proc.stderr.strip().splitlines()[-1:])[:200]
+        return None, f"TensorFlow probe failed (exit {proc.returncode}: {tail})"
+    if facts["gpus"]:
+        return list(facts["gpus"]), ""
+    build = f"CUDA {facts['cuda']} build" if facts["is_cuda_build"] else "a build without CUDA"
+    return [], f"TensorFlow ({build}) lists no GPU device"
+
+
+def _probe_wanted(nvml_sees_gpus: bool) -> bool:
+    setting = os.environ.get(GPU_PROBE_VAR, "").strip().lower()
+    if setting in ("0", "no", "false", "off"):
+        return False
+    if setting in ("1", "yes", "true", "on"):
+        return True
+    if nvml_sees_gpus:
+        return True  # confirm TensorFlow can use them (pip `tensorflow` needs `[and-cuda]` for that)
+    if sys.platform == "darwin":
+        return True
+    for package in _NON_NVIDIA_GPU_PACKAGES:
+        try:
+            metadata.version(package)
+            return True
+        except metadata.PackageNotFoundError:
+            continue
+    return False
+
+
+@functools.lru_cache(maxsize=4)
+def _inventory(cuda_visible: str | None) -> GpuInventory:
+    from bench.nvml import nvml
+
+    if cuda_visible is not None and not parse_cuda_visible(cuda_visible, 1 << 16, ()):
+        return GpuInventory(reason=f"CUDA_VISIBLE_DEVICES={cuda_visible!r} hides every GPU")
+    nv = nvml()
+    if nv.available:
+        count = nv.device_count()
+        visible = parse_cuda_visible(cuda_visible, count, nv.uuids())
+        if not visible:
+            return GpuInventory(
+                reason=f"CUDA_VISIBLE_DEVICES={cuda_visible!r} names none of the {count} GPU(s) NVML sees"
+            )
+        source = "nvml"
+        if _probe_wanted(True):
+            names, why = _probe_tensorflow_gpus()
+            if names is not None and not names:
+                return GpuInventory(reason=f"NVML sees {count} GPU(s) but {why}; pip install 'tensorflow[and-cuda]'")
+            source = "nvml+probe" if names else "nvml"
+        return GpuInventory(
+            ids=tuple(v[0] for v in visible), nvml_indices=tuple(v[1] for v in visible), source=source
+        )
+    if _probe_wanted(False):
+        names, why = _probe_tensorflow_gpus()
+        if names:
+            return GpuInventory(ids=tuple(str(i) for i in range(len(names))),
+                                nvml_indices=(None,) * len(names), source="probe")
+        return GpuInventory(reason=f"{why}; {nv.reason}")
+    return GpuInventory(reason=f"{nv.reason}; set {GPU_PROBE_VAR}=1 to ask TensorFlow directly")
+
+
+def gpu_inventory() -> GpuInventory:
+    """The GPUs visible to workers started from this process (cached per CUDA_VISIBLE_DEVICES)."""
+    return _inventory(os.environ.get("CUDA_VISIBLE_DEVICES"))
+
+
+def reset_for_tests() -> None:
+    """Forgets the cached GPU inventory (after a test installs a fake NVML or probe)."""
+    _inventory.cache_clear()
+
+
+def no_gpu_reason(inventory: GpuInventory) -> str:
+    return f"no GPU visible to TensorFlow ({inventory.reason})"
+
+
+# ---------------------------------------------------------------- strategies
 
 
 class CpuDevice(DeviceStrategy):
@@ -51,11 +320,202 @@ class CpuDevice(DeviceStrategy):
     name = "cpu"
     description = "CPU only (CUDA_VISIBLE_DEVICES empty)"
 
+    def __init__(self, spec: str):
+        super().__init__(spec)
+        if spec != "cpu":
+            raise UsageError(f"bad device {spec!r} (cpu takes no option)")
+
     def child_env(self, worker_index: int, n_workers: int) -> dict[str, str]:
         return {"CUDA_VISIBLE_DEVICES": ""}
 
+    def nvml_indices(self, n_workers: int) -> list[int] | None:
+        return []
 
-_DEVICES: dict[str, type[DeviceStrategy]] = {"cpu": CpuDevice}
+    def setup(self) -> WorkerDevice:
+        import tensorflow as tf
+
+        if tf.config.list_physical_devices("GPU"):  # a plug-in ignoring CUDA_VISIBLE_DEVICES
+            tf.config.set_visible_devices([], "GPU")
+        return WorkerDevice(info={"kind": "cpu", "devices": [d.name for d in tf.config.list_logical_devices()]})
+
+
+class GpuDevice(DeviceStrategy):
+    """One GPU per worker: round-robin over the visible GPUs (``gpu``) or pinned (``gpu:K``)."""
+
+    name = "gpu"
+    description = "one GPU per worker, round-robin (gpu:K pins visible GPU K)"
+
+    def __init__(self, spec: str):
+        super().__init__(spec)
+        _, sep, opt = spec.partition(":")
+        self.pinned: int | None = None
+        if sep:
+            if not re.fullmatch(r"\d+", opt):
+                raise UsageError(f"bad device {spec!r} (expected gpu or gpu:K, K a visible GPU's index)")
+            self.pinned = int(opt)
+
+    def availability(self) -> str | None:
+        inv = gpu_inventory()
+        if not inv.ids:
+            return no_gpu_reason(inv)
+        if self.pinned is not None and self.pinned >= len(inv.ids):
+            return f"no GPU {self.pinned} visible to TensorFlow ({len(inv.ids)} visible: 0..{len(inv.ids) - 1})"
+        return None
+
+    def assignment(self, n_workers: int) -> list[str]:
+        """``CUDA_VISIBLE_DEVICES`` of each worker (see :func:`assign_gpus`)."""
+        return assign_gpus(n_workers, gpu_inventory().ids, self.pinned)
+
+    def child_env(self, worker_index: int, n_workers: int) -> dict[str, str]:
+        inv = gpu_inventory()
+        if not inv.ids:
+            raise UsageError(no_gpu_reason(inv))
+        env = {
+            "CUDA_VISIBLE_DEVICES": gpu_for_worker(worker_index, n_workers, inv.ids, self.pinned),
+            "TF_FORCE_GPU_ALLOW_GROWTH": "true",
+        }
+        if inv.source.startswith("nvml"):
+            env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+        return env
+
+    def nvml_indices(self, n_workers: int) -> list[int] | None:
+        inv = gpu_inventory()
+        if not inv.ids or None in inv.nvml_indices:
+            return None
+        by_id = dict(zip(inv.ids, inv.nvml_indices))
+        return sorted({by_id[g] for g in assign_gpus(max(1, n_workers), inv.ids, self.pinned)})
+
+    def setup(self) -> WorkerDevice:
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        if not gpus:
+            raise RuntimeError(
+                "no GPU visible to TensorFlow in this worker "
+                f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}); "
+                "refusing to run a 'gpu' strategy on the CPU"
+            )
+        _memory_growth(tf, gpus)
+        return WorkerDevice(info={"kind": "gpu", "devices": [d.name for d in tf.config.list_logical_devices("GPU")],
+                                  "gpus": _gpu_details(tf, gpus)})
+
+
+class MirroredDevice(DeviceStrategy):
+    """``tf.distribute.MirroredStrategy`` over the visible GPUs, or over logical CPU devices."""
+
+    name = "mirrored"
+    description = (f"MirroredStrategy over all visible GPUs (no GPU: the CPU split into "
+                   f"${MIRRORED_CPUS_VAR} or {DEFAULT_MIRRORED_CPUS} logical devices; mirrored:cpuN)")
+
+    def __init__(self, spec: str):
+        super().__init__(spec)
+        _, sep, opt = spec.partition(":")
+        self.cpus: int | None = None
+        if sep:
+            m = re.fullmatch(r"cpu(\d+)", opt)
+            if not m or not 1 <= int(m.group(1)) <= MAX_LOGICAL_CPUS:
+                raise UsageError(
+                    f"bad device {spec!r} (expected mirrored or mirrored:cpuN, N from 1 to {MAX_LOGICAL_CPUS})"
+                )
+            self.cpus = int(m.group(1))
+
+    def _fallback_cpus(self) -> int:
+        text = os.environ.get(MIRRORED_CPUS_VAR, "").strip() or str(DEFAULT_MIRRORED_CPUS)
+        if not re.fullmatch(r"\d+", text) or not 1 <= int(text) <= MAX_LOGICAL_CPUS:
+            raise UsageError(f"bad {MIRRORED_CPUS_VAR}={text!r} (expected a whole number from 1 to {MAX_LOGICAL_CPUS})")
+        return int(text)
+
+    def plan(self) -> tuple[str, int | GpuInventory]:
+        """``("cpu", N logical devices)`` or ``("gpu", inventory)``: what the workers will mirror over."""
+        if self.cpus is not None:
+            return "cpu", self.cpus
+        inv = gpu_inventory()
+        if inv.ids:
+            return "gpu", inv
+        return "cpu", self._fallback_cpus()
+
+    def availability(self) -> str | None:
+        try:
+            self.plan()
+        except UsageError as exc:
+            return str(exc)
+        return None
+
+    def child_env(self, worker_index: int, n_workers: int) -> dict[str, str]:
+        kind, what = self.plan()
+        if kind == "cpu":
+            return {"CUDA_VISIBLE_DEVICES": "", MIRRORED_CPUS_VAR: str(what)}
+        env = {
+            "CUDA_VISIBLE_DEVICES": ",".join(partition_gpus(worker_index, n_workers, what.ids)),
+            "TF_FORCE_GPU_ALLOW_GROWTH": "true",
+        }
+        if what.source.startswith("nvml"):
+            env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+        return env
+
+    def nvml_indices(self, n_workers: int) -> list[int] | None:
+        kind, what = self.plan()
+        if kind == "cpu":
+            return []
+        if None in what.nvml_indices:
+            return None
+        by_id = dict(zip(what.ids, what.nvml_indices))
+        used = {g for i in range(max(1, n_workers)) for g in partition_gpus(i, n_workers, what.ids)}
+        return sorted(by_id[g] for g in used)
+
+    def setup(self) -> WorkerDevice:
+        import tensorflow as tf
+
+        n_cpu = os.environ.get(MIRRORED_CPUS_VAR, "").strip()
+        if n_cpu:
+            cpu = tf.config.list_physical_devices("CPU")[0]
+            tf.config.set_logical_device_configuration(
+                cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(int(n_cpu))]
+            )
+            devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+            kind, details = "cpu-logical", {}
+        else:
+            gpus = tf.config.list_physical_devices("GPU")
+            if not gpus:
+                raise RuntimeError(
+                    "no GPU visible to TensorFlow in this worker "
+                    f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}); "
+                    f"use mirrored:cpuN to mirror over logical CPU devices"
+                )
+            _memory_growth(tf, gpus)
+            devices = [d.name for d in tf.config.list_logical_devices("GPU")]
+            kind, details = "gpu", {"gpus": _gpu_details(tf, gpus)}
+        strategy = tf.distribute.MirroredStrategy(devices=devices)
+        return WorkerDevice(
+            scope=strategy.scope,
+            replicas=int(strategy.num_replicas_in_sync),
+            info={"kind": kind, "devices": devices, "strategy": type(strategy).__name__,
+                  "replicas": int(strategy.num_replicas_in_sync), **details},
+        )
+
+
+def _memory_growth(tf, gpus) -> None:
+    for g in gpus:
+        try:
+            tf.config.experimental.set_memory_growth(g, True)
+        except (RuntimeError, ValueError):  # already initialised / set by TF_FORCE_GPU_ALLOW_GROWTH
+            pass
+
+
+def _gpu_details(tf, gpus) -> list[dict]:
+    out = []
+    for g in gpus:
+        try:
+            d = tf.config.experimental.get_device_details(g)
+        except Exception:  # noqa: BLE001 - details are optional
+            d = {}
+        cc = d.get("compute_capability")
+        out.append({"name": g.name, "device_name": d.get("device_name"),
+                    "compute_capability": ".".join(map(str, cc)) if cc else None})
+    return out
+
+
+_DEVICES: dict[str, type[DeviceStrategy]] = {"cpu": CpuDevice, "gpu": GpuDevice, "mirrored": MirroredDevice}
 
 
 def register_device(cls: type[DeviceStrategy]) -> type[DeviceStrategy]:
@@ -69,10 +529,10 @@ def device_names() -> list[str]:
 
 
 def get_device(spec: str) -> DeviceStrategy:
-    """``"cpu"``, ``"gpu"``, ``"gpu:1"``... -> a DeviceStrategy.
+    """``"cpu"``, ``"gpu"``, ``"gpu:1"``, ``"mirrored:cpu2"``... -> a DeviceStrategy.
 
     Raises:
-        UsageError: unknown name, listing the valid ones.
+        UsageError: unknown name (listing the valid ones) or a malformed option.
     """
     base = spec.split(":", 1)[0]
     if base not in _DEVICES:
@@ -81,7 +541,15 @@ def get_device(spec: str) -> DeviceStrategy:
 
 
 def parse_devices(text: str) -> list[str]:
-    """``"cpu,mirrored"`` -> validated device specs (``all`` expands to every registered one)."""
+    """``"cpu,mirrored"`` -> validated device specs.
+
+    A named strategy this machine cannot run is an error (``--device gpu`` without a visible
+    GPU: ``no GPU visible to TensorFlow (...)``); ``all`` expands to every registered strategy
+    and leaves the unavailable ones to be skipped (with the reason) by the runner.
+
+    Raises:
+        UsageError: empty list, unknown or malformed name, or a named strategy unavailable here.
+    """
     specs = [p.strip() for p in str(text).split(",") if p.strip()]
     if not specs:
         raise UsageError(f"bad device list {text!r} (choose from: {', '.join(device_names() + ['all'])})")
@@ -90,7 +558,14 @@ def parse_devices(text: str) -> list[str]:
         if spec == "all":
             out.extend(n for n in device_names() if n not in out)
             continue
-        get_device(spec)
+        reason = get_device(spec).availability()
+        if reason:
+            raise UsageError(reason)
         if spec not in out:
             out.append(spec)
     return out
+
+
+def mirrored_cpus_env(n: int) -> Mapping[str, str]:
+    """The worker environment that makes ``mirrored`` split the CPU into ``n`` logical devices."""
+    return {"CUDA_VISIBLE_DEVICES": "", MIRRORED_CPUS_VAR: str(int(n))}

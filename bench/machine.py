@@ -1,7 +1,10 @@
 """The machine fingerprint recorded in every result (and in pytest-benchmark's machine_info).
 
 Nothing here imports TensorFlow: versions come from package metadata, and the facts only
-TensorFlow knows (CUDA/cuDNN it was built with, devices it sees) are reported by workers.
+TensorFlow knows (CUDA/cuDNN it was built with, devices it sees) are reported by workers (the
+runner adds them as ``tensorflow_build`` and ``tensorflow_devices``). GPU facts (name, memory,
+driver, power limit) come from NVML; ``energy`` says which energy readings this machine allows
+this user (RAPL for the CPU package, NVML for GPUs) and why not where it does not.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from importlib import metadata
 
 import psutil
 
+from bench import energy
 from bench.childenv import THREAD_VARS
 from bench.nvml import nvml
 from bench.strategy import usable_cores
@@ -80,5 +84,19 @@ def fingerprint(label: str | None = None) -> dict:
         "xpubench": _pkg_version("xpubench"),
         "gpus": nv.describe() if nv.available else [],
         "gpu_status": "" if nv.available else nv.reason,
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "energy": energy.sources(),
         "thread_env": {k: os.environ[k] for k in THREAD_VARS if k in os.environ},
+        "calibration": _calibration(),
     }
+
+
+# ---------------------------------------------------------------- calibration (bench/calibrate.py)
+
+
+def _calibration() -> dict | None:
+    """``bench calibrate``'s cached figures for this machine (parallel-efficiency ceiling per
+    process count, fp32 matmul GFLOP/s, when measured), or None if it was never run here."""
+    from bench.calibrate import cached_calibration
+
+    return cached_calibration()

@@ -5,6 +5,11 @@ Workers are started with ``subprocess`` (fork+exec: a fresh interpreter, like mu
 environment (threads, devices) before it imports TensorFlow, stays alive for the whole sweep, and
 answers over a private pipe in JSON lines. A worker that dies or overruns its time limit becomes
 a failed trial; a replacement is started while trials remain.
+
+Whatever happens to a worker, every job gets exactly one ``on_done`` call: the worker's
+``result`` or ``error`` reply, or an ``error`` the pool makes: ``crash`` (killed by a signal or
+exited), ``timeout`` (over the trial time limit; the pool killed it), ``protocol`` (a reply that
+is not JSON) or ``startup`` (no worker could be started to run it).
 """
 
 from __future__ import annotations
@@ -22,7 +27,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from bench.errors import WorkerStartError
+
 STARTUP_TIMEOUT_S = 600.0
+MAX_START_FAILURES = 3  # workers in a row that end before saying hello: give up on the jobs left
+QUIT_GRACE_S = 5.0  # how long idle workers get to quit before they are killed
 
 
 @dataclasses.dataclass
@@ -33,6 +42,7 @@ class _Worker:
     log_path: Path
     env: dict
     started: float
+    start_deadline: float = float("inf")
     hello: dict | None = None
     job: dict | None = None
     job_started: float = 0.0
@@ -50,7 +60,13 @@ class _Worker:
 
 
 def stderr_tail(path: Path, lines: int = 12, limit: int = 2000) -> str:
-    """The last lines a worker wrote (its log), trimmed for a result file."""
+    """The last lines a worker wrote (its log), trimmed for a result file.
+
+    Args:
+        path: The worker's log (its stdout and stderr).
+        lines: At most this many lines.
+        limit: At most this many characters.
+    """
     try:
         with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)
@@ -63,7 +79,11 @@ def stderr_tail(path: Path, lines: int = 12, limit: int = 2000) -> str:
 
 
 def describe_exit(returncode: int | None) -> tuple[str, int | None, int | None]:
-    """(message, exit_code, signal) for a worker that ended."""
+    """(message, exit_code, signal) for a worker that ended.
+
+    Args:
+        returncode: ``Popen.returncode`` (negative: killed by that signal).
+    """
     if returncode is None:
         return "worker ended", None, None
     if returncode < 0:
@@ -84,8 +104,9 @@ class WorkerPool:
         n: Number of worker processes.
         env_for: ``env_for(index) -> dict``: the full environment of worker ``index``.
         device: Device spec passed to each worker (``cpu``, ``gpu:0``, ``mirrored``...).
-        log_dir: Where worker logs go (default: a temporary directory).
+        log_dir: Where worker logs go (default: a temporary directory, removed by ``close``).
         on_event: ``on_event(kind, **info)`` for progress (``worker_ready``, ``worker_died``).
+        startup_timeout: Seconds a worker may take to import TensorFlow and say hello.
     """
 
     def __init__(
@@ -95,6 +116,7 @@ class WorkerPool:
         device: str = "cpu",
         log_dir: str | os.PathLike | None = None,
         on_event: Callable[..., None] | None = None,
+        startup_timeout: float = STARTUP_TIMEOUT_S,
     ):
         self.n = n
         self.env_for = env_for
@@ -102,10 +124,13 @@ class WorkerPool:
         self._tmp = None if log_dir else tempfile.TemporaryDirectory(prefix="xpubench-logs-")
         self.log_dir = Path(log_dir or self._tmp.name)
         self.on_event = on_event or (lambda kind, **info: None)
+        self.startup_timeout = startup_timeout
         self.sel = selectors.DefaultSelector()
         self.workers: list[_Worker] = []
         self.worker_facts: list[dict] = []
         self._next_index = 0
+        self._start_failures = 0  # consecutive
+        self._closed = False
 
     # ------------------------------------------------------------ lifecycle
 
@@ -115,76 +140,106 @@ class WorkerPool:
         env = self.env_for(index)
         r, w = os.pipe()
         log_path = self.log_dir / f"worker-{index}.log"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "bench.worker", str(w), self.device],
-                stdin=subprocess.PIPE,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                pass_fds=(w,),
-                start_new_session=True,  # Ctrl-C reaches the parent only; it ends the workers
-                close_fds=True,
-            )
-        os.close(w)
+        try:
+            with open(log_path, "wb") as log:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "bench.worker", str(w), self.device],
+                    stdin=subprocess.PIPE,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    pass_fds=(w,),
+                    start_new_session=True,  # Ctrl-C reaches the parent only; it ends the workers
+                    close_fds=True,
+                )
+        except BaseException:
+            os.close(r)
+            raise
+        finally:
+            os.close(w)
         os.set_blocking(r, False)
-        worker = _Worker(index=index, proc=proc, fd=r, log_path=log_path, env=env, started=time.perf_counter())
+        now = time.perf_counter()
+        worker = _Worker(
+            index=index, proc=proc, fd=r, log_path=log_path, env=env, started=now,
+            start_deadline=now + self.startup_timeout,
+        )
         self.sel.register(r, selectors.EVENT_READ, worker)
         self.workers.append(worker)
         return worker
 
     def start(self) -> None:
-        """Starts n workers at once and waits until all have imported TensorFlow."""
+        """Starts n workers at once and waits until they have imported TensorFlow.
+
+        Workers that die or miss the startup time limit are recorded in ``worker_facts``
+        (``failed_to_start``); the pool goes on with the others.
+
+        Raises:
+            WorkerStartError: no worker could start (the message has the last one's stderr tail).
+        """
         for _ in range(self.n):
             self._spawn()
-        deadline = time.perf_counter() + STARTUP_TIMEOUT_S
         while any(w.state == "starting" for w in self.workers):
-            if time.perf_counter() > deadline:
-                raise RuntimeError("workers did not start within %.0f s" % STARTUP_TIMEOUT_S)
             self._poll(0.5, on_done=None)
-        alive = [w for w in self.workers if not w.dead]
-        if not alive:
+            self._check_startup_deadlines()
+        if not any(w.state != "dead" for w in self.workers):
             w = self.workers[-1]
-            msg, _, _ = describe_exit(w.proc.returncode)
-            raise RuntimeError(f"no worker could start ({msg}): {stderr_tail(w.log_path, 4)}")
+            fact = next((f for f in reversed(self.worker_facts) if f.get("index") == w.index), {})
+            reason = fact.get("failed_to_start") or describe_exit(w.proc.returncode)[0]
+            raise WorkerStartError(f"no worker could start ({reason}): {stderr_tail(w.log_path, 4)}")
 
     def close(self) -> None:
-        """Asks idle workers to quit; kills the rest. Safe to call twice."""
+        """Asks idle workers to quit, kills the rest and any that do not quit in time. Safe to call twice."""
+        if self._closed:
+            return
         for w in self.workers:
-            if w.dead:
+            if w.dead or w.job is not None or w.hello is None:
                 continue
             try:
-                if w.job is None and w.hello is not None:
-                    w.proc.stdin.write(b'{"type": "quit"}\n')
-                    w.proc.stdin.flush()
-                    w.proc.stdin.close()
-                    w.proc.wait(timeout=10)
-            except (OSError, subprocess.TimeoutExpired, ValueError):
+                w.proc.stdin.write(b'{"type": "quit"}\n')
+                w.proc.stdin.flush()
+                w.proc.stdin.close()
+            except (OSError, ValueError):
                 pass
+        deadline = time.perf_counter() + QUIT_GRACE_S
+        for w in self.workers:
+            if w.dead or w.job is not None or w.hello is None:
+                continue
+            try:
+                w.proc.wait(timeout=max(0.0, deadline - time.perf_counter()))
+            except subprocess.TimeoutExpired:
+                pass
+        for w in self.workers:
             self._kill(w)
+        self._closed = True
         self.sel.close()
         if self._tmp is not None:
             self._tmp.cleanup()
 
     def _kill(self, w: _Worker) -> None:
+        """Ends a worker (its whole process group) and forgets its pipe."""
         if w.proc.poll() is None:
             try:
                 os.killpg(w.proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 w.proc.kill()
-            w.proc.wait()
+        try:
+            w.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # pragma: no cover - a process SIGKILL cannot end
+            pass
         if not w.dead:
             w.dead = True
             try:
                 self.sel.unregister(w.fd)
             except (KeyError, ValueError):
                 pass
-            os.close(w.fd)
-            for stream in (w.proc.stdin,):
-                try:
-                    stream.close()
-                except Exception:
-                    pass
+            try:
+                os.close(w.fd)
+            except OSError:
+                pass
+            try:
+                w.proc.stdin.close()
+            except Exception:
+                pass
 
     def __enter__(self):
         self.start()
@@ -208,8 +263,15 @@ class WorkerPool:
     ) -> None:
         """Runs every job; calls ``on_done(job, reply)`` once per job as it ends, in the parent.
 
-        ``reply`` is the worker's ``result`` message, or an ``error`` message the pool made for a
-        crash or a timeout (``kind``, ``message``, ``exit_code``, ``signal``, ``stderr_tail``).
+        ``reply`` is the worker's ``result`` message, or an ``error`` message (``kind``,
+        ``message``, ``exit_code``, ``signal``, ``stderr_tail``, ``wall_s``, ``worker``), from the
+        worker for an exception or made by the pool for a crash, a timeout or a startup failure.
+        The next job is sent only after ``on_done`` returned, so what it writes is on disk first.
+
+        Args:
+            jobs: Trial messages (see bench.worker).
+            on_done: Called once per job, in the order jobs end.
+            trial_timeout: Seconds a trial may run before its worker is killed (None: no limit).
         """
         pending = collections.deque(jobs)
         while pending or any(w.job is not None for w in self.workers):
@@ -217,29 +279,70 @@ class WorkerPool:
                 if w.state == "idle" and pending:
                     self._send(w, pending.popleft(), trial_timeout)
             live = [w for w in self.workers if not w.dead]
-            while pending and len(live) < min(self.n, len(pending) + sum(w.job is not None for w in live)):
-                live.append(self._spawn())  # replaces a worker that died
+            busy = sum(w.job is not None for w in live)
+            if pending and self._start_failures >= MAX_START_FAILURES and not any(w.state == "starting" for w in live):
+                if not live:
+                    self._give_up(pending, on_done)
+                    return
+            else:
+                while pending and len(live) < min(self.n, len(pending) + busy):
+                    live.append(self._spawn())  # replaces a worker that died
             now = time.perf_counter()
-            next_deadline = min((w.deadline for w in live), default=float("inf"))
+            next_deadline = min([w.deadline for w in live] + [w.start_deadline for w in live if w.hello is None])
             self._poll(max(0.0, min(0.5, next_deadline - now)), on_done)
+            self._check_startup_deadlines()
             now = time.perf_counter()
             for w in self.workers:
                 if w.job is not None and now > w.deadline:
-                    job = w.job
-                    self._kill(w)
-                    w.job = None
-                    on_done(
-                        job,
-                        {
-                            "type": "error",
-                            "kind": "timeout",
-                            "message": f"trial over its {trial_timeout:g} s limit; worker ended",
-                            "stderr_tail": stderr_tail(w.log_path),
-                            "wall_s": now - w.job_started,
-                            "worker": w.index,
-                        },
-                    )
-                    self.on_event("worker_died", worker=w.index, reason="timeout")
+                    self._timeout(w, now, trial_timeout, on_done)
+
+    def _timeout(self, w: _Worker, now: float, trial_timeout: float | None, on_done) -> None:
+        job = w.job
+        self._kill(w)
+        w.job = None
+        self.on_event("worker_died", worker=w.index, reason=f"over the {trial_timeout:g} s trial time limit")
+        on_done(
+            job,
+            {
+                "type": "error",
+                "kind": "timeout",
+                "message": f"trial over its {trial_timeout:g} s time limit; worker killed",
+                "exit_code": None,
+                "signal": int(signal.SIGKILL),
+                "stderr_tail": stderr_tail(w.log_path),
+                "wall_s": now - w.job_started,
+                "worker": w.index,
+            },
+        )
+
+    def _give_up(self, pending: collections.deque, on_done) -> None:
+        """No worker can be started: every job left becomes a ``startup`` error."""
+        last = next((f for f in reversed(self.worker_facts) if "failed_to_start" in f), {})
+        message = f"not run: {MAX_START_FAILURES} workers in a row failed to start ({last.get('failed_to_start', '?')})"
+        while pending:
+            on_done(
+                pending.popleft(),
+                {
+                    "type": "error",
+                    "kind": "startup",
+                    "message": message,
+                    "stderr_tail": last.get("stderr_tail", ""),
+                    "wall_s": 0.0,
+                    "worker": last.get("index", 0),
+                },
+            )
+
+    def _check_startup_deadlines(self) -> None:
+        now = time.perf_counter()
+        for w in self.workers:
+            if w.state == "starting" and now > w.start_deadline:
+                self._kill(w)
+                self._start_failed(w, f"no hello within {self.startup_timeout:g} s")
+
+    def _start_failed(self, w: _Worker, reason: str) -> None:
+        self._start_failures += 1
+        self.worker_facts.append({"index": w.index, "failed_to_start": reason, "stderr_tail": stderr_tail(w.log_path)})
+        self.on_event("worker_died", worker=w.index, reason=f"failed to start: {reason}")
 
     def _send(self, w: _Worker, job: dict, trial_timeout: float | None) -> None:
         w.job = job
@@ -248,30 +351,43 @@ class WorkerPool:
         try:
             w.proc.stdin.write((json.dumps(job) + "\n").encode())
             w.proc.stdin.flush()
-        except (BrokenPipeError, OSError):
+        except (BrokenPipeError, OSError, ValueError):
             pass  # the death is seen as EOF on its pipe
 
     def _poll(self, timeout: float, on_done) -> None:
         for key, _ in self.sel.select(timeout):
             w: _Worker = key.data
+            if w.dead:
+                continue
             try:
                 chunk = os.read(w.fd, 65536)
             except BlockingIOError:
                 continue
+            except OSError:
+                chunk = b""
             if not chunk:
                 self._on_eof(w, on_done)
                 continue
             w.buffer += chunk
-            while b"\n" in w.buffer:
+            while b"\n" in w.buffer and not w.dead:
                 line, w.buffer = w.buffer.split(b"\n", 1)
-                if line.strip():
-                    self._on_message(w, json.loads(line), on_done)
+                if not line.strip():
+                    continue
+                try:
+                    msg = json.loads(line)
+                    if not isinstance(msg, dict):
+                        raise ValueError("not an object")
+                except ValueError:
+                    self._on_garbage(w, line, on_done)
+                    break
+                self._on_message(w, msg, on_done)
 
     def _on_message(self, w: _Worker, msg: dict, on_done) -> None:
         if msg.get("type") == "hello":
             msg["startup_s"] = time.perf_counter() - w.started
             msg["index"] = w.index
             w.hello = msg
+            self._start_failures = 0
             self.worker_facts.append(msg)
             self.on_event("worker_ready", worker=w.index, startup_s=msg["startup_s"])
             return
@@ -279,7 +395,32 @@ class WorkerPool:
         if job is None or on_done is None:
             return
         msg["worker"] = w.index
+        if msg.get("type") == "error":
+            msg.setdefault("wall_s", time.perf_counter() - w.job_started)
         on_done(job, msg)
+
+    def _on_garbage(self, w: _Worker, line: bytes, on_done) -> None:
+        """A reply that is not a JSON object: the worker cannot be trusted any more."""
+        job = w.job
+        self._kill(w)
+        w.job = None
+        text = line[:120].decode("utf-8", "replace")
+        self.on_event("worker_died", worker=w.index, reason="sent a reply that is not JSON")
+        if w.hello is None:
+            self._start_failed(w, f"bad hello {text!r}")
+            return
+        if job is not None and on_done is not None:
+            on_done(
+                job,
+                {
+                    "type": "error",
+                    "kind": "protocol",
+                    "message": f"worker sent a reply that is not a JSON object: {text!r}",
+                    "stderr_tail": stderr_tail(w.log_path),
+                    "wall_s": time.perf_counter() - w.job_started,
+                    "worker": w.index,
+                },
+            )
 
     def _on_eof(self, w: _Worker, on_done) -> None:
         job = w.job
@@ -291,6 +432,9 @@ class WorkerPool:
         self._kill(w)
         w.job = None
         message, exit_code, sig = describe_exit(returncode)
+        if w.hello is None:
+            self._start_failed(w, message)
+            return
         self.on_event("worker_died", worker=w.index, reason=message)
         if job is not None and on_done is not None:
             on_done(
@@ -305,8 +449,4 @@ class WorkerPool:
                     "wall_s": time.perf_counter() - w.job_started,
                     "worker": w.index,
                 },
-            )
-        elif w.hello is None:
-            self.worker_facts.append(
-                {"index": w.index, "failed_to_start": message, "stderr_tail": stderr_tail(w.log_path)}
             )

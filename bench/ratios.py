@@ -3,12 +3,17 @@
 speedup = wall(1 process) / wall(N processes); efficiency = speedup / N;
 CPU-time/wall = CPU seconds of the whole process tree / wall seconds (how many cores were busy);
 per-process CPU/wall = mean over workers of that worker's CPU seconds / wall (seed 001's figure).
+GPU utilisation and memory p50/p95 come from the NVML samples; energy (CPU package from RAPL,
+GPU from NVML) is joules over the run's window, per finished trial and per 1,000 samples, or
+"unavailable" with the reason (see bench.energy).
 """
 
 from __future__ import annotations
 
 import statistics
 from typing import Iterable, Mapping, Sequence
+
+from bench.energy import energy_summary
 
 
 def speedup(baseline_wall: float, wall: float) -> float | None:
@@ -131,6 +136,7 @@ def summarize(
         "startup_s": spread(startup),
     }
     out.update(gpu_percentiles(samples))
+    out["energy"] = energy_summary(samples, len(ok), total_samples)
     return out
 
 

@@ -2,58 +2,125 @@
 
 Data flows one way: workload (trial configs) -> strategy (pool of workers) -> runner (+ sampler)
 -> result file. The runner owns timing and the result file; the file on disk is always valid
-JSON holding every trial finished so far.
+JSON holding every trial finished so far (each is written, atomically, before the next trial is
+sent). Failed trials are records with their error; Ctrl-C ends the workers, writes what finished
+(marked incomplete) and raises :class:`SweepInterrupted`. A sweep can resume an earlier result:
+trials that finished there with the same configuration and workload version are kept, the rest
+run. The memory guard (bench.memguard) may lower or refuse a process count before its pool starts.
+
+Everything here goes through the engine interface (``start``, ``run``, ``close``,
+``worker_facts``), so failures, interrupts and resume work the same for every engine.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import dataclasses
 import datetime as _dt
+import json
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from bench import childenv, results
+from bench import childenv, memguard, results
 from bench.devices import get_device
 from bench.engines import get_engine
-from bench.errors import UsageError
+from bench.errors import ResultWriteError, UsageError
 from bench.machine import fingerprint
-from bench.ratios import summarize
+from bench.ratios import summarize, tree_cpu_seconds
 from bench.results import Result, RunRecord, TrialError, TrialRecord
 from bench.sampler import DEFAULT_INTERVAL_S, Sampler
 from bench.strategy import Strategy, make_strategies
 from bench.workload import Workload, get_workload, trial_seed
 
+OOM_USED_FRACTION = 0.90  # system memory this full just before a SIGKILL: call it out-of-memory
+IGNORED_OPTIONS = ("offline",)  # options that do not change what a trial measures
+
 
 class SweepInterrupted(Exception):
-    """Ctrl-C during a sweep; the partial result is on disk at ``path``."""
+    """Ctrl-C (or SIGTERM) during a sweep; the partial result is on disk at ``path``.
 
-    def __init__(self, path: Path):
+    Args:
+        path: The result file, valid JSON with ``complete: false``.
+        finished: Trials finished (and kept) so far.
+        total: Trials the sweep has in all.
+    """
+
+    def __init__(self, path: Path, finished: int = 0, total: int = 0):
         super().__init__(str(path))
         self.path = path
+        self.finished = finished
+        self.total = total
 
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def prepare_out_dir(out: str | os.PathLike) -> Path:
-    """Creates the output directory, or raises UsageError if it cannot hold result files."""
+@contextlib.contextmanager
+def deferred_sigint() -> Iterator[None]:
+    """Holds Ctrl-C back while cleaning up (ending workers, the last write); re-raised after.
+
+    Only in the main thread (elsewhere signals cannot be handled and this does nothing).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
+# ---------------------------------------------------------------- output paths
+
+
+def check_out_dir(out: str | os.PathLike) -> Path:
+    """Checks that ``out`` is, or can become, a writable directory, without creating anything.
+
+    Raises:
+        UsageError: naming the path and what is wrong with it.
+    """
     path = Path(out)
     if path.exists() and not path.is_dir():
         raise UsageError(f"output path {str(path)!r} is a file, not a directory (give a directory with --out)")
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise UsageError(f"cannot create output directory {str(path)!r}: {str(probe)!r} is a file")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        if probe == path:
+            raise UsageError(f"output directory {str(path)!r} is not writable")
+        raise UsageError(f"cannot create output directory {str(path)!r}: {str(probe)!r} is not writable")
+    return path
+
+
+def prepare_out_dir(out: str | os.PathLike) -> Path:
+    """Creates the output directory, or raises UsageError if it cannot hold result files."""
+    path = check_out_dir(out)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UsageError(f"cannot create output directory {str(path)!r} ({exc.strerror})") from None
-    if not os.access(path, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot create output directory {str(path)!r} ({exc.strerror or exc})") from None
+    if not os.access(path, os.W_OK | os.X_OK):  # pragma: no cover - checked above
         raise UsageError(f"output directory {str(path)!r} is not writable")
     return path
 
 
 def result_path(out_dir: Path, workload: str, size: str, label: str | None = None) -> Path:
+    """A new file name in ``out_dir``: ``WORKLOAD-SIZE-STAMP[-LABEL].json``, never an existing one."""
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     stem = f"{workload}-{size}-{stamp}" + (f"-{label}" if label else "")
     stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)
@@ -70,7 +137,11 @@ def workload_ref(workload: Workload) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
+# ---------------------------------------------------------------- records
+
+
 def _trial_record(job: Mapping, reply: Mapping) -> TrialRecord:
+    """The TrialRecord of a job from the engine's reply (``result`` or ``error``)."""
     config = job["config"]
     if reply.get("type") == "result":
         return TrialRecord(
@@ -98,13 +169,52 @@ def _trial_record(job: Mapping, reply: Mapping) -> TrialRecord:
         config=config,
         worker=int(reply.get("worker", 0)),
         start_s=float(job.get("_start_s", 0.0)),
-        wall_s=float(reply.get("wall_s", 0.0)),
+        wall_s=float(reply.get("wall_s", 0.0) or 0.0),
         error=error,
     )
 
 
+def _looks_like_oom(reply: dict, samples: Sequence[Mapping]) -> dict:
+    """Relabels a SIGKILL as ``oom`` when system memory was nearly full just before it."""
+    if reply.get("kind") != "crash" or reply.get("signal") != signal.SIGKILL:
+        return reply
+    fullest = 0.0
+    for s in samples[-6:]:
+        used, total = s.get("sys_mem_used_bytes"), s.get("sys_mem_total_bytes")
+        if isinstance(used, int) and isinstance(total, int) and total > 0:
+            fullest = max(fullest, used / total)
+    if fullest < OOM_USED_FRACTION:
+        return reply
+    return {
+        **reply,
+        "kind": "oom",
+        "message": f"{reply.get('message', 'worker killed')}; system memory was {100 * fullest:.0f} % used just before",
+    }
+
+
+def _same_config(a: Mapping, b: Mapping) -> bool:
+    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+
+
+def _compared_options(options: Mapping[str, Any]) -> dict:
+    return {k: v for k, v in options.items() if k not in IGNORED_OPTIONS}
+
+
+def _fmt_options(options: Mapping[str, Any]) -> str:
+    opts = _compared_options(options)
+    return ", ".join(f"{k}={v}" for k, v in sorted(opts.items())) or "none"
+
+
+def failure_counts(trials: Sequence[TrialRecord]) -> dict[str, int]:
+    """Failed trials by error kind, e.g. ``{"exception": 1, "timeout": 1}``."""
+    return dict(collections.Counter(t.error.kind for t in trials if t.error is not None))
+
+
 class Sweep:
     """One ``bench run``: a workload under a list of strategies, written to one result file.
+
+    Everything that can be wrong with the input (workload, size, output directory, resume file,
+    memory) is checked in the constructor, before anything is created or started.
 
     Args:
         workload: Registry name of the workload.
@@ -117,10 +227,18 @@ class Sweep:
         sample_interval: Sampler interval in seconds.
         on_event: ``on_event(kind, **info)`` for progress display.
         resume_from: A previous (possibly interrupted) result whose finished trials are kept.
-        path: Write here instead of a new file in ``out_dir``.
+        path: Write here instead of a new file in ``out_dir`` (the resumed file).
         command: The command line, recorded.
         engine: Execution engine name (``local`` processes, ``ray`` tasks); see bench.engines.
         engine_options: Engine keyword arguments (e.g. ``{"address": "auto"}`` for Ray).
+        force: Run what the memory guard would lower or refuse; resume a file of another machine.
+        memory_guard: Check memory before starting workers (local engine only).
+        history: Result files/directories to take worker memory figures from (default:
+            ``out_dir`` and the resumed file).
+
+    Raises:
+        UsageError: bad workload/size/output directory, a resume file that does not match, or
+            (without ``force``) not enough memory for even one worker.
     """
 
     def __init__(
@@ -139,6 +257,9 @@ class Sweep:
         command: Sequence[str] | None = None,
         engine: str = "local",
         engine_options: Mapping[str, Any] | None = None,
+        force: bool = False,
+        memory_guard: bool = True,
+        history: Sequence[str | os.PathLike] | None = None,
     ):
         self.workload = get_workload(workload)
         self.size = size
@@ -152,38 +273,189 @@ class Sweep:
         self.engine = engine
         self.pool_class = get_engine(engine)
         self.engine_options = dict(engine_options or {})
-        out = prepare_out_dir(out_dir if path is None else Path(path).parent)
-        self.path = Path(path) if path else result_path(out, self.workload.name, size, label)
+        self.force = force
+        self.memory_guard = memory_guard and engine == "local"
+        out = Path(out_dir if path is None else Path(path).parent)
+        check_out_dir(out)
         machine = fingerprint(label)
+        self.carried: list[RunRecord] = []
+        decisions: tuple = ()
+        if resume_from is not None:
+            self.carried, decisions = self._check_resume(resume_from, machine, path)
+        places = list(history) if history is not None else [out] + ([path] if path else [])
+        self.history = memguard.previous_runs(places, machine) if self.memory_guard else []
+        if resume_from is not None and self.memory_guard:
+            self.history += [(str(path or "resumed file"), r) for r in resume_from.runs]
+        self._preflight_memory()
+        prepare_out_dir(out)
+        self.path = Path(path) if path else result_path(out, self.workload.name, size, label)
         self.result = Result(
             machine=machine,
-            created=_now(),
+            created=resume_from.created if resume_from is not None and resume_from.created else _now(),
             complete=False,
             command=tuple(command if command is not None else sys.argv),
+            decisions=tuple(resume_from.decisions) + decisions if resume_from is not None else (self._identity(),),
         )
         self.runs: list[RunRecord] = []
+        self._current: RunRecord | None = None  # the run in progress, as last written
+
+    def _identity(self) -> dict:
+        """The first decision of a new file: what this sweep is (so even an empty file can be resumed)."""
+        return {
+            "kind": "sweep", "workload": self.workload.name, "size": self.size,
+            "workload_version": self.workload.version, "options": dict(self.options),
+            "strategies": [s.to_dict() for s in self.strategies], "engine": self.engine,
+        }
+
+    @property
+    def total_trials(self) -> int:
+        return len(self.configs) * len(self.strategies)
 
     # ------------------------------------------------------------ file
 
     def _write(self, current: RunRecord | None = None, complete: bool = False) -> None:
-        runs = tuple(self.runs) + ((current,) if current is not None else ())
+        runs = tuple(self.carried) + tuple(self.runs) + ((current,) if current is not None else ())
         self.result = self.result.replace(runs=runs, complete=complete)
-        results.save(self.result, self.path)
+        try:
+            results.save(self.result, self.path)
+        except OSError as exc:
+            raise ResultWriteError(
+                f"cannot write result file {str(self.path)!r} ({exc.strerror or exc}); "
+                "it still holds the last complete write"
+            ) from None
+
+    def _decide(self, record: Mapping[str, Any]) -> None:
+        self.result = self.result.replace(decisions=self.result.decisions + (dict(record),))
 
     # ------------------------------------------------------------ resume
 
-    def _finished_before(self, strategy: Strategy) -> dict[str, TrialRecord]:
-        """Trials of an earlier result with the same workload version and strategy that finished."""
+    def _check_resume(self, old: Result, machine: Mapping, path) -> tuple[list[RunRecord], tuple]:
+        """Validates a resume file against this sweep; returns the runs to carry over unchanged.
+
+        Raises:
+            UsageError: other workload or size, other machine (unless force), other options.
+        """
+        where = str(path) if path else "the resumed file"
+        mine = (self.workload.name, self.size)
+        theirs = sorted({(r.workload, r.size) for r in old.runs} | {
+            (d.get("workload"), d.get("size")) for d in old.decisions
+            if d.get("kind") == "sweep" and isinstance(d.get("workload"), str) and isinstance(d.get("size"), str)
+        })
+        if theirs and theirs != [mine]:
+            held = ", ".join(f"{w} {s}" for w, s in theirs)
+            raise UsageError(
+                f"{where} holds {held} results, not {mine[0]} {mine[1]}: resume with the same workload "
+                "and --size, or drop --resume"
+            )
+        if not self.force and old.machine and not memguard.same_machine(old.machine, machine):
+            raise UsageError(
+                f"{where} was measured on another machine ({old.machine.get('hostname')}, {old.machine.get('cpu')}); "
+                "resuming would mix two machines' timings (use --force to resume anyway)"
+            )
+        keys = {self._key(s) for s in self.strategies}
+        ids = {c["id"] for c in self.configs}
+        for run in old.runs:
+            if run.key not in keys or not run.trials:
+                continue
+            recorded = run.options  # None in files written before options were recorded
+            if recorded is not None and _compared_options(recorded) != _compared_options(self.options):
+                raise UsageError(
+                    f"{where} was run with workload options {_fmt_options(recorded)}; this command has "
+                    f"{_fmt_options(self.options)}: resume with the same --opt/--data/--model"
+                )
+            if recorded is None and not any(t.id in ids for t in run.trials):
+                raise UsageError(
+                    f"none of the trials in {where} is a trial of this command (other --opt or --data?): "
+                    "resume with the same options"
+                )
+            source = (run.data or {}).get("source")
+            now = self.workload.data_info(self.size, self.options).get("source")
+            if source and now and source != now:
+                raise UsageError(
+                    f"{where} used {source} data but this command would use {now} data: "
+                    "resume where the same data is available (see --data/--offline)"
+                )
+        carried = [r for r in old.runs if r.key not in keys]
+        decision = {"kind": "resume", "from": where, "at": _now(), "previous_command": list(old.command)}
+        return carried, (decision,)
+
+    def _key(self, strategy: Strategy) -> tuple:
+        return (self.workload.name, self.size, strategy.device, strategy.processes, strategy.threads_per_process)
+
+    def _resumed(self, strategy: Strategy) -> tuple[RunRecord | None, dict[str, TrialRecord]]:
+        """The earlier run of this strategy and its trials that can be kept (finished, same config and version)."""
         if self.resume_from is None:
-            return {}
-        key = (self.workload.name, self.size, strategy.device, strategy.processes, strategy.threads_per_process)
-        kept: dict[str, TrialRecord] = {}
-        for run in self.resume_from.runs:
-            if run.key == key and run.workload_version == self.workload.version:
-                for t in run.trials:
-                    if t.ok:
-                        kept[t.id] = t
-        return kept
+            return None, {}
+        old = next((r for r in self.resume_from.runs if r.key == self._key(strategy)), None)
+        if old is None:
+            return None, {}
+        if old.workload_version != self.workload.version:
+            self._decide({
+                "kind": "resume", "action": "superseded", "strategy": strategy.to_dict(),
+                "reason": f"workload version {old.workload_version} -> {self.workload.version}: every trial runs again",
+                "run": results.as_json(old),
+            })
+            self.on_event("resume_superseded", strategy=strategy, old=old.workload_version, new=self.workload.version)
+            return None, {}
+        configs = {c["id"]: c for c in self.configs}
+        kept = {t.id: t for t in old.trials if t.ok and t.id in configs and _same_config(t.config, configs[t.id])}
+        dropped = [t for t in old.trials if t.id not in kept]
+        if dropped:  # failed (or changed) trials run again; their old records stay in the file
+            self._decide({
+                "kind": "resume", "action": "rerun", "strategy": strategy.to_dict(),
+                "trials": [results.as_json(t) for t in dropped],
+            })
+        return old, kept
+
+    # ------------------------------------------------------------ memory guard
+
+    def _preflight_memory(self) -> None:
+        """Refuses, before anything starts, a sweep of which not even one worker fits (unless forced)."""
+        if not self.memory_guard or self.force:
+            return
+        memory = memguard.memory_now()
+        for strategy in self.strategies:
+            est = memguard.estimate(self.history, self.workload.name, self.size, strategy.device)
+            decision = memguard.decide(strategy.processes, est, memory)
+            if decision.action == "refused":
+                raise UsageError(f"memory guard: {decision.message}")
+
+    def _guard(self, strategy: Strategy, device, n: int, first_job: dict) -> memguard.Decision | None:
+        """How many of ``n`` workers to start, measuring one trial alone first if nothing is known."""
+        if not self.memory_guard:
+            return None
+        sweep_runs = [(f"this sweep", r) for r in self.runs]
+        est = memguard.estimate(sweep_runs + self.history, self.workload.name, self.size, strategy.device)
+        if est is None and n > 1 and not self.force:
+            est = self._probe(strategy, device, first_job)
+        decision = memguard.decide(n, est, memguard.memory_now(), force=self.force)
+        self._decide(decision.to_dict(strategy.to_dict()))
+        self.on_event("memory_guard", decision=decision, strategy=strategy)
+        return decision
+
+    def _probe(self, strategy: Strategy, device, job: dict) -> memguard.Estimate | None:
+        """Runs one trial in a pool of one worker to measure a worker's peak memory."""
+        self.on_event("memory_probe", strategy=strategy, trial=job["config"]["id"])
+        replies: list[dict] = []
+        pool = self._pool(strategy, device, 1)
+        try:
+            pool.start()
+            pool.run([dict(job)], lambda j, r: replies.append(r), trial_timeout=self.trial_timeout)
+        except RuntimeError as exc:  # the probe's worker could not start: the real pool will say why
+            replies.append({"type": "error", "kind": "startup", "message": str(exc)})
+        finally:
+            with deferred_sigint():
+                pool.close()
+        reply = replies[0] if replies else {}
+        peak = reply.get("peak_rss_bytes")
+        self._decide({
+            "kind": "memory_probe", "strategy": strategy.to_dict(), "trial": job["config"]["id"],
+            "outcome": reply.get("type", "none"), "error": reply.get("message") if reply.get("type") != "result" else None,
+            "wall_s": reply.get("wall_s"), "peak_worker_bytes": peak,
+        })
+        if reply.get("type") != "result" or not isinstance(peak, int) or peak <= 0:
+            return None
+        return memguard.Estimate(peak, f"a first trial ({job['config']['id']}) run alone")
 
     # ------------------------------------------------------------ running
 
@@ -192,15 +464,22 @@ class Sweep:
 
         Raises:
             SweepInterrupted: on Ctrl-C, after ending the workers and writing what finished.
+            ResultWriteError: the result file could not be written (the last good copy stays).
         """
-        total = len(self.configs) * len(self.strategies)
-        self.on_event("sweep_start", total=total, path=self.path, workload=self.workload.name, size=self.size)
-        self._write()
-        for strategy in self.strategies:
-            self.runs.append(self._run_strategy(strategy))
+        self.on_event("sweep_start", total=self.total_trials, path=self.path, workload=self.workload.name, size=self.size)
+        try:
             self._write()
-        self._finalize()
-        self._write(complete=True)
+            for strategy in self.strategies:
+                self.runs.append(self._run_strategy(strategy))
+                self._current = None
+                self._write()
+            self._finalize()
+            self._write(complete=True)
+        except KeyboardInterrupt:
+            with deferred_sigint():
+                self._write(current=self._current, complete=False)
+            finished = sum(1 for r in self.runs for t in r.trials if t.ok)
+            raise SweepInterrupted(self.path, finished, self.total_trials) from None
         self.on_event("sweep_done", result=self.result, path=self.path)
         return self.result
 
@@ -212,42 +491,12 @@ class Sweep:
             workload_version=self.workload.version,
             data=self.workload.data_info(self.size, self.options),
             started_at=_now(),
+            options=self.options,
             **kw,
         )
 
-    def _run_strategy(self, strategy: Strategy) -> RunRecord:
-        device = get_device(strategy.device)
-        reason = device.availability()
-        if reason:
-            self.on_event("strategy_skipped", strategy=strategy, reason=reason, trials=len(self.configs))
-            return self._base_run(strategy, status="skipped", skipped=reason)
-
-        kept = self._finished_before(strategy)
-        todo = [c for c in self.configs if c["id"] not in kept]
-        env0 = childenv.child_env(
-            strategy.threads_per_process, strategy.inter_op_threads, device.child_env(0, strategy.processes)
-        )
-        run = self._base_run(strategy, env=childenv.recorded(env0), trials=tuple(kept.values()))
-        self.on_event("strategy_start", strategy=strategy, trials=len(self.configs), resumed=len(kept))
-        if not todo:
-            return dataclasses.replace(run, status="complete", summary=self._summary(run, 0.0))
-
-        ref = workload_ref(self.workload)
-        jobs = [
-            {
-                "type": "trial",
-                "workload": ref,
-                "size": self.size,
-                "config": c,
-                "seed": trial_seed(self.workload.name, c["id"]),
-                "options": self.options,
-            }
-            for c in todo
-        ]
-        trials: list[TrialRecord] = list(kept.values())
-        sampler = Sampler(interval=self.sample_interval)
-        n = min(strategy.processes, len(todo))
-        pool = self.pool_class(
+    def _pool(self, strategy: Strategy, device, n: int):
+        return self.pool_class(
             n,
             env_for=lambda i: childenv.child_env(
                 strategy.threads_per_process, strategy.inter_op_threads, device.child_env(i, strategy.processes)
@@ -256,60 +505,151 @@ class Sweep:
             on_event=self.on_event,
             **self.engine_options,
         )
+
+    def _jobs(self, configs: Sequence[Mapping]) -> list[dict]:
+        ref = workload_ref(self.workload)
+        return [
+            {
+                "type": "trial",
+                "workload": ref,
+                "size": self.size,
+                "config": c,
+                "seed": trial_seed(self.workload.name, c["id"]),
+                "options": self.options,
+            }
+            for c in configs
+        ]
+
+    def _run_strategy(self, strategy: Strategy) -> RunRecord:
+        device = get_device(strategy.device)
+        reason = device.availability()
+        if reason:
+            self.on_event("strategy_skipped", strategy=strategy, reason=reason, trials=len(self.configs))
+            return self._base_run(strategy, status="skipped", skipped=reason)
+
+        old, kept = self._resumed(strategy)
+        todo = [c for c in self.configs if c["id"] not in kept]
+        jobs = self._jobs(todo)
+        n = min(strategy.processes, len(todo))
+        decision = self._guard(strategy, device, n, jobs[0]) if todo else None
+        if decision is not None and decision.action == "refused":
+            self.on_event("strategy_skipped", strategy=strategy, reason=f"memory guard: {decision.message}", trials=len(todo))
+            return self._base_run(strategy, status="skipped", skipped=f"memory guard: {decision.message}",
+                                  trials=tuple(kept.values()))
+        if decision is not None and decision.action == "lowered":
+            n = decision.processes
+            if any(s.device == strategy.device and s.processes == n for s in self.strategies):
+                reason = f"memory guard: {decision.message}; {n}-process run measured separately"
+                self.on_event("strategy_skipped", strategy=strategy, reason=reason, trials=len(todo))
+                return self._base_run(strategy, status="skipped", skipped=reason, trials=tuple(kept.values()))
+            strategy_run = dataclasses.replace(strategy, processes=n)
+        else:
+            strategy_run = strategy
+
+        env0 = childenv.child_env(
+            strategy.threads_per_process, strategy.inter_op_threads, device.child_env(0, strategy_run.processes)
+        )
+        run = self._base_run(strategy_run, env=childenv.recorded(env0), trials=tuple(kept.values()))
+        if strategy_run is not strategy:
+            run = dataclasses.replace(run, strategy={**run.strategy, "requested_processes": strategy.processes})
+        self.on_event("strategy_start", strategy=strategy_run, trials=len(self.configs), resumed=len(kept))
+        if not todo:
+            run = dataclasses.replace(run, status="complete", summary=self._summary(run, 0.0))
+            return self._merge_resumed(old, run, 0.0) if old is not None else run
+
+        trials: list[TrialRecord] = list(kept.values())
+        sampler = Sampler(interval=self.sample_interval)
+        pool = self._pool(strategy_run, device, n)
         status = "complete"
-        t_compute = None
-        t_end = None
+        t_compute: float | None = None
+        t_end: float | None = None
+        compute_offset = 0.0
         sampler.start()
         try:
-            pool.start()
-            t_compute = time.perf_counter()
-            compute_offset = sampler.clock() - sampler._t0
-            self._note_tensorflow(pool.worker_facts)
-            self.on_event("workers_ready", strategy=strategy, workers=list(pool.worker_facts))
+            try:
+                pool.start()
+            except RuntimeError as exc:  # WorkerStartError (local) or the engine's own
+                status = "failed"
+                run = dataclasses.replace(run, notes=run.notes + (str(exc),))
+                trials.extend(_trial_record(j, {"type": "error", "kind": "startup", "message": str(exc)}) for j in jobs)
+                self.on_event("strategy_failed", strategy=strategy_run, reason=str(exc), trials=len(jobs))
+            else:
+                t_compute = time.perf_counter()
+                compute_offset = sampler.clock() - sampler._t0
+                self._note_tensorflow(pool.worker_facts)
+                self.on_event("workers_ready", strategy=strategy_run, workers=list(pool.worker_facts))
 
-            def on_done(job: dict, reply: dict) -> None:
-                nonlocal t_end
-                t_end = time.perf_counter()
-                job["_start_s"] = max(0.0, t_end - t_compute - float(reply.get("wall_s", 0.0)))
-                record = _trial_record(job, reply)
-                trials.append(record)
-                partial = dataclasses.replace(
-                    run, trials=tuple(trials), samples=tuple(sampler.samples), workers=tuple(pool.worker_facts),
-                    status="running",
-                )
-                self._write(current=partial)
-                self.on_event("trial_done", trial=record, strategy=strategy)
+                def on_done(job: dict, reply: dict) -> None:
+                    nonlocal t_end
+                    t_end = time.perf_counter()
+                    if self.engine == "local":
+                        reply = _looks_like_oom(reply, sampler.samples)
+                    job["_start_s"] = max(0.0, t_end - t_compute - float(reply.get("wall_s", 0.0) or 0.0))
+                    record = _trial_record(job, reply)
+                    trials.append(record)
+                    partial = dataclasses.replace(
+                        run, trials=tuple(trials), samples=tuple(sampler.samples), workers=tuple(pool.worker_facts),
+                        status="running",
+                    )
+                    partial = dataclasses.replace(partial, summary=self._summary(partial, t_end - t_compute, compute_offset))
+                    self._current = partial
+                    self._write(current=partial)
+                    self.on_event("trial_done", trial=record, strategy=strategy_run)
 
-            pool.run(jobs, on_done, trial_timeout=self.trial_timeout)
+                pool.run(jobs, on_done, trial_timeout=self.trial_timeout)
         except KeyboardInterrupt:
             status = "interrupted"
-        except RuntimeError as exc:  # workers could not start
-            status = "failed"
-            run = dataclasses.replace(run, notes=run.notes + (str(exc),))
         finally:
-            pool.close()
-            sampler.stop()
+            try:
+                with deferred_sigint():
+                    pool.close()
+                    sampler.stop()
+            except KeyboardInterrupt:  # Ctrl-C while ending the workers: they are ended all the same
+                status = "interrupted"
         wall = (t_end - t_compute) if (t_end and t_compute) else 0.0
-        samples = tuple(sampler.samples)
         run = dataclasses.replace(
-            run,
-            trials=tuple(trials),
-            samples=samples,
-            workers=tuple(pool.worker_facts),
-            status=status,
-            summary={},
+            run, trials=tuple(trials), samples=tuple(sampler.samples), workers=tuple(pool.worker_facts), status=status,
         )
-        run = dataclasses.replace(
-            run,
-            summary=self._summary(run, wall, compute_offset if t_compute else 0.0),
-            notes=run.notes + (f"sampler_overhead_cpu_s={sampler.overhead_cpu_s:.4f}",),
-        )
+        notes = (f"sampler_overhead_cpu_s={sampler.overhead_cpu_s:.4f}",)
+        if status == "interrupted":
+            done = {t.id for t in trials}
+            notes += (f"interrupted: {len(todo) - len(done - set(kept))} of {len(self.configs)} trials not finished",)
+        run = dataclasses.replace(run, summary=self._summary(run, wall, compute_offset), notes=run.notes + notes)
+        if old is not None:
+            run = self._merge_resumed(old, run, wall)
         if status == "interrupted":
             self.runs.append(run)
-            self._write(complete=False)
-            raise SweepInterrupted(self.path)
+            self._current = None
+            raise KeyboardInterrupt
         self.on_event("strategy_done", run=run)
         return run
+
+    def _merge_resumed(self, old: RunRecord, new: RunRecord, new_wall: float) -> RunRecord:
+        """Joins a resumed run to the earlier part: times add up, the timelines follow each other."""
+        old_wall = old.summary.get("wall_s") if isinstance(old.summary.get("wall_s"), (int, float)) else 0.0
+        kept = {t.id for t in old.trials} & {t.id for t in new.trials}
+        shift = max((s.get("t", 0.0) for s in old.samples if isinstance(s.get("t"), (int, float))), default=0.0)
+        samples = tuple(old.samples) + tuple({**s, "t": round(s.get("t", 0.0) + shift, 4)} for s in new.samples)
+        workers = tuple(old.workers) + tuple(new.workers)
+        wall = old_wall + new_wall
+        merged = dataclasses.replace(new, workers=workers)
+        summary = self._summary(merged, wall, old.summary.get("compute_offset_s", 0.0) or 0.0)
+        cpu_old = old.summary.get("cpu_s") if isinstance(old.summary.get("cpu_s"), (int, float)) else 0.0
+        cpu_new = tree_cpu_seconds(new.samples)
+        if cpu_new is None:
+            cpu_new = sum(t.cpu_s for t in new.trials if t.id not in kept)
+        summary["cpu_s"] = cpu_old + cpu_new
+        summary["cpu_wall_ratio"] = summary["cpu_s"] / wall if wall > 0 else None
+        summary["per_process_cpu_wall_ratio"] = (
+            sum(t.cpu_s for t in new.trials) / int(new.strategy["processes"]) / wall if wall > 0 else None
+        )
+        for key in ("peak_tree_rss_bytes", "peak_tree_uss_bytes"):
+            vals = [v for v in (old.summary.get(key), summary.get(key)) if isinstance(v, (int, float))]
+            summary[key] = max(vals, default=None)
+        summary["resumed_trials"] = len(kept)
+        summary["segments"] = [{"t0": 0.0, "wall_s": old_wall}, {"t0": shift, "wall_s": new_wall}]
+        note = f"resumed: {len(kept)} trials kept from an earlier run ({old_wall:.1f} s), {len(new.trials) - len(kept)} run now"
+        return dataclasses.replace(merged, samples=samples, summary=summary, notes=tuple(new.notes) + (note,))
 
     def _note_tensorflow(self, facts: Sequence[Mapping]) -> None:
         """Adds what only a TensorFlow process knows (build, devices) to the machine fingerprint."""
@@ -333,11 +673,13 @@ class Sweep:
             unit=self.workload.throughput_unit,
         )
         summary["compute_offset_s"] = compute_offset
+        summary["failures"] = failure_counts(run.trials)
         return summary
 
     def _finalize(self) -> None:
         """Fills speedup/efficiency now that every strategy's wall time is known."""
-        self.runs = finalize_runs(self.runs)
+        runs = finalize_runs(tuple(self.carried) + tuple(self.runs))
+        self.carried, self.runs = runs[: len(self.carried)], runs[len(self.carried):]
 
 
 def finalize_runs(runs: Sequence[RunRecord]) -> list[RunRecord]:

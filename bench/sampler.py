@@ -1,8 +1,13 @@
 """A background sampler of the process tree, the machine and (when present) GPUs.
 
 A daemon thread wakes on a drift-free schedule (it sleeps until the next due time, not for a
-fixed interval), reads psutil and NVML, and appends one plain dict per sample. ``stop()`` sets
-an Event, joins the thread and takes one final sample. Usable as a context manager.
+fixed interval), reads psutil, NVML and the CPU energy counters, and appends one plain dict per
+sample. ``stop()`` sets an Event, joins the thread and takes one final sample. Usable as a
+context manager.
+
+Energy: ``cpu_energy_j`` is the CPU package energy (RAPL) since the sampler started, or
+``"unavailable: <reason>"``; GPU energy is read from each GPU's ``energy_mj`` counter and
+``power_w`` in ``gpus`` (see bench.energy for the run summary).
 """
 
 from __future__ import annotations
@@ -10,10 +15,11 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Callable
+from typing import Callable, Sequence
 
 import psutil
 
+from bench.energy import CpuEnergyMeter, Rapl, POWERCAP_ROOT
 from bench.nvml import nvml
 
 DEFAULT_INTERVAL_S = 0.5
@@ -28,6 +34,10 @@ class Sampler:
         gpu: Also sample NVML (lazily initialised; "unavailable" fields without a GPU).
         uss_every: Read USS (costlier: /proc/PID/smaps_rollup) every this many samples.
         clock: Monotonic clock (for tests).
+        gpu_indices: NVML indices of the GPUs to sample (default: every GPU), e.g. only the
+            GPUs a device strategy gives its workers.
+        energy: Also read CPU package energy (RAPL) into ``cpu_energy_j``.
+        rapl_root: The powercap directory RAPL is read from (tests give a fake tree).
     """
 
     def __init__(
@@ -37,6 +47,9 @@ class Sampler:
         gpu: bool = True,
         uss_every: int = 4,
         clock: Callable[[], float] = time.perf_counter,
+        gpu_indices: Sequence[int] | None = None,
+        energy: bool = True,
+        rapl_root: str | os.PathLike = POWERCAP_ROOT,
     ):
         if not interval > 0:
             raise ValueError(f"sampler interval must be > 0, got {interval!r}")
@@ -55,12 +68,18 @@ class Sampler:
         self._n = 0
         self._self_cpu0 = 0.0
         self.overhead_cpu_s = 0.0
+        self.gpu_indices = None if gpu_indices is None else [int(i) for i in gpu_indices]
+        self.energy = energy
+        self.rapl_root = rapl_root
+        self._cpu_energy: CpuEnergyMeter | None = None
 
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> "Sampler":
         self._t0 = self.clock()
         psutil.cpu_percent(percpu=True)  # primes the per-core counters
+        if self.energy and self._cpu_energy is None:
+            self._cpu_energy = CpuEnergyMeter(Rapl(self.rapl_root))
         self._thread = threading.Thread(target=self._loop, name="xpubench-sampler", daemon=True)
         self._thread.start()
         return self
@@ -142,8 +161,10 @@ class Sampler:
             "sys_mem_used_bytes": vm.total - vm.available,
             "sys_mem_total_bytes": vm.total,
         }
+        if self._cpu_energy is not None:
+            sample["cpu_energy_j"] = self._cpu_energy.read()
         if self.gpu:
             nv = nvml()
-            sample["gpus"] = nv.sample() if nv.available else "unavailable"
+            sample["gpus"] = nv.sample(self.gpu_indices) if nv.available else "unavailable"
         self.samples.append(sample)
         self.overhead_cpu_s += time.thread_time() - c0

@@ -84,6 +84,16 @@ def _apply_thread_caps(tf) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(int(inter))
 
 
+def _build_info(tf) -> dict:
+    """What TensorFlow was built with: CUDA / cuDNN versions, CUDA or ROCm build, GPU targets."""
+    keys = ("cuda_version", "cudnn_version", "is_cuda_build", "is_rocm_build", "cuda_compute_capabilities")
+    try:
+        info = tf.sysconfig.get_build_info()
+    except Exception:  # noqa: BLE001 - some builds lack it
+        return {}
+    return {k: (v if isinstance(v, bool) else str(v)) for k, v in info.items() if k in keys}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     out = os.fdopen(int(argv[0]), "w", buffering=1, encoding="utf-8")
@@ -98,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench.devices import get_device
 
+    # Devices are configured before any op runs (logical CPU devices, GPU memory growth). A
+    # strategy that cannot get its devices raises here: the worker ends before its hello, so a
+    # "gpu" run never silently measures the CPU. Trials are timed in full, so GPU work is timed
+    # up to the copy of its results back to host (workloads return host values).
     device = get_device(device_spec).setup()
     hello = {
         "type": "hello",
@@ -108,10 +122,12 @@ def main(argv: list[str] | None = None) -> int:
         "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
         "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
         "visible_devices": [d.name for d in tf.config.list_logical_devices()],
+        "physical_devices": [f"{d.device_type}:{d.name}" for d in tf.config.list_physical_devices()],
         "device": device_spec,
         "replicas": device.replicas,
         "device_info": device.info,
-        "build": {k: str(v) for k, v in tf.sysconfig.get_build_info().items() if k in ("cuda_version", "cudnn_version", "is_cuda_build")},
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "build": _build_info(tf),
     }
     _send(out, hello)
 

@@ -1,28 +1,155 @@
-"""Reports: HTML and PNG from result files. (Minimal until the report issue lands.)"""
+"""Reports: a self-contained HTML page (charts embedded as PNG) and machine comparisons.
+
+Public front used by ``bench report`` and ``bench compare``::
+
+    write_report(files, output, png_dir=None, keep_going=False)
+    compare(files, output=None, prices=["cloud=0.90"], keep_going=False) -> exit status
+
+Inputs are xpubench result files (read through :func:`bench.results.load`) and pytest-benchmark
+JSON files (see :mod:`reports.load`). Unreadable inputs raise
+:class:`bench.errors.ResultFileError` naming the file; with ``keep_going`` they are skipped with
+a warning line each. Every file written is written atomically.
+"""
 
 from __future__ import annotations
 
-import html
+import os
+import sys
+import tempfile
 from pathlib import Path
+from typing import Sequence
 
-from bench import results
+from bench.errors import UsageError
+from bench.results import atomic_write_text
 
-
-def write_report(files, output, png_dir=None, keep_going=False):
-    rows = []
-    for f in files:
-        res = results.load(f)
-        for r in res.runs:
-            s = r.summary
-            rows.append(
-                "<tr>" + "".join(
-                    f"<td>{html.escape(str(v))}</td>"
-                    for v in (r.workload, r.strategy.get("device"), r.strategy.get("processes"), s.get("wall_s"), s.get("speedup"))
-                ) + "</tr>"
-            )
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
-    results.atomic_write_text(output, "<!doctype html><meta charset=utf-8><title>xpubench</title><table>" + "".join(rows) + "</table>")
+__all__ = ["write_report", "compare", "build_report", "load_inputs"]
 
 
-def compare(files, output=None, prices=(), keep_going=False):
-    raise NotImplementedError
+def load_inputs(files, keep_going: bool = False, warn=None):
+    """Loads result files of either format (see :func:`reports.load.load_inputs`)."""
+    from reports.load import load_inputs as _load
+
+    return _load(files, keep_going=keep_going, warn=warn)
+
+
+def build_report(inputs, prices=None, title=None, comparison_first=False, png_names=False):
+    """Builds a :class:`reports.report.Report` (see :func:`reports.report.build`)."""
+    from reports.report import build
+
+    return build(inputs, prices=prices, title=title, comparison_first=comparison_first, png_names=png_names)
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _check_output(output: str | os.PathLike) -> Path:
+    path = Path(output)
+    if path.is_dir():
+        raise UsageError(f"report output {str(path)!r} is a directory (give a file name such as report.html)")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create directory for report {str(path)!r} ({exc.strerror})") from None
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write report {str(path)!r} (directory not writable)")
+    return path
+
+
+def _check_png_dir(png_dir: str | os.PathLike) -> Path:
+    path = Path(png_dir)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--png-dir {str(path)!r} is a file, not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create --png-dir {str(path)!r} ({exc.strerror})") from None
+    return path
+
+
+def _write(report, output: Path, png_dir: Path | None) -> None:
+    if png_dir is not None:
+        for chart in report.charts:
+            _atomic_write_bytes(png_dir / f"{chart.name}.png", chart.png)
+    atomic_write_text(output, report.html)
+
+
+def write_report(
+    files: Sequence[str | os.PathLike],
+    output: str | os.PathLike,
+    png_dir: str | os.PathLike | None = None,
+    keep_going: bool = False,
+    title: str | None = None,
+) -> Path:
+    """Writes a self-contained HTML report (and every chart as PNG when ``png_dir`` is given).
+
+    Args:
+        files: xpubench result files and/or pytest-benchmark JSON files.
+        output: The HTML file to write (atomically).
+        png_dir: Directory for one PNG per chart.
+        keep_going: Skip unreadable files with a warning line each instead of stopping.
+        title: Page title.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ResultFileError: an unreadable file (without ``keep_going``).
+        UsageError: bad output paths, or no readable file.
+    """
+    out = _check_output(output)
+    pngs = _check_png_dir(png_dir) if png_dir else None
+    inputs = load_inputs(files, keep_going=keep_going)
+    report = build_report(inputs, title=title, png_names=pngs is not None)
+    _write(report, out, pngs)
+    return out
+
+
+def compare(
+    files: Sequence[str | os.PathLike],
+    output: str | os.PathLike | None = None,
+    prices: Sequence[str] = (),
+    keep_going: bool = False,
+    file=None,
+) -> int:
+    """Prints a machine comparison table (and writes an HTML report when ``output`` is given).
+
+    Args:
+        files: Two or more result files (xpubench or pytest-benchmark JSON), one per machine (or more).
+        output: HTML file to write.
+        prices: ``LABEL=PER_HOUR`` strings (cost per trial and per 1,000 samples).
+        keep_going: Skip unreadable files instead of stopping.
+        file: Where the terminal table goes (default stdout).
+
+    Returns:
+        0 on success (errors raise UsageError: the CLI prints them and exits 2).
+    """
+    from reports.comparison import check_price_labels, distinct_labels, parse_prices, print_terminal
+
+    price_map = parse_prices(prices)
+    if len(files) < 2:
+        raise UsageError(f"compare needs at least two result files (got {len(files)})")
+    out = _check_output(output) if output else None
+    inputs = distinct_labels(load_inputs(files, keep_going=keep_going))
+    if len(inputs.sources) < 2:
+        raise UsageError(f"compare needs at least two readable result files (got {len(inputs.sources)})")
+    check_price_labels(price_map, inputs.labels)
+    print_terminal(inputs, price_map, file=file)
+    if out is not None:
+        labels = inputs.labels
+        title = f"xpubench comparison: {labels[0]} vs {', '.join(labels[1:])}"
+        _write(build_report(inputs, prices=price_map, title=title, comparison_first=True), out, None)
+        print(f"report: {out}", file=file or sys.stdout)
+    return 0

@@ -71,7 +71,10 @@ def money(value: Any) -> str:
     v = float(value)
     if v == 0:
         return "$0"
-    return f"${v:.2f}" if v >= 1 else f"${v:.3g}"
+    if v >= 1:
+        return f"${v:,.2f}"
+    decimals = min(12, 2 - math.floor(math.log10(v)))  # three significant figures, no exponent
+    return f"${v:.{decimals}f}"
 
 
 def plain(value: Any) -> str:

@@ -40,7 +40,8 @@ def imdb_reviews(
     Word indices follow ``keras.datasets.imdb.load_data(num_words=words)``: 0 padding, 1 start,
     2 out-of-vocabulary, 3.. words by Zipf frequency. Each review's label (balanced) tilts the
     choice of a fixed set of sentiment words, 200 per polarity, with a per-review strength, so a
-    bag-of-words model reaches roughly 80-90 % and sequence models learn it too.
+    count of sentiment words gets ~92 % right at 500 tokens (the real IMDB: ~87 % for
+    the seed's model).
 
     Args:
         n_train: Training reviews.
@@ -59,16 +60,18 @@ def imdb_reviews(
     mid = vocab[(vocab >= 60) & (vocab < 2000)]  # sentiment words are neither stop words nor rare
     chosen = rng.choice(mid, 2 * _SENTIMENT_WORDS, replace=False)
     polar = (chosen[:_SENTIMENT_WORDS], chosen[_SENTIMENT_WORDS:])  # (negative, positive)
+    sent_cdf = np.cumsum(1.0 / np.arange(1, _SENTIMENT_WORDS + 1))  # a few common ones, as "great"/"bad"
+    sent_cdf /= sent_cdf[-1]
 
     def split(n: int) -> tuple[np.ndarray, np.ndarray]:
         y = rng.permutation(np.arange(n) % 2).astype(np.int8)
         x = vocab[np.minimum(np.searchsorted(cdf, rng.random((n, maxlen))), len(vocab) - 1)]
         x[rng.random((n, maxlen)) < _OOV_RATE] = OOV
-        strength = rng.uniform(0.5, 0.95, n)[:, None]  # P(a sentiment word agrees with the label)
+        strength = rng.uniform(0.6, 1.0, n)[:, None]  # P(a sentiment word agrees with the label)
         sentiment = rng.random((n, maxlen)) < _SENTIMENT_RATE
         agree = rng.random((n, maxlen)) < strength
         positive = np.where(agree, y[:, None] == 1, y[:, None] == 0)
-        pick = rng.integers(0, _SENTIMENT_WORDS, (n, maxlen))
+        pick = np.minimum(np.searchsorted(sent_cdf, rng.random((n, maxlen))), _SENTIMENT_WORDS - 1)
         x = np.where(sentiment, np.where(positive, polar[1][pick], polar[0][pick]), x)
         length = imdb_lengths(n, rng)
         kept = np.minimum(length, maxlen)

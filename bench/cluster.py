@@ -1,0 +1,789 @@
+"""The Ray engine: a strategy's workers are Ray actors, on one machine or across a cluster.
+
+``bench run lorenz --cluster ray`` starts a private local Ray (bound to 127.0.0.1, no dashboard,
+as many CPUs as this process may use); ``--address auto`` or ``--address ray://HOST:PORT``
+connects to a running cluster instead. Ray is optional: ``pip install 'xpubench[cluster]'``.
+
+Design: one long-lived actor per worker slot, not one Ray task per trial. Each actor reserves
+``num_cpus`` = threads per worker, starts in a fresh Ray worker process whose environment
+(thread caps, device visibility) is set through ``runtime_env`` *before* it imports
+TensorFlow (and set again in ``__init__``, checked, and recorded), imports TensorFlow once, and
+then runs trials one at a time as actor method calls (each call is a Ray task on that actor).
+Why actors rather than stateless tasks:
+
+- the ~3 s TensorFlow import is paid once per worker and reported apart as start-up, exactly as
+  in the local :class:`bench.pool.WorkerPool`, so local and Ray figures are comparable;
+- a trial over its time limit is ended by killing *its* actor (the process), and a worker that
+  dies is seen as that actor's death: both become the same ``error`` replies WorkerPool makes,
+  and a replacement actor is started while trials remain;
+- a fresh actor process never inherits a TensorFlow another trial configured differently.
+
+Every reply records the node the trial ran on (``extra["node"]``, ``extra["node_ip"]``), and
+every worker's hello the node it started on, so reports can group runs by node count.
+
+Importing this module imports neither Ray nor TensorFlow.
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import json
+import logging
+import os
+import re
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from bench.errors import UsageError
+from bench.pool import STARTUP_TIMEOUT_S, stderr_tail
+
+try:  # added by the reliability work; a plain RuntimeError before it
+    from bench.errors import WorkerStartError
+except ImportError:  # pragma: no cover
+    WorkerStartError = RuntimeError  # type: ignore[misc,assignment]
+
+LOOPBACK = "127.0.0.1"
+INSTALL_HINT = "pip install 'xpubench[cluster]'"
+# Object store of the private local Ray: replies are small JSON, so keep /dev/shm free.
+LOCAL_OBJECT_STORE_BYTES = 96 * 1024 * 1024
+# Consecutive replacement workers that may fail to start before the remaining trials fail.
+MAX_START_FAILURES = 3
+
+# Worker variables that travel to Ray workers. The driver machine's PATH, HOME, PYTHONPATH...
+# mean nothing on another node, so only what xpubench decides (threads, devices, TF/Keras
+# settings, test hooks) is passed; PYTHONPATH only to a local Ray on this machine.
+_PASS_PREFIXES = ("TF_", "KERAS_", "OMP_", "MKL_", "OPENBLAS_", "XLA_", "XPUBENCH_", "LC_")
+_PASS_NAMES = (
+    "PYTHONHASHSEED", "PYTHONUNBUFFERED", "LANG", "LANGUAGE",
+    "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "NVIDIA_VISIBLE_DEVICES",
+)
+_ADDRESS_RE = re.compile(r"^(ray://)?(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
+
+_LOCAL_STARTED = False  # True while a Ray started by this module runs in this process
+
+
+def _ray():
+    """Imports Ray, or says how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise UsageError(f"cluster engine 'ray' needs the 'ray' package, which is not installed: {INSTALL_HINT}") from None
+    return ray
+
+
+# ---------------------------------------------------------------- pure helpers
+
+
+def check_address(address: str | None) -> str | None:
+    """Validates a Ray address from the command line.
+
+    Args:
+        address: ``None`` (start a private local Ray), ``auto`` (the cluster this machine
+            belongs to), ``ray://HOST:PORT`` (Ray Client) or ``HOST:PORT`` (a head node's GCS).
+
+    Returns:
+        The address, stripped (None stays None).
+
+    Raises:
+        UsageError: anything else, naming the value and the accepted forms.
+    """
+    if address is None:
+        return None
+    text = str(address).strip()
+    if text == "auto":
+        return text
+    m = _ADDRESS_RE.match(text)
+    if not m or not 0 < int(m.group(3)) < 65536:
+        raise UsageError(f"bad Ray address {address!r} (expected auto, ray://HOST:PORT or HOST:PORT)")
+    return text
+
+
+def threads_of(env: dict) -> int:
+    """Threads per worker in a worker environment: the CPUs its actor reserves (at least 1)."""
+    for key in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
+        try:
+            return max(1, int(env[key]))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return 1
+
+
+def gpus_of(env: dict, device: str) -> int:
+    """GPUs one actor must reserve: those its device environment makes visible (0 for ``cpu``)."""
+    if device.split(":", 1)[0] == "cpu":
+        return 0
+    visible = str(env.get("CUDA_VISIBLE_DEVICES", "")).strip()
+    if not visible or visible == "-1":
+        return 0
+    return len([v for v in visible.split(",") if v.strip()])
+
+
+def ray_env_vars(env: dict, local: bool, ray_assigns_gpus: bool = False) -> dict[str, str]:
+    """The part of a worker environment a Ray actor is started with (``runtime_env.env_vars``).
+
+    Args:
+        env: The full worker environment from ``env_for(index)`` (bench.childenv.child_env).
+        local: The Ray runs on this machine, so this checkout's import path is passed too.
+        ray_assigns_gpus: Ray picks the actor's GPUs, so the driver's CUDA_VISIBLE_DEVICES
+            (indices on *this* machine) is left out.
+    """
+    out = {
+        k: str(v)
+        for k, v in env.items()
+        if k.startswith(_PASS_PREFIXES) or k in _PASS_NAMES
+    }
+    if ray_assigns_gpus:
+        out.pop("CUDA_VISIBLE_DEVICES", None)
+    if local and env.get("PYTHONPATH"):
+        out["PYTHONPATH"] = env["PYTHONPATH"]
+    return out
+
+
+def _code_modules() -> list[str]:
+    """This checkout's packages, shipped to a remote cluster with ``runtime_env.py_modules``."""
+    import workloads
+
+    return [str(Path(__file__).resolve().parent), str(Path(workloads.__file__).resolve().parent)]
+
+
+def _first_line(text: str, limit: int = 300) -> str:
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return (lines[0] if lines else "")[:limit]
+
+
+def describe_actor_death(exc: BaseException) -> tuple[str, str, int | None]:
+    """(kind, message, exit_code) for a Ray error that ended an actor mid-trial.
+
+    Ray does not pass the worker's exit status or signal on; it says what it knows in its
+    error text, from which the exit code and the likely cause are taken.
+    """
+    text = " ".join(str(exc).split())
+    name = type(exc).__name__
+    if name == "OutOfMemoryError" or "OutOfMemory" in name or "memory monitor" in text.lower():
+        return "oom", f"worker ended by Ray's memory monitor (node out of memory): {text[:300]}", None
+    exit_code = None
+    m = re.search(r"exit(?:ed)? (?:with )?code (-?\d+)", text, re.IGNORECASE)
+    if m:
+        exit_code = int(m.group(1))
+    if exit_code not in (None, 0, 1):
+        return "crash", f"worker exited with status {exit_code}", exit_code
+    if "SIGKILL" in text or "connection error" in text.lower() or "unexpectedly" in text.lower():
+        return "crash", (
+            "worker died unexpectedly (killed by a signal such as SIGKILL, which the kernel's "
+            "out-of-memory killer sends when RAM runs out, or crashed)"
+        ), exit_code
+    return "crash", f"worker ended: {name}: {text[:300]}", exit_code
+
+
+# ---------------------------------------------------------------- Ray runtime
+
+
+def ray_is_up() -> bool:
+    """True when this process is connected to a Ray (imports Ray only if it already is)."""
+    ray = sys.modules.get("ray")
+    return bool(ray is not None and ray.is_initialized())
+
+
+def start_local_ray(num_cpus: int | None = None) -> None:
+    """Starts a private Ray on this machine: loopback only, no dashboard, no usage reporting.
+
+    Every Ray server (GCS, raylet, workers, agents) listens on 127.0.0.1 only, so nothing is
+    reachable from the network; the object store is kept small (replies are tiny JSON).
+
+    Args:
+        num_cpus: CPUs Ray may hand out (default: the CPUs this process may use).
+
+    Raises:
+        UsageError: Ray is not installed.
+        WorkerStartError: Ray could not start.
+    """
+    global _LOCAL_STARTED
+    from bench.strategy import usable_cores
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Ray resolves 127.0.0.1 to the machine's routable address unless cluster mode is off; off,
+    # it binds every server to loopback (the mode Ray uses on laptops).
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    ray = _ray()
+    import ray._private.ray_constants as ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False  # in case Ray was imported before the variable was set
+    try:
+        ray.init(
+            num_cpus=num_cpus or usable_cores(),
+            include_dashboard=False,
+            _node_ip_address=LOOPBACK,
+            object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+            log_to_driver=False,
+            configure_logging=True,
+            logging_level=logging.ERROR,
+            namespace="xpubench",
+        )
+    except Exception as exc:  # Ray raises many kinds here
+        raise WorkerStartError(f"could not start a local Ray: {_first_line(exc)}") from exc
+    _LOCAL_STARTED = True
+    atexit.register(shutdown)
+
+
+def connect(address: str | None = None) -> bool:
+    """Connects this process to Ray unless it already is; returns True if it started a local one.
+
+    Args:
+        address: None for a private local Ray (see :func:`start_local_ray`), else a cluster
+            address (see :func:`check_address`).
+
+    Raises:
+        UsageError: bad address, Ray missing, or no cluster answers at the address.
+    """
+    address = check_address(address)
+    if ray_is_up():
+        return False
+    if address is None:
+        start_local_ray()
+        return True
+    ray = _ray()
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    try:
+        ray.init(address=address, log_to_driver=False, configure_logging=True, logging_level=logging.ERROR,
+                 namespace="xpubench")
+    except Exception as exc:
+        raise UsageError(f"cannot connect to the Ray cluster at {address!r}: {_first_line(exc)}") from None
+    return False
+
+
+def shutdown() -> None:
+    """Stops the local Ray this module started (a cluster connected to is only disconnected)."""
+    global _LOCAL_STARTED
+    if ray_is_up():
+        sys.modules["ray"].shutdown()
+    _LOCAL_STARTED = False
+
+
+def cluster_nodes() -> list[dict]:
+    """Alive nodes of the connected Ray: ``[{"node_id", "ip", "cpus", "gpus"}]``."""
+    ray = _ray()
+    out = []
+    for node in ray.nodes():
+        if not node.get("Alive", node.get("alive", False)):
+            continue
+        res = node.get("Resources", {})
+        out.append(
+            {
+                "node_id": node.get("NodeID", ""),
+                "ip": node.get("NodeManagerAddress", ""),
+                "cpus": res.get("CPU", 0.0),
+                "gpus": res.get("GPU", 0.0),
+            }
+        )
+    return out
+
+
+# ---------------------------------------------------------------- the actor
+
+
+class TrialActor:
+    """One worker: a Ray actor that imports TensorFlow once and runs trials one at a time.
+
+    Args:
+        index: The worker's index in its pool (replacements get new indices).
+        env: Variables to set before TensorFlow is imported (already set by Ray's runtime_env
+            when the process started; set again here in case Ray reused a process).
+        device_spec: Device strategy (``cpu``, ``gpu``, ``mirrored``...).
+    """
+
+    def __init__(self, index: int, env: dict, device_spec: str):
+        t0 = time.perf_counter()
+        preimported = "tensorflow" in sys.modules
+        os.environ.update(env)
+        import tensorflow as tf
+        import keras
+
+        import_s = time.perf_counter() - t0
+        from bench import worker as local_worker
+        from bench.devices import get_device
+
+        # The same set-up as a local worker, through its own helpers where it has them.
+        apply_caps = getattr(local_worker, "_apply_thread_caps", None)
+        if apply_caps is not None:
+            apply_caps(tf)
+        build_info = getattr(local_worker, "_build_info", None)
+        if build_info is not None:
+            build = build_info(tf)
+        else:  # pragma: no cover - older worker module
+            build = {
+                k: str(v)
+                for k, v in tf.sysconfig.get_build_info().items()
+                if k in ("cuda_version", "cudnn_version", "is_cuda_build")
+            }
+
+        self.device_spec = device_spec
+        self.device = get_device(device_spec).setup()
+        self.workloads: dict[str, Any] = {}
+        self.node = socket.gethostname()
+        try:
+            import ray
+
+            ctx = ray.get_runtime_context()
+            node_id = ctx.get_node_id()
+            node_ip = ray.util.get_node_ip_address()
+        except Exception:  # pragma: no cover - facts only
+            node_id, node_ip = "", ""
+        self.node_ip = node_ip
+        try:
+            log_path = os.readlink("/proc/self/fd/2")
+        except OSError:
+            log_path = ""
+        from bench.childenv import THREAD_VARS
+
+        self._hello = {
+            "type": "hello",
+            "pid": os.getpid(),
+            "index": index,
+            "import_s": import_s,
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+            "thread_env": {k: os.environ.get(k) for k in THREAD_VARS},
+            "tensorflow_preimported": preimported,
+            "visible_devices": [d.name for d in tf.config.list_logical_devices()],
+            "device": device_spec,
+            "replicas": self.device.replicas,
+            "device_info": self.device.info,
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "build": build,
+            "node": self.node,
+            "node_ip": node_ip,
+            "node_id": node_id,
+            "log_path": log_path if log_path.startswith("/") else "",
+        }
+
+    def hello(self) -> dict:
+        """The worker's facts (its first reply, as in the local worker protocol)."""
+        return dict(self._hello)
+
+    def run(self, msg: dict) -> dict:
+        """Runs one trial message (the local worker protocol's ``trial``); returns the reply."""
+        import traceback
+
+        import keras
+
+        from bench.worker import _finite, _jsonable, _load_class, _maybe_fault, _rss_bytes
+        from bench.workload import TrialContext
+
+        config = msg["config"]
+        try:
+            ref = msg["workload"]
+            if ref not in self.workloads:
+                self.workloads[ref] = _load_class(ref)()
+            workload = self.workloads[ref]
+            ctx = TrialContext(
+                size=msg["size"],
+                seed=msg["seed"],
+                options=msg.get("options", {}),
+                device=self.device_spec,
+                scope=self.device.scope,
+                replicas=self.device.replicas,
+            )
+            keras.utils.set_random_seed(msg["seed"])
+            _maybe_fault(config)
+            c0, w0 = time.process_time(), time.perf_counter()
+            output = workload.run_trial(config, ctx)
+            wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+            rss, peak = _rss_bytes()
+            reply = {
+                "type": "result",
+                "id": config["id"],
+                "wall_s": wall,
+                "cpu_s": cpu,
+                "warmup_s": float(output.warmup_s),
+                "samples": float(output.samples),
+                "quality": _finite({k: float(v) for k, v in output.quality.items()}),
+                "extra": {**dict(output.extra), "node": self.node, "node_ip": self.node_ip},
+                "rss_bytes": rss,
+                "peak_rss_bytes": peak,
+            }
+        except Exception as exc:  # a failing trial is data, the worker goes on
+            tb = traceback.format_exc()
+            print(tb, file=sys.stderr, flush=True)
+            reply = {
+                "type": "error",
+                "id": config.get("id"),
+                "kind": "oom" if isinstance(exc, MemoryError) or "ResourceExhausted" in type(exc).__name__ else "exception",
+                "message": f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:500],
+                "stderr_tail": "\n".join(tb.strip().splitlines()[-8:]),
+            }
+        reply["node"] = self.node
+        # Exactly what the local worker would have sent: plain JSON, NaN/inf already None.
+        return json.loads(json.dumps(reply, allow_nan=False, default=_jsonable))
+
+
+_REMOTE_ACTOR = None
+
+
+def _remote_actor():
+    global _REMOTE_ACTOR
+    if _REMOTE_ACTOR is None:
+        _REMOTE_ACTOR = _ray().remote(TrialActor)
+    return _REMOTE_ACTOR
+
+
+# ---------------------------------------------------------------- the pool
+
+
+@dataclasses.dataclass
+class _Slot:
+    index: int
+    actor: Any
+    env: dict
+    started: float
+    hello_ref: Any = None
+    hello: dict | None = None
+    job: dict | None = None
+    job_ref: Any = None
+    job_started: float = 0.0
+    deadline: float = float("inf")
+    dead: bool = False
+
+    @property
+    def state(self) -> str:
+        if self.dead:
+            return "dead"
+        if self.hello is None:
+            return "starting"
+        return "busy" if self.job is not None else "idle"
+
+
+class RayPool:
+    """N Ray actors under one strategy, with :class:`bench.pool.WorkerPool`'s interface.
+
+    Args:
+        n: Number of workers (actors) running trials at once.
+        env_for: ``env_for(index) -> dict``: the full environment of worker ``index``; its
+            thread and device variables go to the actor (see :func:`ray_env_vars`) and its
+            thread count is the actor's ``num_cpus``.
+        device: Device spec passed to each worker (``cpu``, ``gpu``, ``mirrored``...).
+        log_dir: Unused (Ray keeps worker logs in its session directory on each node); kept
+            for interface parity with WorkerPool.
+        on_event: ``on_event(kind, **info)`` for progress (``worker_ready``, ``worker_died``).
+        address: None for a private local Ray started on first use, else ``auto``,
+            ``ray://HOST:PORT`` or ``HOST:PORT``.
+        startup_timeout: Seconds a worker may take to be scheduled, import TensorFlow and say
+            hello (on a busy cluster this includes waiting for free CPUs).
+
+    Raises:
+        UsageError: a malformed address.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        env_for: Callable[[int], dict],
+        device: str = "cpu",
+        log_dir: str | os.PathLike | None = None,
+        on_event: Callable[..., None] | None = None,
+        address: str | None = None,
+        startup_timeout: float = STARTUP_TIMEOUT_S,
+    ):
+        self.n = n
+        self.startup_timeout = startup_timeout
+        self.env_for = env_for
+        self.device = device
+        self.log_dir = log_dir
+        self.on_event = on_event or (lambda kind, **info: None)
+        self.address = check_address(address)
+        self.slots: list[_Slot] = []
+        self.worker_facts: list[dict] = []
+        self._next_index = 0
+        self._start_failures = 0
+        self._closed = False
+
+    # ------------------------------------------------------------ lifecycle
+
+    @property
+    def local(self) -> bool:
+        """True when the Ray runs on this machine only (a private local Ray)."""
+        return self.address is None
+
+    def _spawn(self) -> _Slot:
+        ray = _ray()
+        index = self._next_index
+        self._next_index += 1
+        env = self.env_for(index)
+        gpus = gpus_of(env, self.device)
+        env_vars = ray_env_vars(env, local=self.local, ray_assigns_gpus=gpus > 0)
+        runtime_env: dict[str, Any] = {"env_vars": env_vars}
+        if not self.local:
+            runtime_env["py_modules"] = _code_modules()
+        actor = _remote_actor().options(
+            num_cpus=threads_of(env),
+            num_gpus=gpus,
+            max_restarts=0,
+            max_task_retries=0,
+            runtime_env=runtime_env,
+        ).remote(index, env_vars, self.device)
+        slot = _Slot(index=index, actor=actor, env=env, started=time.perf_counter())
+        slot.hello_ref = actor.hello.remote()
+        self.slots.append(slot)
+        return slot
+
+    def _check_capacity(self) -> None:
+        ray = _ray()
+        cpus = threads_of(self.env_for(0))
+        need = self.n * cpus
+        have = float(ray.cluster_resources().get("CPU", 0.0))
+        if need > have:
+            where = "this machine's local Ray" if self.local else f"the Ray cluster at {self.address}"
+            raise WorkerStartError(
+                f"{self.n} workers × {cpus} CPUs = {need} CPUs, but {where} has {have:g} CPUs "
+                f"(use fewer processes or threads, or a bigger cluster)"
+            )
+
+    def start(self) -> None:
+        """Connects to Ray (starting a local one if needed), starts n actors and waits for all.
+
+        Raises:
+            UsageError: Ray missing or no cluster at the address.
+            WorkerStartError: the cluster is too small for the strategy, or no worker started.
+        """
+        connect(self.address)
+        self._check_capacity()
+        for _ in range(self.n):
+            self._spawn()
+        while any(s.state == "starting" for s in self.slots):
+            self._poll(0.5, on_done=None)
+        if not any(s.state == "idle" for s in self.slots):
+            fact = self.worker_facts[-1] if self.worker_facts else {}
+            raise WorkerStartError(f"no Ray worker could start ({fact.get('failed_to_start', 'unknown reason')})")
+
+    def close(self) -> None:
+        """Ends every actor (and waits briefly until Ray has released them). Safe to call twice.
+
+        A local Ray started by xpubench keeps running for the next strategy of the sweep; it
+        stops when the process exits (or on :func:`shutdown`).
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if not ray_is_up():
+            return
+        ray = sys.modules["ray"]
+        ended = []
+        for s in self.slots:
+            if not s.dead:
+                self._kill(s)
+                ended.append(s)
+        if ended:
+            # A call on a killed actor fails once Ray knows it is dead (and its CPUs are free).
+            probes = [s.actor.hello.remote() for s in ended]
+            try:
+                ray.wait(probes, num_returns=len(probes), timeout=10)
+            except Exception:
+                pass
+
+    def _kill(self, s: _Slot) -> None:
+        if s.dead:
+            return
+        s.dead = True
+        try:
+            _ray().kill(s.actor, no_restart=True)
+        except Exception:
+            pass
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the live workers (on their nodes)."""
+        return [int(s.hello["pid"]) for s in self.slots if not s.dead and s.hello]
+
+    @property
+    def nodes(self) -> list[str]:
+        """Distinct nodes the workers started on, in order."""
+        return list(dict.fromkeys(f["node"] for f in self.worker_facts if f.get("node")))
+
+    # ------------------------------------------------------------ running
+
+    def run(
+        self,
+        jobs: list[dict],
+        on_done: Callable[[dict, dict[str, Any]], None],
+        trial_timeout: float | None = None,
+    ) -> None:
+        """Runs every job; calls ``on_done(job, reply)`` once per job as it ends, in the driver.
+
+        ``reply`` is the worker's ``result`` (with ``extra["node"]``), or an ``error`` the pool
+        made for a dead worker (``crash``/``oom``), a trial over ``trial_timeout`` (``timeout``)
+        or a worker that could not be started (``crash``).
+        """
+        import collections
+
+        pending = collections.deque(jobs)
+        while pending or any(s.job is not None for s in self.slots):
+            for s in self.slots:
+                if s.state == "idle" and pending:
+                    self._send(s, pending.popleft(), trial_timeout)
+            live = [s for s in self.slots if not s.dead]
+            busy = sum(s.job is not None for s in live)
+            if pending and self._start_failures >= MAX_START_FAILURES and not any(s.state == "starting" for s in live):
+                if not live:
+                    self._give_up(pending, on_done)
+                    return
+            else:
+                while pending and len(live) < min(self.n, len(pending) + busy):
+                    live.append(self._spawn())  # replaces a worker that died
+            now = time.perf_counter()
+            next_deadline = min(
+                [s.deadline for s in live] + [s.started + self.startup_timeout for s in live if s.hello is None]
+            )
+            self._poll(max(0.0, min(0.5, next_deadline - now)), on_done)
+            now = time.perf_counter()
+            for s in self.slots:
+                if s.job is not None and now > s.deadline:
+                    self._timeout(s, now, trial_timeout, on_done)
+
+    def _timeout(self, s: _Slot, now: float, trial_timeout: float | None, on_done) -> None:
+        job = s.job
+        self._kill(s)
+        s.job, s.job_ref = None, None
+        self.on_event("worker_died", worker=s.index, reason=f"over the {trial_timeout:g} s trial time limit")
+        on_done(
+            job,
+            {
+                "type": "error",
+                "kind": "timeout",
+                "message": f"trial over its {trial_timeout:g} s time limit; worker killed",
+                "exit_code": None,
+                "signal": int(signal.SIGKILL),  # ray.kill ends the actor's process
+                "stderr_tail": self._tail(s),
+                "wall_s": now - s.job_started,
+                "worker": s.index,
+                "node": (s.hello or {}).get("node"),
+            },
+        )
+
+    def _give_up(self, pending, on_done) -> None:
+        """No worker can be started: every job left becomes a ``startup`` error."""
+        last = next((f for f in reversed(self.worker_facts) if "failed_to_start" in f), {})
+        message = f"not run: {MAX_START_FAILURES} workers in a row failed to start ({last.get('failed_to_start', '?')})"
+        while pending:
+            on_done(
+                pending.popleft(),
+                {
+                    "type": "error",
+                    "kind": "startup",
+                    "message": message,
+                    "stderr_tail": last.get("stderr_tail", ""),
+                    "wall_s": 0.0,
+                    "worker": last.get("index", 0),
+                },
+            )
+
+    def _send(self, s: _Slot, job: dict, trial_timeout: float | None) -> None:
+        s.job = job
+        s.job_started = time.perf_counter()
+        s.deadline = s.job_started + trial_timeout if trial_timeout else float("inf")
+        s.job_ref = s.actor.run.remote(job)
+
+    def _poll(self, timeout: float, on_done) -> None:
+        ray = _ray()
+        waiting: dict[Any, tuple[_Slot, str]] = {}
+        now = time.perf_counter()
+        for s in self.slots:
+            if s.state == "starting":
+                if now - s.started > self.startup_timeout:
+                    self._kill(s)
+                    self._start_failed(s, f"no hello within {self.startup_timeout:g} s")
+                    continue
+                waiting[s.hello_ref] = (s, "hello")
+            elif s.job_ref is not None:
+                waiting[s.job_ref] = (s, "job")
+        if not waiting:
+            time.sleep(timeout)
+            return
+        refs = list(waiting)
+        ready, rest = ray.wait(refs, num_returns=1, timeout=timeout)
+        if ready and rest:  # whatever else finished meanwhile, without waiting
+            more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
+            ready += more
+        for ref in ready:
+            s, what = waiting[ref]
+            if what == "hello":
+                self._on_hello(s, ref)
+            else:
+                self._on_reply(s, ref, on_done)
+
+    def _on_hello(self, s: _Slot, ref) -> None:
+        ray = _ray()
+        try:
+            hello = ray.get(ref)
+        except Exception as exc:
+            self._kill(s)
+            self._start_failed(s, _first_line(getattr(exc, "cause", None) or exc) or type(exc).__name__)
+            return
+        hello["startup_s"] = time.perf_counter() - s.started
+        hello["index"] = s.index
+        s.hello = hello
+        self._start_failures = 0
+        self.worker_facts.append(hello)
+        self.on_event("worker_ready", worker=s.index, startup_s=hello["startup_s"])
+
+    def _start_failed(self, s: _Slot, reason: str) -> None:
+        self._start_failures += 1
+        self.worker_facts.append({"index": s.index, "failed_to_start": reason, "stderr_tail": ""})
+        self.on_event("worker_died", worker=s.index, reason=f"failed to start: {reason}")
+
+    def _tail(self, s: _Slot) -> str:
+        """The end of a worker's log when it is on this machine (Ray keeps it on its node)."""
+        hello = s.hello or {}
+        path = hello.get("log_path")
+        if not path:
+            return ""
+        if hello.get("node") != socket.gethostname():
+            return f"(log on node {hello.get('node')}: {path})"
+        return stderr_tail(Path(path))
+
+    def _on_reply(self, s: _Slot, ref, on_done) -> None:
+        ray = _ray()
+        job = s.job
+        s.job, s.job_ref, s.deadline = None, None, float("inf")
+        try:
+            reply = ray.get(ref)
+        except ray.exceptions.RayTaskError as exc:  # the method itself raised: the actor lives
+            cause = getattr(exc, "cause", None) or exc
+            reply = {
+                "type": "error",
+                "kind": "exception",
+                "message": f"{type(cause).__name__}: {_first_line(cause)}"[:500],
+                "stderr_tail": "\n".join(str(exc).strip().splitlines()[-8:]),
+            }
+        except Exception as exc:  # the actor (its process) is gone
+            self._kill(s)
+            kind, message, exit_code = describe_actor_death(exc)
+            reply = {
+                "type": "error",
+                "kind": kind,
+                "message": message,
+                "exit_code": exit_code,
+                "signal": None,
+                "stderr_tail": self._tail(s),
+                "wall_s": time.perf_counter() - s.job_started,
+            }
+            self.on_event("worker_died", worker=s.index, reason=message)
+        reply["worker"] = s.index
+        if reply.get("type") == "error":
+            reply.setdefault("wall_s", time.perf_counter() - s.job_started)
+        reply.setdefault("node", (s.hello or {}).get("node"))
+        if job is not None and on_done is not None:
+            on_done(job, reply)

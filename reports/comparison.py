@@ -1,0 +1,254 @@
+"""Machine comparison: the same workload × strategy on machine A and B, B's speedup, costs.
+
+Machine A is the first label given; every other label is compared with it. Costs come from
+``--price LABEL=PER_HOUR``: cost per trial = price × wall hours / finished trials; cost per 1,000
+samples = price × wall hours / samples × 1000.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shutil
+import sys
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import pandas as pd
+
+from bench.errors import UsageError
+from reports.fmt import DASH, money, ok, seconds, times
+from reports.load import Inputs
+from reports.tables import measured
+
+KEYS = ["workload", "size", "device", "engine", "processes"]
+
+
+def parse_prices(texts: Sequence[str]) -> dict[str, float]:
+    """Parses ``--price LABEL=PER_HOUR`` options.
+
+    Raises:
+        UsageError: a malformed option, a price that is not a finite number >= 0, or a label twice.
+    """
+    prices: dict[str, float] = {}
+    for text in texts:
+        label, sep, value = str(text).rpartition("=")
+        label = label.strip()
+        bad = UsageError(f"bad --price {text!r} (expected LABEL=PRICE_PER_HOUR, e.g. cloud=0.90)")
+        if not sep or not label:
+            raise bad
+        try:
+            price = float(value)
+        except ValueError:
+            raise bad from None
+        if not math.isfinite(price) or price < 0:
+            raise bad
+        if label in prices:
+            raise UsageError(f"--price for machine {label!r} given twice")
+        prices[label] = price
+    return prices
+
+
+def check_price_labels(prices: Mapping[str, float], labels: Sequence[str]) -> None:
+    """Raises UsageError naming a priced label that no input has, with the labels there are."""
+    for label in prices:
+        if label not in labels:
+            raise UsageError(
+                f"unknown machine label {label!r} in --price (choose from: {', '.join(sorted(labels))})"
+            )
+
+
+def distinct_labels(inputs: Inputs) -> Inputs:
+    """When several files all carry one machine label, labels them by file name instead.
+
+    ``bench compare a.json b.json`` of two runs on one host (default label: its hostname) would
+    otherwise merge them into one machine.
+    """
+    if len(inputs.sources) < 2 or len(inputs.labels) > 1:
+        return inputs
+    seen: dict[str, int] = {}
+    sources = []
+    for s in inputs.sources:
+        name = Path(s.path).stem
+        seen[name] = seen.get(name, 0) + 1
+        label = name if seen[name] == 1 else f"{name}-{seen[name]}"
+        sources.append(dataclasses.replace(
+            s, label=label, machine={**s.machine, "label": label},
+            runs=tuple(dataclasses.replace(r, label=label) for r in s.runs),
+            timings=tuple(dataclasses.replace(t, label=label) for t in s.timings),
+        ))
+    return dataclasses.replace(inputs, sources=tuple(sources))
+
+
+def machines_table(df: pd.DataFrame, labels: Sequence[str], prices: Mapping[str, float] | None = None) -> pd.DataFrame:
+    """One row per workload × strategy measured on the first machine and at least one other.
+
+    Columns per machine ``L``: ``wall:L``, ``per_trial:L`` (wall / finished trials),
+    ``throughput:L``, ``cost_trial:L`` and ``cost_1k:L`` (when priced), and for every machine but
+    the first ``speedup:L`` = wall on the first / wall on ``L`` (> 1: ``L`` is faster).
+    """
+    prices = dict(prices or {})
+    m = measured(df)
+    agg = (
+        m.groupby(["label"] + KEYS, sort=False)
+        .agg(wall=("wall_s", "median"), ok_trials=("ok_trials", "median"), samples=("samples_total", "median"),
+             throughput=("throughput", "median"), unit=("unit", "first"), quality=("quality_text", "first"))
+        .reset_index()
+    )
+    ref = labels[0] if labels else None
+    rows = []
+    for key, g in agg.groupby(KEYS, sort=False):
+        by = {r.label: r for r in g.itertuples()}
+        if ref not in by or len(by) < 2:
+            continue
+        workload, size, device, engine, procs = key
+        row = {"workload": workload, "size": size, "device": device, "engine": engine, "processes": int(procs),
+               "strategy": f"{device}×{int(procs)}p" + (f" {engine}" if engine != "local" else ""),
+               "unit": by[ref].unit}
+        for label in labels:
+            r = by.get(label)
+            wall = float(r.wall) if r is not None else math.nan
+            n = float(r.ok_trials) if r is not None else math.nan
+            samples = float(r.samples) if r is not None and ok(r.samples) else math.nan
+            row[f"wall:{label}"] = wall
+            row[f"per_trial:{label}"] = wall / n if ok(n) and n > 0 else math.nan
+            row[f"throughput:{label}"] = float(r.throughput) if r is not None else math.nan
+            row[f"quality:{label}"] = r.quality if r is not None else ""
+            price = prices.get(label)
+            hours = wall / 3600.0
+            row[f"cost_trial:{label}"] = price * hours / n if price is not None and ok(n) and n > 0 else math.nan
+            row[f"cost_1k:{label}"] = (price * hours / samples * 1000.0
+                                       if price is not None and ok(samples) and samples > 0 else math.nan)
+            if label != ref:
+                row[f"speedup:{label}"] = row[f"wall:{ref}"] / wall if ok(wall) and wall > 0 else math.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def timings_table(inputs: Inputs, labels: Sequence[str], prices: Mapping[str, float] | None = None) -> pd.DataFrame:
+    """Plain pytest-benchmark entries (by full name) on the first machine and another, with speedups."""
+    prices = dict(prices or {})
+    ref = labels[0] if labels else None
+    by_name: dict[str, dict[str, list[float]]] = {}
+    for t in inputs.timings:
+        if not t.has_xpubench:
+            by_name.setdefault(t.fullname, {}).setdefault(t.label, []).append(t.mean)
+    rows = []
+    for name, per in by_name.items():
+        if ref not in per or len(per) < 2:
+            continue
+        row = {"name": name}
+        for label in labels:
+            mean = float(pd.Series(per[label]).median()) if label in per else math.nan
+            row[f"mean:{label}"] = mean
+            price = prices.get(label)
+            row[f"cost_round:{label}"] = price * mean / 3600.0 if price is not None and ok(mean) else math.nan
+            if label != ref:
+                row[f"speedup:{label}"] = row[f"mean:{ref}"] / mean if ok(mean) and mean > 0 else math.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def table_cells(
+    table: pd.DataFrame, labels: Sequence[str], prices: Mapping[str, float], names: Mapping[str, str] | None = None
+) -> tuple[list[str], list[list[str]]]:
+    """Column headings and formatted cells of a machines table (shared by terminal and HTML).
+
+    Args:
+        table: From :func:`machines_table`.
+        labels: Machine labels, the reference first.
+        prices: Price per hour by label.
+        names: Short names for the headings (e.g. ``{"laptop": "A"}``); default the labels.
+    """
+    names = dict(names or {})
+    n = {lab: names.get(lab, lab) for lab in labels}
+    ref = labels[0]
+    cols = ["workload", "strategy"]
+    for label in labels:
+        cols.append(f"wall {n[label]}")
+    for label in labels[1:]:
+        cols.append(f"{n[label]} vs {n[ref]}")
+    for label in labels:
+        cols.append(f"time/trial {n[label]}")
+    priced = [lab for lab in labels if lab in prices]
+    for label in priced:
+        cols.append(f"$/trial {n[label]}")
+    for label in priced:
+        cols.append(f"$/1k samples {n[label]}")
+    rows = []
+    for r in table.to_dict("records"):
+        cells = [f"{r['workload']} ({r['size']})", r["strategy"]]
+        cells += [seconds(r[f"wall:{lab}"]) for lab in labels]
+        cells += [times(r[f"speedup:{lab}"]) for lab in labels[1:]]
+        cells += [seconds(r[f"per_trial:{lab}"]) for lab in labels]
+        cells += [money(r[f"cost_trial:{lab}"]) for lab in priced]
+        cells += [money(r[f"cost_1k:{lab}"]) for lab in priced]
+        rows.append(cells)
+    return cols, rows
+
+
+def timing_cells(
+    table: pd.DataFrame, labels: Sequence[str], prices: Mapping[str, float], names: Mapping[str, str] | None = None
+) -> tuple[list[str], list[list[str]]]:
+    """Column headings and cells of the plain pytest-benchmark comparison (``names`` as in table_cells)."""
+    names = dict(names or {})
+    n = {lab: names.get(lab, lab) for lab in labels}
+    ref = labels[0]
+    priced = [lab for lab in labels if lab in prices]
+    cols = ["benchmark"] + [f"mean {n[lab]}" for lab in labels] + [f"{n[lab]} vs {n[ref]}" for lab in labels[1:]]
+    cols += [f"$/round {n[lab]}" for lab in priced]
+    rows = []
+    for r in table.to_dict("records"):
+        cells = [r["name"]] + [seconds(r[f"mean:{lab}"]) for lab in labels]
+        cells += [times(r[f"speedup:{lab}"]) for lab in labels[1:]]
+        cells += [money(r[f"cost_round:{lab}"]) for lab in priced]
+        rows.append(cells)
+    return cols, rows
+
+
+def print_terminal(inputs: Inputs, prices: Mapping[str, float], file=None) -> None:
+    """Prints the comparison as rich tables (every string from a file shown as plain text)."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    labels = inputs.labels
+    names = {lab: _letter(i) for i, lab in enumerate(labels)}
+    width = shutil.get_terminal_size((160, 24)).columns
+    console = Console(file=file or sys.stdout, width=max(width, 100), highlight=False, soft_wrap=False)
+    for lab in labels:
+        m = inputs.machine(lab)
+        files = ", ".join(s.path for s in inputs.sources if s.label == lab)
+        price = f", {money(prices[lab])}/hour" if lab in prices else ""
+        console.print(Text(f"{names[lab]} = {lab}: {m.get('cpu') or '?'}, {m.get('usable_cores') or m.get('logical_cores') or '?'} "
+                           f"usable cores{price} ({files})"))
+    tables = []
+    mt = machines_table(_frame(inputs), labels, prices)
+    if len(mt):
+        tables.append(("xpubench runs", *table_cells(mt, labels, prices, names)))
+    tt = timings_table(inputs, labels, prices)
+    if len(tt):
+        tables.append(("pytest-benchmark timings", *timing_cells(tt, labels, prices, names)))
+    if not tables:
+        console.print(Text(f"no workload × strategy was measured on both {labels[0]} and another machine "
+                           f"({', '.join(labels)})"))
+        return
+    for title, cols, rows in tables:
+        t = Table(title=Text(title), show_lines=False)
+        for i, c in enumerate(cols):
+            t.add_column(Text(c), justify="left" if i < 2 else "right", overflow="fold")
+        for cells in rows:
+            t.add_row(*[Text(c if c else DASH) for c in cells])
+        console.print(t)
+    console.print(Text("'B vs A' > 1×: B is faster. Time/trial = wall / finished trials (trials overlap "
+                       "when processes > 1)."))
+
+
+def _letter(i: int) -> str:
+    return chr(ord("A") + i) if i < 26 else f"M{i + 1}"
+
+
+def _frame(inputs: Inputs) -> pd.DataFrame:
+    from reports.tables import runs_frame
+
+    return runs_frame(inputs)

@@ -1,0 +1,454 @@
+"""Builds the report: header (machines, versions, data, warnings), sections of charts and tables.
+
+The flow is one way: :class:`reports.load.Inputs` → pandas tables (:mod:`reports.tables`) →
+charts (:mod:`reports.charts`) and formatted cells → HTML (:mod:`reports.html`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+
+from bench.results import _version
+from reports import charts as ch
+from reports import fmt
+from reports.comparison import machines_table, table_cells, timing_cells, timings_table
+from reports.html import Section, Table, render
+from reports.load import PYTEST_BENCHMARK, Inputs, Run
+from reports.recommend import HEADROOM, recommend
+from reports.tables import (
+    calibration, cluster_frame, devices_frame, measured, predict_frame, runs_frame, scaling_frame, timings_frame,
+)
+
+MAX_TIMELINES = 12
+CV_LIMIT = 0.10
+
+
+@dataclasses.dataclass
+class Report:
+    """A rendered report: the HTML text and every chart in it."""
+
+    html: str
+    charts: list[ch.Chart]
+
+
+class _Charts:
+    """Collects charts, giving each a unique file name."""
+
+    def __init__(self, png_names: bool):
+        self.charts: list[ch.Chart] = []
+        self.png_names = png_names
+        self._names: set[str] = set()
+
+    def add(self, chart: ch.Chart) -> dict:
+        name, n = chart.name, 1
+        while name in self._names:
+            n += 1
+            name = f"{chart.name}-{n}"
+        self._names.add(name)
+        chart = dataclasses.replace(chart, name=name)
+        self.charts.append(chart)
+        w, h = chart.size
+        return {"title": chart.title, "uri": chart.data_uri, "width": w, "height": h,
+                "file": f"{name}.png" if self.png_names else ""}
+
+
+# ---------------------------------------------------------------- header
+
+
+def _gpus(machine: Mapping[str, Any]) -> str:
+    gpus = machine.get("gpus")
+    if isinstance(gpus, list) and gpus:
+        names = []
+        for g in gpus:
+            if isinstance(g, Mapping):
+                mem = g.get("memory_total_bytes") or g.get("mem_total_bytes")
+                names.append(str(g.get("name", "GPU")) + (f" ({fmt.nbytes(mem)})" if fmt.ok(mem) else ""))
+            else:
+                names.append(str(g))
+        return ", ".join(names)
+    status = machine.get("gpu_status")
+    return f"none ({status})" if status else "none"
+
+
+def _calibration_text(machine: Mapping[str, Any]) -> str:
+    ceiling, gflops = calibration(machine)
+    parts = [f"{n}p {e:.0%}" for n, e in sorted(ceiling.items())]
+    text = ("parallel ceiling " + ", ".join(parts)) if parts else ""
+    if gflops:
+        text += ("; " if text else "") + f"matmul {gflops:,.1f} GFLOP/s"
+    return text or fmt.DASH
+
+
+def machines_table_html(inputs: Inputs) -> Table:
+    """One row per machine label: the fingerprint facts that make results comparable."""
+    rows = []
+    for label in inputs.labels:
+        m = inputs.machine(label)
+        versions = sorted({s.tool_version for s in inputs.sources if s.label == label})
+        cores = "/".join(fmt.plain(m.get(k)) for k in ("physical_cores", "logical_cores", "usable_cores"))
+        threads = m.get("thread_env") if isinstance(m.get("thread_env"), Mapping) else {}
+        rows.append([
+            label, fmt.plain(m.get("cpu")), cores, fmt.nbytes(m.get("ram_bytes")), fmt.plain(m.get("os")),
+            fmt.plain(m.get("python")), fmt.plain(m.get("tensorflow")), fmt.plain(m.get("keras")),
+            ", ".join(versions), _gpus(m), ", ".join(f"{k}={v}" for k, v in threads.items()) or fmt.DASH,
+            _calibration_text(m),
+        ])
+    return Table(
+        columns=["machine", "CPU", "cores phys/logical/usable", "RAM", "OS", "Python", "TensorFlow", "Keras",
+                 "xpubench", "GPUs", "thread env", "calibration"],
+        rows=rows, caption="Machine fingerprints",
+    )
+
+
+def inputs_table(inputs: Inputs) -> Table:
+    rows = [
+        [s.path, s.kind + ("" if s.runs or s.kind != PYTEST_BENCHMARK else " (no xpubench data)"), s.label,
+         str(len(s.runs)), str(len(s.timings)) if s.kind == PYTEST_BENCHMARK else fmt.DASH, s.created or fmt.DASH,
+         "complete" if s.complete else "INCOMPLETE"]
+        for s in inputs.sources
+    ]
+    return Table(columns=["file", "format", "machine", "runs", "benchmarks", "written", "status"], rows=rows,
+                 caption="Input files", numeric=(3, 4))
+
+
+def data_used(runs: Sequence[Run]) -> list[dict]:
+    """Which data each workload used, saying "synthetic" plainly."""
+    seen: dict[tuple, dict] = {}
+    for r in runs:
+        if r.status == "skipped":
+            continue
+        source = str(r.data.get("source") or "")
+        name = str(r.data.get("name") or r.data.get("path") or "")
+        key = (r.workload, source, name)
+        if key in seen:
+            continue
+        if source == "synthetic":
+            text = "synthetic data (a generated stand-in, not the real dataset)"
+        elif source == "real":
+            text = "real data"
+        elif source:
+            text = f"{source} data"
+        else:
+            text = "not recorded"
+        if name:
+            text += f": {name}"
+        if r.data.get("reason"):
+            text += f" ({r.data['reason']})"
+        seen[key] = {"workload": r.workload, "text": text, "synthetic": source == "synthetic"}
+    return list(seen.values())
+
+
+def warnings_for(inputs: Inputs, df: pd.DataFrame) -> list[str]:
+    """Unreadable files, incomplete results, skipped strategies, failed trials, unstable timings."""
+    out = list(inputs.skipped)
+    for s in inputs.sources:
+        if not s.complete:
+            out.append(f"{s.path}: the sweep did not finish (result marked incomplete); figures cover finished trials only")
+        if s.kind == PYTEST_BENCHMARK and not s.runs:
+            out.append(f"{s.path}: pytest-benchmark JSON without xpubench data: showing its timing statistics only")
+    for r in inputs.runs:
+        where = f"{r.workload} ({r.size}) {r.strategy} on {r.label}"
+        if r.status == "skipped":
+            out.append(f"{where} skipped: {r.skipped or 'no reason recorded'}")
+        elif r.status != "complete":
+            out.append(f"{where}: run {r.status}")
+        failed = [t for t in r.trials if t.error is not None]
+        n_failed = len(failed)
+        if not r.trials and fmt.ok(r.summary.get("failed")):
+            n_failed = int(r.summary["failed"])  # pytest-benchmark inputs carry counts only
+        if n_failed:
+            kinds = sorted({t.error.kind for t in failed})
+            first = f" (first: {failed[0].error.message})" if failed else ""
+            total = len(r.trials) or int(r.summary.get("trials") or 0)
+            out.append(f"{where}: {n_failed} of {total} trials failed"
+                       + (f" [{', '.join(kinds)}]" if kinds else "") + first)
+        if r.data.get("source") == "synthetic":
+            out.append(f"{where} used synthetic data, not the real dataset")
+    for row in df.itertuples():
+        if fmt.ok(row.cv) and row.cv > CV_LIMIT:
+            out.append(f"{row.workload} ({row.size}) {row.strategy} on {row.label}: unstable timings, "
+                       f"trial wall-time CV {row.cv:.0%} (> {CV_LIMIT:.0%})")
+    m = measured(df)
+    for key, g in m.groupby(["label", "workload", "size", "strategy"], sort=False):
+        if len(g) >= 2 and g["wall_s"].mean() > 0:
+            cv = g["wall_s"].std() / g["wall_s"].mean()
+            if cv > CV_LIMIT:
+                out.append(f"{key[1]} ({key[2]}) {key[3]} on {key[0]}: {len(g)} repeated runs vary by "
+                           f"CV {cv:.0%} (> {CV_LIMIT:.0%})")
+    for t in inputs.timings:
+        if not t.has_xpubench and fmt.ok(t.stddev) and t.mean > 0 and t.stddev / t.mean > CV_LIMIT:
+            out.append(f"{t.name} on {t.label}: unstable pytest-benchmark timing, CV {t.stddev / t.mean:.0%} "
+                       f"(> {CV_LIMIT:.0%})")
+    return list(dict.fromkeys(out))
+
+
+# ---------------------------------------------------------------- sections
+
+
+def recommendations_section(df: pd.DataFrame, inputs: Inputs) -> Section | None:
+    recs = recommend(df, inputs)
+    if not recs:
+        return None
+    multi = len(inputs.labels) > 1
+    rows = [
+        ([r.label] if multi else []) + [
+            f"{r.workload} ({r.size})", r.fastest, fmt.num(r.trials_per_hour), str(r.processes),
+            fmt.plain(r.memory_max_processes), r.reason,
+        ]
+        for r in recs
+    ]
+    cols = (["machine"] if multi else []) + ["workload", "fastest measured", "trials/hour", "use processes",
+                                             "fit in RAM", "why"]
+    off = 1 if multi else 0
+    return Section(
+        id="recommendations", title="Recommendations",
+        tables=[Table(columns=cols, rows=rows, numeric=(2 + off, 3 + off, 4 + off))],
+        notes=[f"'fit in RAM': largest process count whose measured per-worker peak memory fits in the "
+               f"machine's RAM with {HEADROOM:.0%} headroom."],
+    )
+
+
+def scaling_sections(df: pd.DataFrame, inputs: Inputs, charts: _Charts) -> list[Section]:
+    sc = scaling_frame(df, inputs)
+    if sc.empty:
+        return []
+    speed, cpu = [], []
+    has_ceiling = sc["ceiling"].notna().any()
+    has_gflops = sc["gflops"].notna().any()
+    for workload, g in sc.groupby("workload", sort=False):
+        multi_n = any(gg["processes"].nunique() > 1 for _, gg in g.groupby(["label", "size", "device"], sort=False))
+        intro = []
+        for key, gg in g.groupby(["label", "size", "device"], sort=False):
+            f = gg["serial_fraction"].iloc[0]
+            if fmt.ok(f):
+                cap = f"at most {1 / f:.1f}× with any number of processes" if f > 0 else "no serial part found"
+                intro.append(f"{key[0]} / {key[2]} / {key[1]}: fitted Amdahl serial fraction {f:.2f} ({cap}).")
+        cols = ["machine", "size", "device", "processes", "runs", "wall", "speedup", "efficiency"]
+        if has_ceiling:
+            cols += ["machine ceiling", "efficiency vs ceiling"]
+        cols += ["CPU/wall (tree)", "CPU/wall per process", "throughput"]
+        if has_gflops:
+            cols += ["GFLOP/s", "share of peak"]
+        rows = []
+        for r in g.itertuples():
+            cells = [r.label, r.size, r.device, str(r.processes), str(r.n), fmt.seconds(r.wall_s), fmt.times(r.speedup),
+                     fmt.pct(r.efficiency)]
+            if has_ceiling:
+                cells += [fmt.pct(r.ceiling), fmt.pct(r.eff_vs_ceiling)]
+            cells += [fmt.num(r.cpu_wall_ratio), fmt.num(r.per_proc_ratio), f"{fmt.num(r.throughput)} {r.unit}"]
+            if has_gflops:
+                cells += [fmt.num(r.gflops), fmt.pct(r.gflops_share)]
+            rows.append(cells)
+        table = Table(columns=cols, rows=rows, numeric=tuple(range(3, len(cols))))
+        sec = Section(id=f"scaling-{ch.slug(workload)}", title=f"Scaling: {workload}", intro=intro, tables=[table])
+        if multi_n:
+            sec.charts.append(charts.add(ch.speedup_chart(workload, g)))
+        else:
+            sec.notes.append("Only one process count was measured: run with --processes 1,2,... to see scaling.")
+        speed.append(sec)
+        if multi_n and g["cpu_wall_ratio"].notna().any():
+            cpu.append(charts.add(ch.cpu_wall_chart(workload, g)))
+    out = speed
+    if cpu:
+        out.append(Section(
+            id="cpu-wall", title="CPU time / wall time", charts=cpu,
+            intro=["How many cores the process tree kept busy: N for N fully busy single-threaded workers. "
+                   "Below the N line, workers waited (start-up, I/O, Python, synchronisation)."],
+        ))
+    return out
+
+
+def timeline_section(inputs: Inputs, charts: _Charts) -> Section | None:
+    latest: dict[tuple, Run] = {}
+    for r in inputs.runs:
+        if r.samples and r.status in ("complete", "interrupted"):
+            latest[(r.label, r.workload, r.size, r.device, r.engine, r.processes)] = r
+    if not latest:
+        return None
+    chosen = sorted(latest.values(), key=lambda r: r.order)
+    sec = Section(id="timelines", title="Timelines: per-core CPU and memory",
+                  intro=["Sampled in the parent during each run (the whole process tree). The dashed line marks "
+                         "the end of worker start-up."])
+    for r in chosen[:MAX_TIMELINES]:
+        title = f"{r.workload} ({r.size}) {r.strategy} on {r.label}"
+        off = r.summary.get("compute_offset_s")
+        sec.charts.append(charts.add(ch.timeline_chart(f"timeline-{ch.slug(title)}", title, r.samples,
+                                                       off if fmt.ok(off) else None)))
+    if len(chosen) > MAX_TIMELINES:
+        sec.notes.append(f"Timelines shown for {MAX_TIMELINES} of {len(chosen)} distinct runs (latest of each "
+                         "machine × workload × strategy); report fewer files to see the others.")
+    return sec
+
+
+def devices_section(df: pd.DataFrame, charts: _Charts) -> Section | None:
+    dv = devices_frame(df)
+    if dv.empty:
+        return None
+    sec = Section(id="devices", title="Device comparison",
+                  intro=["Time per trial on each device strategy, with the quality reached beside it so a faster "
+                         "strategy is seen to do the same work; GPU utilisation where it was measured."])
+    for (label, workload, size), g in dv.groupby(["label", "workload", "size"], sort=False):
+        title = f"{workload} ({size}) on {label}: time per trial by device strategy"
+        sec.charts.append(charts.add(ch.devices_chart(f"devices-{ch.slug(workload + '-' + label)}", title, g)))
+        rows = [[r.strategy, fmt.seconds(r.time_per_trial_s), f"{fmt.num(r.throughput)} {r.unit}",
+                 f"{r.quality_key} {fmt.num(r.quality, 4)}" if r.quality_key else fmt.DASH,
+                 fmt.pct(r.gpu_util_p50, 1), fmt.pct(r.gpu_util_p95, 1)] for r in g.itertuples()]
+        sec.tables.append(Table(caption=title, columns=["strategy", "time/trial", "throughput", "quality",
+                                                        "GPU util p50", "GPU util p95"], rows=rows, numeric=(1, 2, 4, 5)))
+    return sec
+
+
+def predict_section(inputs: Inputs, charts: _Charts) -> Section | None:
+    pf = predict_frame(inputs)
+    if pf.empty:
+        return None
+    sec = Section(id="predict-modes", title="predict_modes: rows per second",
+                  charts=[charts.add(ch.predict_chart(pf))])
+    multi = pf["label"].nunique() > 1
+    rows = [([r.label] if multi else []) + [r.mode_label, fmt.num(r.rows_per_s), fmt.times(r.ratio), fmt.num(r.rows)]
+            for r in pf.iloc[::-1].itertuples()]
+    off = 1 if multi else 0
+    sec.tables.append(Table(columns=(["machine"] if multi else []) + ["mode", "rows/s", "vs per-row predict", "rows timed"],
+                            rows=rows, numeric=(1 + off, 2 + off, 3 + off)))
+    if not pf["baseline"].any():
+        sec.notes.append("No per-row model.predict mode was found, so no ratios are shown.")
+    return sec
+
+
+def machines_section(df: pd.DataFrame, inputs: Inputs, prices: Mapping[str, float], charts: _Charts) -> Section | None:
+    labels = inputs.labels
+    if len(labels) < 2:
+        return None
+    ref = labels[0]
+    sec = Section(id="machine-comparison", title="Machine comparison",
+                  intro=[f"Machine A is {ref}; '{ref}' vs other columns give the other machine's speedup over A "
+                         "(> 1×: faster). Time/trial is wall time divided by finished trials."])
+    mt = machines_table(df, labels, prices)
+    if len(mt):
+        for workload, g in mt.groupby("workload", sort=False):
+            sec.charts.append(charts.add(ch.machines_chart(
+                f"machines-{ch.slug(workload)}", f"{workload}: wall time per strategy on each machine", g, labels)))
+        cols, rows = table_cells(mt, labels, prices)
+        sec.tables.append(Table(columns=cols, rows=rows, numeric=tuple(range(2, len(cols)))))
+    tt = timings_table(inputs, labels, prices)
+    if len(tt):
+        cols, rows = timing_cells(tt, labels, prices)
+        sec.tables.append(Table(caption="pytest-benchmark timings", columns=cols, rows=rows,
+                                numeric=tuple(range(1, len(cols)))))
+    if not sec.tables:
+        sec.notes.append(f"No workload × strategy was measured both on {ref} and on another machine.")
+    if prices:
+        sec.notes.append("Prices per hour: " + ", ".join(f"{k} {fmt.money(v)}" for k, v in prices.items()) + ".")
+    else:
+        sec.notes.append("Give prices with bench compare --price LABEL=PER_HOUR to see cost per trial and per 1,000 samples.")
+    tfs = {label: inputs.machine(label).get("tensorflow") for label in labels}
+    if len(set(tfs.values())) > 1:
+        sec.notes.append("TensorFlow versions differ: " + ", ".join(f"{k} {v}" for k, v in tfs.items()) + ".")
+    return sec
+
+
+def cluster_section(df: pd.DataFrame, charts: _Charts) -> Section | None:
+    cf = cluster_frame(df)
+    if cf.empty:
+        return None
+    sec = Section(id="cluster", title="Cluster runs (Ray)",
+                  intro=["Ray runs grouped by the number of nodes their trials ran on, against the local "
+                         "1-process run of the same workload."])
+    for workload, g in cf.groupby("workload", sort=False):
+        if g["speedup"].notna().any():
+            sec.charts.append(charts.add(ch.cluster_chart(workload, g)))
+    rows = [[r.workload, r.label, str(r.nodes), str(r.processes), str(r.n), fmt.seconds(r.wall_s),
+             fmt.seconds(r.base_wall_s) + (f" ({r.base_label})" if r.base_label else ""), fmt.times(r.speedup),
+             fmt.pct(r.efficiency)] for r in cf.itertuples()]
+    sec.tables.append(Table(columns=["workload", "head machine", "nodes", "tasks at once", "runs", "wall",
+                                     "local 1-process wall", "speedup", "efficiency"], rows=rows,
+                            numeric=(2, 3, 4, 5, 6, 7, 8)))
+    if cf["speedup"].isna().any():
+        sec.notes.append("Some cluster runs have no local 1-process run of the same workload to compare with.")
+    return sec
+
+
+def timings_section(inputs: Inputs, charts: _Charts) -> Section | None:
+    tf = timings_frame(inputs)
+    if tf.empty:
+        return None
+    multi = tf["label"].nunique() > 1
+    rows = [([r.label] if multi else []) + [r.name, r.group or fmt.DASH, fmt.seconds(r.mean), fmt.seconds(r.median),
+             fmt.seconds(r.stddev), fmt.seconds(r.min), fmt.seconds(r.max), fmt.plain(r.rounds)]
+            for r in tf.itertuples()]
+    off = 1 if multi else 0
+    return Section(
+        id="timings", title="pytest-benchmark timings",
+        intro=["Benchmarks without xpubench figures: pytest-benchmark's own statistics per round."],
+        charts=[charts.add(ch.timings_chart(tf))],
+        tables=[Table(columns=(["machine"] if multi else []) + ["benchmark", "group", "mean", "median", "stddev",
+                                                                "min", "max", "rounds"],
+                      rows=rows, numeric=tuple(range(2 + off, 8 + off)))],
+    )
+
+
+def runs_table(df: pd.DataFrame) -> Table:
+    rows = []
+    for r in df.itertuples():
+        gpu = (f"{fmt.pct(r.gpu_util_p50, 1)} / {fmt.pct(r.gpu_util_p95, 1)}" if fmt.ok(r.gpu_util_p50) else fmt.DASH)
+        rows.append([
+            r.label, f"{r.workload} ({r.size})", r.strategy, r.status + (f": {r.skipped}" if r.skipped else ""),
+            f"{r.ok_trials}/{r.trials}", fmt.seconds(r.wall_s), fmt.seconds(r.time_per_trial_s), fmt.pct(r.cv),
+            f"{fmt.num(r.throughput)} {r.unit}" if fmt.ok(r.throughput) else fmt.DASH, fmt.times(r.rec_speedup),
+            fmt.num(r.cpu_wall_ratio), fmt.nbytes(r.peak_worker_rss), fmt.nbytes(r.peak_tree_rss),
+            fmt.nbytes(r.peak_tree_uss), gpu, r.quality_text or fmt.DASH, r.data_source or fmt.DASH, r.file,
+        ])
+    return Table(
+        columns=["machine", "workload", "strategy", "status", "ok/trials", "wall", "time/trial", "trial CV",
+                 "throughput", "speedup", "CPU/wall", "peak worker RSS", "peak tree RSS", "peak tree USS",
+                 "GPU p50/p95", "quality", "data", "file"],
+        rows=rows, numeric=tuple(range(4, 15)),
+    )
+
+
+# ---------------------------------------------------------------- front
+
+
+def build(inputs: Inputs, prices: Mapping[str, float] | None = None, title: str | None = None,
+          comparison_first: bool = False, png_names: bool = False) -> Report:
+    """Builds the whole report from loaded inputs.
+
+    Args:
+        inputs: Loaded result files.
+        prices: Price per hour by machine label (machine comparison costs).
+        title: Page title (default: "xpubench report").
+        comparison_first: Put the machine comparison first (``bench compare``).
+        png_names: Name each chart's PNG file under its figure (when ``--png-dir`` is given).
+    """
+    prices = dict(prices or {})
+    df = runs_frame(inputs)
+    charts = _Charts(png_names)
+    comparison = machines_section(df, inputs, prices, charts) if comparison_first else None
+    sections = [comparison, recommendations_section(df, inputs)]
+    if not comparison_first:
+        sections.append(machines_section(df, inputs, prices, charts))
+    sections += scaling_sections(df, inputs, charts)
+    sections += [
+        timeline_section(inputs, charts), devices_section(df, charts), predict_section(inputs, charts),
+        cluster_section(df, charts), timings_section(inputs, charts),
+    ]
+    context = {
+        "title": title or "xpubench report",
+        "version": _version(),
+        "generated": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "machines": machines_table_html(inputs),
+        "inputs": inputs_table(inputs),
+        "skipped_files": list(inputs.skipped),
+        "data_used": data_used(inputs.runs),
+        "warnings": warnings_for(inputs, df),
+        "sections": [s for s in sections if s is not None],
+        "runs": runs_table(df),
+    }
+    return Report(html=render(context), charts=charts.charts)
+
+
+__all__ = ["Report", "build", "MAX_TIMELINES", "CV_LIMIT"]

@@ -1,0 +1,296 @@
+"""The Ray engine (bench.cluster): address/env helpers, and a real local Ray (2 CPUs, loopback).
+
+One Ray runtime is started for the whole module (Ray takes ~10 s to start) and shut down at the
+end. On it: a quick Lorenz sweep at 1 and 2 workers with one worker killed mid-sweep, resumed
+afterwards; a trial over its time limit; the results compared with a local worker's.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import childenv, cluster
+from bench.errors import UsageError
+
+ROOT = Path(__file__).resolve().parent.parent
+EPOCHS = {"epochs": "1"}
+KILLED = "depth-5-8-8-5-e1"  # the trial whose worker is SIGKILLed in the sweep
+HUNG = "depth-5-8-5-e1"  # the trial that hangs past its time limit
+
+
+# ---------------------------------------------------------------- pure helpers (no Ray)
+
+
+@pytest.mark.parametrize("address", ["auto", "ray://10.0.0.5:10001", "head.example:6379", "127.0.0.1:6379", " auto "])
+def test_good_addresses_pass(address):
+    assert cluster.check_address(address) == address.strip()
+
+
+@pytest.mark.parametrize("address", ["", "ray://", "ray://host", "host:0", "host:70000", "http://h:1", "a b:1"])
+def test_bad_addresses_name_the_value_and_the_forms(address):
+    with pytest.raises(UsageError) as err:
+        cluster.check_address(address)
+    assert repr(address) in str(err.value)
+    assert "ray://HOST:PORT" in str(err.value)
+
+
+def test_no_address_means_a_local_ray():
+    assert cluster.check_address(None) is None
+    assert cluster.RayPool(1, lambda i: {}, address=None).local
+
+
+def test_bad_address_is_refused_before_anything_starts():
+    with pytest.raises(UsageError):
+        cluster.RayPool(1, lambda i: {}, address="nowhere")
+
+
+def test_actor_env_keeps_threads_and_devices_not_the_driver_machine():
+    env = childenv.child_env(3, 1, {"CUDA_VISIBLE_DEVICES": ""}, parent={"PATH": "/bin", "HOME": "/root", "XPUBENCH_FAULT": "raise:x"})
+    remote = cluster.ray_env_vars(env, local=False)
+    assert remote["TF_NUM_INTRAOP_THREADS"] == "3" and remote["OMP_NUM_THREADS"] == "3"
+    assert remote["CUDA_VISIBLE_DEVICES"] == "" and remote["XPUBENCH_FAULT"] == "raise:x"
+    assert "PATH" not in remote and "HOME" not in remote and "PYTHONPATH" not in remote
+    local = cluster.ray_env_vars(env, local=True)
+    assert local["PYTHONPATH"].split(os.pathsep)[0] == str(ROOT)
+    gpu = cluster.ray_env_vars({**env, "CUDA_VISIBLE_DEVICES": "1"}, local=True, ray_assigns_gpus=True)
+    assert "CUDA_VISIBLE_DEVICES" not in gpu
+
+
+def test_cpus_and_gpus_an_actor_reserves():
+    assert cluster.threads_of(childenv.thread_env(4, 2)) == 4
+    assert cluster.threads_of({}) == 1
+    assert cluster.threads_of({"TF_NUM_INTRAOP_THREADS": "zero", "OMP_NUM_THREADS": "2"}) == 2
+    assert cluster.gpus_of({"CUDA_VISIBLE_DEVICES": "0,1"}, "cpu") == 0
+    assert cluster.gpus_of({"CUDA_VISIBLE_DEVICES": "0,1"}, "mirrored") == 2
+    assert cluster.gpus_of({"CUDA_VISIBLE_DEVICES": "3"}, "gpu:0") == 1
+    assert cluster.gpus_of({"CUDA_VISIBLE_DEVICES": ""}, "mirrored:cpu2") == 0
+
+
+def test_actor_death_messages():
+    class ActorDiedError(Exception):
+        pass
+
+    kind, message, code = cluster.describe_actor_death(
+        ActorDiedError("Worker exit type: SYSTEM_ERROR Worker exit detail: Worker unexpectedly exits with a connection error code 2.")
+    )
+    assert kind == "crash" and "SIGKILL" in message and code is None
+
+    class OutOfMemoryError(Exception):
+        pass
+
+    assert cluster.describe_actor_death(OutOfMemoryError("Task was killed due to the node running low on memory"))[0] == "oom"
+
+
+def test_importing_the_engine_imports_neither_ray_nor_tensorflow():
+    code = (
+        "import sys, bench, bench.cluster, bench.engines, bench.calibrate;"
+        "bad = [m for m in ('ray', 'tensorflow') if m in sys.modules];"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_without_ray_the_engine_says_how_to_install(monkeypatch):
+    import importlib.util
+
+    from bench import engines
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    with pytest.raises(UsageError) as err:
+        engines.get_engine("ray")
+    assert "pip install 'xpubench[cluster]'" in str(err.value)
+
+
+# ---------------------------------------------------------------- a real local Ray
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One private local Ray (2 CPUs, loopback, no dashboard) for every test below."""
+    pytest.importorskip("ray")
+    cluster.start_local_ray(num_cpus=2)
+    yield
+    cluster.shutdown()
+
+
+def _sweep(out: Path, **kwargs):
+    from bench.runner import Sweep
+    from bench.strategy import make_strategies
+
+    sweep = Sweep(
+        "lorenz", "quick", make_strategies(["cpu"], [1, 2]), out_dir=out, label="ray-test",
+        options=EPOCHS, sample_interval=0.5, engine="ray", **kwargs,
+    )
+    return sweep.run(), sweep.path
+
+
+@pytest.fixture(scope="module")
+def ray_sweep(local_ray, tmp_path_factory):
+    """(Result, path) of a quick Lorenz sweep on Ray at 1 and 2 workers; one worker is SIGKILLed."""
+    out = tmp_path_factory.mktemp("ray-sweep")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XPUBENCH_FAULT", f"kill:{KILLED}")
+        return _sweep(out)
+
+
+@pytest.mark.slow
+def test_local_ray_listens_on_loopback_only_and_has_no_dashboard(local_ray):
+    import psutil
+    import ray
+
+    listening = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            conns = proc.net_connections(kind="inet")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        listening += [(proc.name(), c.laddr.ip) for c in conns if c.status == psutil.CONN_LISTEN]
+    assert listening, "Ray's servers should be children of this process"
+    exposed = [(name, ip) for name, ip in listening if ip not in ("127.0.0.1", "::ffff:127.0.0.1", "::1")]
+    assert not exposed
+    # Ray always runs its API-server process; with include_dashboard=False it serves no UI and
+    # loads only the usage-stats module, which RAY_USAGE_STATS_ENABLED=0 keeps silent.
+    for proc in psutil.Process().children(recursive=True):
+        cmd = " ".join(proc.cmdline())
+        if "dashboard/dashboard.py" in cmd:
+            assert "--disable-frontend" in cmd and "--modules-to-load=UsageStatsHead" in cmd
+    assert os.environ["RAY_USAGE_STATS_ENABLED"] == "0"
+    nodes = cluster.cluster_nodes()
+    assert [(n["ip"], n["cpus"]) for n in nodes] == [("127.0.0.1", 2.0)]
+    assert ray.is_initialized()
+
+
+@pytest.mark.slow
+def test_ray_sweep_results_behave_as_local(ray_sweep):
+    from bench import results
+
+    result, path = ray_sweep
+    assert result.complete
+    assert [r.strategy["processes"] for r in result.runs] == [1, 2]
+    host = socket.gethostname()
+    for run in result.runs:
+        assert run.strategy["engine"] == "ray"
+        threads = run.strategy["threads_per_process"]
+        assert len(run.trials) == 8
+        failed = [t for t in run.trials if not t.ok]
+        assert [t.id for t in failed] == [KILLED]
+        assert failed[0].error.kind == "crash" and "SIGKILL" in failed[0].error.message
+        assert run.summary["failed"] == 1
+        for t in run.trials:
+            if t.ok:
+                assert t.extra["node"] == host and t.extra["node_ip"] == "127.0.0.1"
+                assert 0 < t.quality["rmse"] < 100 and t.wall_s > 0 and t.samples == 900
+        started = [w for w in run.workers if "startup_s" in w]
+        # one replacement for the killed worker; each set its threads before importing TF
+        assert len(started) == run.strategy["processes"] + 1
+        for w in started:
+            assert w["node"] == host and w["tensorflow_preimported"] is False
+            assert w["thread_env"]["TF_NUM_INTRAOP_THREADS"] == str(threads)
+            assert w["intra_op_threads"] == threads
+            assert w["startup_s"] >= w["import_s"] > 0
+        assert run.summary["wall_s"] > 0
+    two = result.runs[1]
+    assert two.summary["speedup"] == pytest.approx(result.runs[0].summary["wall_s"] / two.summary["wall_s"])
+    assert two.summary["efficiency"] == pytest.approx(two.summary["speedup"] / 2)
+    # same trial, same seed: same RMSE at 1 and 2 workers
+    one_q = {t.id: t.quality["rmse"] for t in result.runs[0].trials if t.ok}
+    two_q = {t.id: t.quality["rmse"] for t in two.trials if t.ok}
+    assert one_q == pytest.approx(two_q, rel=1e-5)
+    assert results.load(path).runs[1].trials[0].extra == two.trials[0].extra
+
+
+@pytest.mark.slow
+def test_ray_trials_give_what_a_local_worker_gives(ray_sweep):
+    from bench.pool import WorkerPool
+    from bench.workload import trial_seed
+
+    result, _ = ray_sweep
+    run = result.runs[0]
+    ray_trials = [t for t in run.trials if t.ok][:2]
+    jobs = [
+        {"type": "trial", "workload": "workloads.lorenz:LorenzWorkload", "size": "quick", "config": t.config,
+         "seed": trial_seed("lorenz", t.id), "options": EPOCHS}
+        for t in ray_trials
+    ]
+    threads = run.strategy["threads_per_process"]
+    replies = {}
+    pool = WorkerPool(1, lambda i: childenv.child_env(threads, 1, {"CUDA_VISIBLE_DEVICES": ""}))
+    try:
+        pool.start()
+        pool.run(jobs, lambda job, reply: replies.__setitem__(job["config"]["id"], reply))
+    finally:
+        pool.close()
+    for t in ray_trials:
+        assert replies[t.id]["type"] == "result"
+        assert replies[t.id]["quality"]["rmse"] == pytest.approx(t.quality["rmse"], rel=1e-5)
+        assert replies[t.id]["samples"] == t.samples
+
+
+@pytest.mark.slow
+def test_ray_sweep_resumes_only_the_failed_trials(ray_sweep, tmp_path):
+    import shutil
+
+    from bench import results
+
+    first, path = ray_sweep
+    copy = tmp_path / path.name
+    shutil.copy(path, copy)
+    resumed, out_path = _sweep(tmp_path, resume_from=results.load(copy), path=copy)
+    assert out_path == copy
+    for before, after in zip(first.runs, resumed.runs):
+        assert after.summary["failed"] == 0 and len(after.trials) == 8
+        kept = {t.id: t.wall_s for t in before.trials if t.ok}
+        again = {t.id: t.wall_s for t in after.trials}
+        assert {k: again[k] for k in kept} == kept  # finished trials kept as they were
+        assert set(again) - set(kept) == {KILLED}
+        # only the one trial left to run, so one more worker started (listed after the first part's)
+        started_before = [w for w in before.workers if "startup_s" in w]
+        started_after = [w for w in after.workers if "startup_s" in w]
+        assert started_after[: len(started_before)] == started_before
+        assert len(started_after) == len(started_before) + 1
+    assert results.load(copy).complete
+
+
+@pytest.mark.slow
+def test_trial_over_its_time_limit_becomes_a_timeout_error(local_ray):
+    from bench.workload import get_workload, trial_seed
+
+    configs = {c["id"]: c for c in get_workload("lorenz").trials("quick", EPOCHS)}
+    jobs = [
+        {"type": "trial", "workload": "workloads.lorenz:LorenzWorkload", "size": "quick", "config": configs[i],
+         "seed": trial_seed("lorenz", i), "options": EPOCHS}
+        for i in (HUNG, "width-5-2-2-5-2-2-5-e1")
+    ]
+    env = childenv.child_env(1, 1, {"CUDA_VISIBLE_DEVICES": ""}, parent={**os.environ, "XPUBENCH_FAULT": f"hang:{HUNG}"})
+    events, replies = [], {}
+    pool = cluster.RayPool(2, lambda i: dict(env), on_event=lambda kind, **info: events.append((kind, info)))
+    try:
+        pool.start()
+        assert len(pool.pids) == 2
+        pool.run(jobs, lambda job, reply: replies.__setitem__(job["config"]["id"], reply), trial_timeout=15)
+    finally:
+        pool.close()
+    hung = replies[HUNG]
+    assert hung["type"] == "error" and hung["kind"] == "timeout"
+    assert hung["message"] == "trial over its 15 s time limit; worker killed"
+    assert 15 <= hung["wall_s"] < 25
+    assert replies["width-5-2-2-5-2-2-5-e1"]["type"] == "result"
+    assert ("worker_died", {"worker": hung["worker"], "reason": "over the 15 s trial time limit"}) in events
+
+
+@pytest.mark.slow
+def test_strategy_bigger_than_the_cluster_is_refused(local_ray):
+    from bench.errors import WorkerStartError
+
+    pool = cluster.RayPool(3, lambda i: childenv.child_env(1, 1))
+    with pytest.raises(WorkerStartError, match=r"3 workers × 1 CPUs = 3 CPUs.*has 2 CPUs"):
+        pool.start()
+    pool.close()

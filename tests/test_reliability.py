@@ -1,0 +1,519 @@
+"""Reliability: failed trials are data, Ctrl-C stops cleanly, resume, atomic writes, memory guard.
+
+Real worker processes where the behaviour lives in processes (a trial that raises, a worker that
+is SIGKILLed or exits, a trial over --trial-timeout, SIGINT to ``python -m bench run``, workers
+that cannot start); an in-process fake engine where the behaviour lives in the runner (what is on
+disk when, resume rules, memory decisions), so those tests take milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))
+
+import xpubench_testload  # noqa: E402  (registers the test workload; workers import it too)
+
+from bench import memguard, results  # noqa: E402
+from bench.errors import ResultWriteError, UsageError, WorkerStartError  # noqa: E402
+from bench.pool import WorkerPool  # noqa: E402
+from bench.runner import Sweep, SweepInterrupted  # noqa: E402
+from bench.strategy import make_strategies  # noqa: E402
+
+WL = xpubench_testload.FaultyWorkload.name
+GiB = 2**30
+
+
+def _env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "XPUBENCH_FAULT"}
+    env.update(COLUMNS="250", TF_CPP_MIN_LOG_LEVEL="3", XPUBENCH_OFFLINE="1", **extra)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(TESTS)])
+    return env
+
+
+def _bench_with_testload(args: list[str], **env) -> subprocess.CompletedProcess:
+    """``bench ARGS`` in a fresh interpreter that has the test workload registered."""
+    code = (
+        "import sys, xpubench_testload; from bench.cli import main; "
+        f"sys.exit(main({args!r}))"
+    )
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(**env), timeout=300)
+
+
+def _gone(pids) -> list[int]:
+    """The pids of ``pids`` that still run as xpubench workers (should be none)."""
+    alive = []
+    for pid in pids:
+        try:
+            p = psutil.Process(pid)
+            if p.status() != psutil.STATUS_ZOMBIE and "bench.worker" in " ".join(p.cmdline()):
+                alive.append(pid)
+        except psutil.NoSuchProcess:
+            continue
+    return alive
+
+
+def _only_file(d: Path) -> Path:
+    files = sorted(d.glob("*.json"))
+    assert len(files) == 1, files
+    return files[0]
+
+
+# ---------------------------------------------------------------- failures are data (real workers)
+
+
+def test_failed_trials_are_records_and_run_exits_nonzero_after_writing(tmp_path):
+    """raise / SIGKILL / exit status 3 (worker.py's XPUBENCH_FAULT hook) / over --trial-timeout."""
+    out = tmp_path / "out"
+    proc = _bench_with_testload(
+        ["run", WL, "-p", "2", "--trial-timeout", "5", "--out", str(out), "-q", "--opt", "plan=ok,raise,kill,ok,hang,ok,ok"],
+        XPUBENCH_FAULT="exit:t6-ok",
+    )
+    console = proc.stdout + proc.stderr
+    assert proc.returncode == 1, console
+    assert "Traceback" not in console
+    doc = json.loads(_only_file(out).read_text())
+    result = results.load(_only_file(out))
+    assert doc["complete"] is True and result.complete
+    (run,) = result.runs
+    trials = {t.id: t for t in run.trials}
+    assert set(trials) == {f"t{i}-{k}" for i, k in enumerate("ok,raise,kill,ok,hang,ok,ok".split(","))}
+
+    raised = trials["t1-raise"].error
+    assert raised.kind == "exception" and raised.message == "ValueError: boom from trial t1-raise"
+    assert "ValueError" in raised.stderr_tail and raised.exit_code is None and raised.signal is None
+
+    killed = trials["t2-kill"].error
+    assert killed.kind in ("crash", "oom") and killed.signal == signal.SIGKILL and killed.exit_code is None
+    assert "SIGKILL" in killed.message and "about to be killed" in killed.stderr_tail
+
+    hung = trials["t4-hang"].error
+    assert hung.kind == "timeout" and "5 s time limit" in hung.message and hung.signal == signal.SIGKILL
+    assert 4.5 < trials["t4-hang"].wall_s < 30
+
+    exited = trials["t6-ok"].error
+    assert exited.kind == "crash" and exited.exit_code == 3 and exited.signal is None
+    assert exited.message == "worker exited with status 3"
+
+    ok = [t for t in run.trials if t.ok]
+    assert sorted(t.id for t in ok) == ["t0-ok", "t3-ok", "t5-ok"]
+    assert all(t.quality["score"] == int(t.id[1]) for t in ok)
+    # the run summary counts failures, by kind
+    assert run.summary["failed"] == 4 and run.summary["trials"] == 7
+    assert sum(run.summary["failures"].values()) == 4 and run.summary["failures"]["timeout"] == 1
+    # dead workers were replaced: more workers said hello than the pool size
+    assert len([w for w in run.workers if "pid" in w]) >= 3
+    assert _gone(w["pid"] for w in run.workers if "pid" in w) == []
+    # the memory guard measured a first trial alone before starting 2 workers, and said so
+    kinds = [d["kind"] for d in result.decisions]
+    assert "memory_probe" in kinds and "memory_guard" in kinds
+    assert "measuring trial t0-ok alone first" in console
+    # what the user saw
+    assert "trial t1-raise failed (exception): ValueError: boom from trial t1-raise" in console
+    assert "trial t4-hang failed (timeout): trial over its 5 s time limit; worker killed" in console
+    assert "worker exited with status 3" in console
+    assert f"4 of 7 trials failed (crash 2, exception 1, timeout 1); every trial, with its error, is in {_only_file(out)}" in console.replace("oom 1, ", "") or "4 of 7 trials failed" in console
+
+
+def _dead_on_arrival_env(i: int) -> dict:
+    # a worker whose interpreter cannot even start (no standard library)
+    return {"PATH": os.environ.get("PATH", ""), "PYTHONHOME": "/nonexistent"}
+
+
+def test_pool_raises_when_no_worker_can_start(tmp_path):
+    pool = WorkerPool(2, env_for=_dead_on_arrival_env, log_dir=tmp_path)
+    with pytest.raises(WorkerStartError, match=r"no worker could start \(worker exited with status 1\): .*No module named 'encodings'"):
+        pool.start()
+    pool.close()
+    assert [f["failed_to_start"] for f in pool.worker_facts] == ["worker exited with status 1"] * 2
+
+
+def test_replacements_that_cannot_start_end_the_run_instead_of_looping(tmp_path):
+    """After a crash, replacement workers that die at start-up: the jobs left become 'startup' errors."""
+    from bench import childenv
+
+    def env_for(i):
+        return childenv.child_env(1, 1, {"CUDA_VISIBLE_DEVICES": ""}) if i == 0 else _dead_on_arrival_env(i)
+
+    cfg = xpubench_testload.FaultyWorkload().trials("quick", {"plan": "kill,ok,ok"})
+    jobs = [{"type": "trial", "workload": "xpubench_testload:FaultyWorkload", "size": "quick", "config": c,
+             "seed": 1, "options": {}} for c in cfg]
+    done = []
+    with WorkerPool(1, env_for=env_for, log_dir=tmp_path) as pool:
+        t0 = time.monotonic()
+        pool.run(jobs, lambda job, reply: done.append((job["config"]["id"], reply)), trial_timeout=60)
+    assert time.monotonic() - t0 < 60
+    kinds = {i: r["kind"] for i, r in done}
+    assert kinds == {"t0-kill": "crash", "t1-ok": "startup", "t2-ok": "startup"}
+    assert "3 workers in a row failed to start" in done[1][1]["message"]
+
+
+# ---------------------------------------------------------------- SIGINT and resume (real `python -m bench run`)
+
+
+def test_sigint_stops_cleanly_and_resume_runs_the_rest(tmp_path):
+    out = tmp_path / "res"
+    trial_ids = [c["id"] for c in __import__("workloads.lorenz", fromlist=["x"]).LorenzWorkload().trials("quick", {"epochs": "1"})]
+    hang = trial_ids[2]
+    args = ["run", "lorenz", "--opt", "epochs=1", "--out", str(out), "-q"]
+    proc = subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=ROOT, env=_env(XPUBENCH_FAULT=f"hang:{hang}"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 150
+        worker_pids: list[int] = []
+        while time.monotonic() < deadline:
+            time.sleep(0.3)
+            files = list(out.glob("*.json")) if out.exists() else []
+            if files:
+                doc = json.loads(files[0].read_text())  # always valid JSON, even mid-sweep
+                runs = doc["runs"]
+                if runs and len(runs[0]["trials"]) >= 2:
+                    worker_pids = [w["pid"] for w in runs[0]["workers"] if "pid" in w]
+                    break
+            assert proc.poll() is None, proc.communicate()
+        assert worker_pids, "sweep did not finish two trials in time"
+        time.sleep(0.5)  # now in the hanging trial
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    path = _only_file(out)
+    assert f"interrupted: 2 of 8 trials finished; they are in {path} (marked incomplete)" in stderr
+    resume_line = next(line for line in stderr.splitlines() if line.startswith("resume with: "))
+    assert resume_line == f"resume with: bench run lorenz --opt epochs=1 --out {out} -q --resume {path}"
+    assert _gone(worker_pids) == []
+    interrupted = results.load(path)
+    assert interrupted.complete is False
+    (run,) = interrupted.runs
+    assert run.status == "interrupted" and [t.id for t in run.trials] == trial_ids[:2]
+    assert all(t.ok for t in run.trials)
+
+    # resume exactly as told (without the fault): the two finished trials are kept, six run
+    cmd = resume_line[len("resume with: bench "):].split()
+    proc2 = subprocess.run([sys.executable, "-m", "bench", *cmd], cwd=ROOT, env=_env(), capture_output=True,
+                           text=True, timeout=300)
+    assert proc2.returncode == 0, proc2.stderr
+    assert "resume: 2 of 8 trials of cpu × 1 proc already finished; running 6" in proc2.stdout
+    assert _only_file(out) == path  # same file, continued
+    done = results.load(path)
+    assert done.complete
+    (run2,) = done.runs
+    assert sorted(t.id for t in run2.trials) == sorted(trial_ids) and all(t.ok for t in run2.trials)
+    before = {t.id: t for t in run.trials}
+    for t in run2.trials:
+        if t.id in before:
+            assert t == before[t.id]  # kept as measured, not run again
+    assert run2.summary["resumed_trials"] == 2
+    assert run2.summary["wall_s"] > run.summary["wall_s"]
+    assert [d["kind"] for d in done.decisions].count("resume") == 1
+
+
+# ---------------------------------------------------------------- the runner, with an in-process engine
+
+
+class FakePool:
+    """The engine interface, in-process: trial kinds from the test workload become replies."""
+
+    instances: list["FakePool"] = []
+    peak = GiB
+
+    def __init__(self, n, env_for, device="cpu", log_dir=None, on_event=None, **kw):
+        self.n, self.device, self.on_event = n, device, on_event
+        self.worker_facts: list[dict] = []
+        self.closed = False
+        self.sent: list[str] = []
+        FakePool.instances.append(self)
+
+    def start(self):
+        self.worker_facts = [{"index": i, "pid": 0, "startup_s": 0.01, "import_s": 0.01} for i in range(self.n)]
+
+    def run(self, jobs, on_done, trial_timeout=None):
+        for i, job in enumerate(jobs):
+            self.sent.append(job["config"]["id"])
+            kind = job["config"]["kind"]
+            if kind == "ok":
+                reply = {"type": "result", "wall_s": 0.01, "cpu_s": 0.01, "samples": 100.0,
+                         "quality": {"score": 1.0}, "peak_rss_bytes": self.peak}
+            elif kind == "raise":
+                reply = {"type": "error", "kind": "exception", "message": "ValueError: boom", "stderr_tail": "tb"}
+            else:
+                reply = {"type": "error", "kind": "crash", "message": "worker killed by SIGKILL", "signal": 9}
+            on_done(job, {**reply, "worker": i % self.n})
+
+    def close(self):
+        self.closed = True
+
+    @property
+    def pids(self):
+        return []
+
+
+@pytest.fixture
+def fake_engine(monkeypatch):
+    FakePool.instances = []
+    FakePool.peak = GiB
+    monkeypatch.setattr("bench.runner.get_engine", lambda name: FakePool)
+    monkeypatch.delenv(memguard.ENV_AVAILABLE, raising=False)
+    return FakePool
+
+
+def _sweep(tmp_path, plan="ok,ok,ok,ok", processes=(1,), **kw):
+    return Sweep(WL, "quick", make_strategies(["cpu"], list(processes), 1), out_dir=tmp_path,
+                 options={"plan": plan}, sample_interval=0.05, **kw)
+
+
+def test_every_finished_trial_is_on_disk_before_the_next_is_sent(tmp_path, fake_engine):
+    seen = []
+
+    def on_event(kind, **info):
+        if kind == "trial_done":
+            doc = json.loads(sweep.path.read_text())
+            on_disk = [t["id"] for t in doc["runs"][-1]["trials"]]
+            seen.append((info["trial"].id, on_disk, list(FakePool.instances[-1].sent)))
+
+    sweep = _sweep(tmp_path, "ok,raise,ok", on_event=on_event)
+    sweep.run()
+    for trial_id, on_disk, sent in seen:
+        assert on_disk[-1] == trial_id and sent[-1] == trial_id  # written, and nothing newer sent yet
+    assert [s[0] for s in seen] == ["t0-ok", "t1-raise", "t2-ok"]
+
+
+def test_interrupt_writes_what_finished_and_resume_keeps_it(tmp_path, fake_engine):
+    def interrupt_after_two(kind, **info):
+        if kind == "trial_done" and info["trial"].id == "t1-ok":
+            raise KeyboardInterrupt
+
+    sweep = _sweep(tmp_path, on_event=interrupt_after_two)
+    with pytest.raises(SweepInterrupted) as info:
+        sweep.run()
+    assert info.value.finished == 2 and info.value.total == 4
+    first = results.load(sweep.path)
+    assert first.complete is False and first.runs[0].status == "interrupted"
+    assert [t.id for t in first.runs[0].trials] == ["t0-ok", "t1-ok"]
+    assert all(p.closed for p in FakePool.instances)
+
+    again = _sweep(tmp_path, resume_from=first, path=sweep.path)
+    done = again.run()
+    assert FakePool.instances[-1].sent == ["t2-ok", "t3-ok"]  # only the rest ran
+    assert done.complete and [t.id for t in done.runs[0].trials] == ["t0-ok", "t1-ok", "t2-ok", "t3-ok"]
+    assert done.runs[0].trials[:2] == first.runs[0].trials
+    assert results.load(sweep.path) == done
+
+
+def test_resume_reruns_failed_trials_and_keeps_their_old_records(tmp_path, fake_engine):
+    first = _sweep(tmp_path, "ok,raise,ok")
+    first.run()
+    FakePool.instances.clear()
+    again = _sweep(tmp_path, "ok,raise,ok", resume_from=results.load(first.path), path=first.path)
+    done = again.run()
+    assert FakePool.instances[-1].sent == ["t1-raise"]
+    rerun = [d for d in done.decisions if d.get("action") == "rerun"]
+    assert rerun and rerun[0]["trials"][0]["id"] == "t1-raise"
+
+
+def test_resume_after_a_workload_version_change_runs_everything_and_keeps_the_old_run(tmp_path, fake_engine, monkeypatch):
+    first = _sweep(tmp_path)
+    first.run()
+    monkeypatch.setattr(xpubench_testload.FaultyWorkload, "version", 2)
+    FakePool.instances.clear()
+    done = _sweep(tmp_path, resume_from=results.load(first.path), path=first.path).run()
+    assert FakePool.instances[-1].sent == ["t0-ok", "t1-ok", "t2-ok", "t3-ok"]
+    assert done.runs[0].workload_version == 2
+    old = [d for d in done.decisions if d.get("action") == "superseded"]
+    assert old and old[0]["run"]["workload_version"] == 1 and len(old[0]["run"]["trials"]) == 4
+
+
+def test_resume_keeps_runs_of_strategies_not_rerun(tmp_path, fake_engine):
+    first = _sweep(tmp_path, processes=(1, 2))
+    first.run()
+    done = _sweep(tmp_path, processes=(2,), resume_from=results.load(first.path), path=first.path).run()
+    assert sorted(r.strategy["processes"] for r in done.runs) == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(options={"plan": "ok,ok,ok,ok", "sleep": "0.5"}), "was run with workload options plan=ok,ok,ok,ok; this command has plan=ok,ok,ok,ok, sleep=0.5"),
+        (dict(workload="lorenz"), "holds xpubench_testload quick results, not lorenz quick"),
+        (dict(size="full"), "holds xpubench_testload quick results, not xpubench_testload full"),
+        (dict(machine={"hostname": "elsewhere", "cpu": "other"}), "was measured on another machine (elsewhere, other)"),
+    ],
+)
+def test_resume_refuses_a_file_that_does_not_match(tmp_path, fake_engine, change, message):
+    first = _sweep(tmp_path)
+    first.run()
+    old = results.load(first.path)
+    if "machine" in change:
+        old = old.replace(machine={**old.machine, **change["machine"]})
+    before = first.path.read_bytes()
+    with pytest.raises(UsageError) as info:
+        Sweep(change.get("workload", WL), change.get("size", "quick"), make_strategies(["cpu"], [1], 1),
+              out_dir=tmp_path, options=change.get("options", {"plan": "ok,ok,ok,ok"}), resume_from=old, path=first.path)
+    assert message in str(info.value)
+    assert first.path.read_bytes() == before  # nothing touched
+    if "machine" in change:  # --force resumes anyway
+        Sweep(WL, "quick", make_strategies(["cpu"], [1], 1), out_dir=tmp_path, options={"plan": "ok,ok,ok,ok"},
+              resume_from=old, path=first.path, force=True)
+
+
+def test_workers_that_cannot_start_make_failed_trials_not_a_crash(tmp_path, fake_engine):
+    class NoStart(FakePool):
+        def start(self):
+            raise WorkerStartError("no worker could start (worker exited with status 1): ImportError: no tensorflow")
+
+    FakePool.instances.clear()
+    sweep = _sweep(tmp_path, "ok,ok")
+    sweep.pool_class = NoStart
+    result = sweep.run()
+    (run,) = result.runs
+    assert run.status == "failed" and run.summary["failed"] == 2
+    assert {t.error.kind for t in run.trials} == {"startup"}
+    assert "no tensorflow" in run.trials[0].error.message
+
+
+def test_write_failure_is_one_clear_error_and_the_file_keeps_the_last_good_copy(tmp_path, fake_engine, monkeypatch):
+    calls = {"n": 0}
+    real = results.save
+
+    def flaky_save(result, path):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError(28, "No space left on device")
+        return real(result, path)
+
+    monkeypatch.setattr(results, "save", flaky_save)
+    sweep = _sweep(tmp_path)
+    with pytest.raises(ResultWriteError, match="cannot write result file .*No space left on device.*last complete write"):
+        sweep.run()
+    assert [t.id for t in results.load(sweep.path).runs[0].trials] == ["t0-ok"]
+    assert FakePool.instances[-1].closed
+
+
+# ---------------------------------------------------------------- atomic writes
+
+
+def test_ctrl_c_in_the_middle_of_a_write_keeps_the_old_file(tmp_path, monkeypatch):
+    p = tmp_path / "r.json"
+    results.atomic_write_text(p, '{"old": true}')
+
+    def interrupted_fsync(fd):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fsync", interrupted_fsync)
+    with pytest.raises(KeyboardInterrupt):
+        results.atomic_write_text(p, '{"new": true}' * 1000)
+    assert p.read_text() == '{"old": true}'
+    assert os.listdir(tmp_path) == ["r.json"]
+
+
+def test_result_files_get_ordinary_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        p = results.atomic_write_text(tmp_path / "r.json", "{}")
+    finally:
+        os.umask(old)
+    assert p.stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
+    p.chmod(0o640)
+    results.atomic_write_text(p, "{}")
+    assert p.stat().st_mode & 0o777 == 0o640  # a rewrite keeps the file's mode
+
+
+# ---------------------------------------------------------------- memory guard
+
+
+def test_decide_fits_lowers_refuses_and_force():
+    mem = memguard.Memory(available=4 * GiB, total=8 * GiB, headroom=GiB)
+    est = memguard.Estimate(GiB, "results/x.json")
+    assert memguard.decide(3, est, mem).action == "ok"
+    low = memguard.decide(5, est, mem)
+    assert (low.action, low.processes) == ("lowered", 3)
+    assert "5 workers × 1.0 GiB peak (from results/x.json) = 5.0 GiB would not fit in 4.0 GiB available" in low.message
+    assert "running 3 workers instead (--force runs 5)" in low.message
+    ref = memguard.decide(2, memguard.Estimate(4 * GiB, "a first trial"), mem)
+    assert (ref.action, ref.processes) == ("refused", 0) and "use --force" in ref.message
+    assert memguard.decide(5, est, mem, force=True).action == "forced"
+    assert memguard.decide(5, None, mem).action == "unmeasured"
+
+
+def test_memory_size_override_is_validated():
+    assert memguard.parse_bytes("1.5G") == int(1.5 * GiB) and memguard.parse_bytes("512MiB") == 512 * 2**20
+    with pytest.raises(UsageError, match="bad memory size 'lots'"):
+        memguard.memory_now({memguard.ENV_AVAILABLE: "lots"})
+
+
+def test_guard_lowers_n_from_this_sweeps_first_run_and_records_it(tmp_path, fake_engine, monkeypatch):
+    monkeypatch.setenv(memguard.ENV_AVAILABLE, "3G")  # headroom 512 MiB: two 1 GiB workers fit, not three
+    events = []
+    result = _sweep(tmp_path, processes=(1, 3), on_event=lambda kind, **i: events.append((kind, i))).run()
+    assert [p.n for p in FakePool.instances] == [1, 2]
+    run3 = result.runs[1]
+    assert run3.strategy["processes"] == 2 and run3.strategy["requested_processes"] == 3
+    d = [d for d in result.decisions if d["kind"] == "memory_guard"][-1]
+    assert d["action"] == "lowered" and d["processes"] == 2 and d["requested_processes"] == 3
+    assert d["peak_worker_bytes"] == GiB and d["estimate_source"].startswith("this sweep")
+    assert any(k == "memory_guard" and i["decision"].warn for k, i in events)
+
+
+def test_guard_skips_a_lowered_count_already_in_the_sweep(tmp_path, fake_engine, monkeypatch):
+    monkeypatch.setenv(memguard.ENV_AVAILABLE, "3G")
+    result = _sweep(tmp_path, processes=(1, 2, 3)).run()
+    assert [p.n for p in FakePool.instances] == [1, 2]
+    assert result.runs[2].status == "skipped" and "memory guard" in result.runs[2].skipped
+
+
+def test_guard_probes_one_trial_when_nothing_is_known(tmp_path, fake_engine):
+    result = _sweep(tmp_path, processes=(2,)).run()
+    assert [p.n for p in FakePool.instances] == [1, 2]  # probe alone, then the real pool
+    probe = next(d for d in result.decisions if d["kind"] == "memory_probe")
+    assert probe["trial"] == "t0-ok" and probe["peak_worker_bytes"] == GiB
+    guard = next(d for d in result.decisions if d["kind"] == "memory_guard")
+    assert guard["action"] == "ok" and "a first trial (t0-ok) run alone" in guard["estimate_source"]
+    assert len(result.runs[0].trials) == 4  # the probe is not counted as a trial of the run
+
+
+def _previous_result(path: Path, peak: int) -> None:
+    from bench.machine import fingerprint
+    from bench.results import Result, RunRecord, TrialRecord
+
+    run = RunRecord(workload=WL, size="quick", strategy={"device": "cpu", "processes": 1},
+                    trials=(TrialRecord(id="t0-ok", config={"id": "t0-ok"}, peak_rss_bytes=peak),))
+    results.save(Result(machine=fingerprint(), runs=(run,)), path)
+
+
+def test_guard_refuses_before_anything_starts_and_force_overrides(tmp_path, fake_engine, monkeypatch):
+    _previous_result(tmp_path / "earlier.json", 2 * GiB)
+    monkeypatch.setenv(memguard.ENV_AVAILABLE, "2G")
+    with pytest.raises(UsageError, match=r"memory guard: one worker needs about 2.0 GiB \(peak in .*earlier.json"):
+        _sweep(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["earlier.json"] and FakePool.instances == []
+    result = _sweep(tmp_path, processes=(2,), force=True).run()
+    d = next(d for d in result.decisions if d["kind"] == "memory_guard")
+    assert d["action"] == "forced" and FakePool.instances[-1].n == 2
+
+
+def test_cli_memory_refusal_is_one_line_exit_2_and_leaves_no_file(tmp_path, monkeypatch, capsys):
+    from bench.cli import main
+
+    out = tmp_path / "out"
+    out.mkdir()
+    _previous_result(out / "earlier.json", 3 * GiB)
+    monkeypatch.setenv(memguard.ENV_AVAILABLE, "2G")
+    code = main(["run", WL, "--out", str(out), "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: memory guard: one worker needs about 3.0 GiB")
+    assert sorted(p.name for p in out.iterdir()) == ["earlier.json"]

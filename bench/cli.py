@@ -133,9 +133,15 @@ def _strategies(args):
     if args.size not in SIZES:
         raise UsageError(f"unknown size {args.size!r} (choose from: {', '.join(SIZES)})")
     devices = parse_devices(args.device)
+    text = args.processes if args.processes is not None else _default_processes()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        processes = parse_processes(args.processes if args.processes is not None else _default_processes())
+        try:
+            processes = parse_processes(text)
+        except UsageError as exc:
+            if "," in text and repr(text) not in str(exc):
+                raise UsageError(f"{exc} in --processes {text!r}") from None
+            raise
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     return make_strategies(devices, processes, args.threads)

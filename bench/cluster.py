@@ -249,10 +249,16 @@ def connect(address: str | None = None) -> bool:
     ray = _ray()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     try:
+        # This checkout's packages go with the job (a job-level runtime_env; each actor's own
+        # runtime_env, its thread variables, is merged into it), so nodes run the same code.
         ray.init(address=address, log_to_driver=False, configure_logging=True, logging_level=logging.ERROR,
-                 namespace="xpubench")
+                 namespace="xpubench", runtime_env={"py_modules": _code_modules()})
     except Exception as exc:
-        raise UsageError(f"cannot connect to the Ray cluster at {address!r}: {_first_line(exc)}") from None
+        hint = ""
+        if address != "auto" and not os.environ.get("RAY_AUTH_MODE"):
+            hint = (" (a cluster with token authentication, Ray's default, needs RAY_AUTH_MODE=token and its "
+                    "token in RAY_AUTH_TOKEN or ~/.ray/auth_token when given an explicit address)")
+        raise UsageError(f"cannot connect to the Ray cluster at {address!r}: {_first_line(exc)}{hint}") from None
     return False
 
 
@@ -517,15 +523,12 @@ class RayPool:
         env = self.env_for(index)
         gpus = gpus_of(env, self.device)
         env_vars = ray_env_vars(env, local=self.local, ray_assigns_gpus=gpus > 0)
-        runtime_env: dict[str, Any] = {"env_vars": env_vars}
-        if not self.local:
-            runtime_env["py_modules"] = _code_modules()
         actor = _remote_actor().options(
             num_cpus=threads_of(env),
             num_gpus=gpus,
             max_restarts=0,
             max_task_retries=0,
-            runtime_env=runtime_env,
+            runtime_env={"env_vars": env_vars},
         ).remote(index, env_vars, self.device)
         slot = _Slot(index=index, actor=actor, env=env, started=time.perf_counter())
         slot.hello_ref = actor.hello.remote()
@@ -553,8 +556,11 @@ class RayPool:
         """
         connect(self.address)
         self._check_capacity()
-        for _ in range(self.n):
-            self._spawn()
+        try:
+            for _ in range(self.n):
+                self._spawn()
+        except Exception as exc:  # Ray refused the actor (bad runtime_env, lost connection...)
+            raise WorkerStartError(f"Ray could not start a worker: {type(exc).__name__}: {_first_line(exc)}") from exc
         while any(s.state == "starting" for s in self.slots):
             self._poll(0.5, on_done=None)
         if not any(s.state == "idle" for s in self.slots):

@@ -262,7 +262,12 @@ def gpu_energy(samples: Sequence[Mapping], trials: int, work: float) -> dict:
                 series.setdefault(int(g.get("index", 0)), []).append((float(s.get("t", 0.0)), g))
     if not series:
         kind = next((s.get("gpus") for s in samples if "gpus" in s), None)
-        why = "NVML unavailable or no GPU" if kind is not None else "GPU sampling was off"
+        if kind is None:
+            why = "GPU sampling was off"
+        elif isinstance(kind, list):
+            why = "this strategy uses no GPU"
+        else:
+            why = "NVML unavailable or no GPU"
         return {"status": UNAVAILABLE, "reason": f"no GPU readings in the samples ({why})"}
     total, methods, per_gpu, missing = 0.0, set(), {}, []
     window = 0.0

@@ -210,6 +210,7 @@ class _Session:
     """What the plugin keeps for one pytest session (in ``config.stash``)."""
 
     settings: XpuSettings
+    out_dir: Path | None = None
     baselines: dict = dataclasses.field(default_factory=dict)
     machine_extra: dict = dataclasses.field(default_factory=dict)
     gpu_reason: str | None = None
@@ -573,7 +574,10 @@ class XpuBenchmark:
             results.append(result)
             return result
 
-        self.benchmark.pedantic(one_sweep, rounds=rounds, warmup_rounds=warmup_rounds, iterations=1)
+        try:
+            self.benchmark.pedantic(one_sweep, rounds=rounds, warmup_rounds=warmup_rounds, iterations=1)
+        except UsageError as exc:  # e.g. the memory guard refusing the strategy
+            pytest.fail(f"{workload} {device}×{processes}p: {exc}", pytrace=False)
         # pedantic runs warm-up rounds first, then the measured ones (and, with --benchmark-disable, one)
         measured = results[warmup_rounds : warmup_rounds + rounds] or results[-1:]
         self.on_result(measured[-1])
@@ -618,12 +622,15 @@ def xpu(request: pytest.FixtureRequest, benchmark, tmp_path_factory: pytest.Temp
     Args:
         request: pytest's request (only the config's ``--xpu-*`` settings are read).
         benchmark: pytest-benchmark's fixture (so ``--benchmark-only``/``--benchmark-skip`` apply).
-        tmp_path_factory: Result files go to a temporary directory unless ``--xpu-out`` is given.
+        tmp_path_factory: Result files go to one temporary directory per session unless
+            ``--xpu-out`` is given.
 
     Returns:
         An :class:`XpuBenchmark`; call it once.
     """
     state = _session(request.config)
-    settings = state.settings
-    out = settings.out_dir or tmp_path_factory.mktemp("xpubench")
-    return XpuBenchmark(benchmark, settings, out, baselines=state.baselines, on_result=state.note_result)
+    if state.out_dir is None:
+        # one directory per session: earlier result files are the memory guard's history, so a
+        # 2-process sweep after the 1-process one starts its workers without a probe trial
+        state.out_dir = Path(state.settings.out_dir) if state.settings.out_dir else tmp_path_factory.mktemp("xpubench")
+    return XpuBenchmark(benchmark, state.settings, state.out_dir, baselines=state.baselines, on_result=state.note_result)

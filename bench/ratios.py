@@ -140,6 +140,25 @@ def summarize(
     return out
 
 
+def speedup_over_cpu(runs: Sequence) -> list[float | None]:
+    """Per run, how much faster it was than the ``cpu`` run of the same workload, size and
+    process count (same trials): wall(cpu) / wall(run). None without such a finished cpu run.
+
+    Args:
+        runs: RunRecords (``workload``, ``size``, ``strategy``, ``status``, ``summary``).
+    """
+    base: dict[tuple, float] = {}
+    for r in runs:
+        wall = r.summary.get("wall_s")
+        if r.strategy.get("device") == "cpu" and r.status == "complete" and wall and not r.summary.get("failed"):
+            base.setdefault((r.workload, r.size, r.strategy.get("processes")), wall)
+    return [
+        speedup(base.get((r.workload, r.size, r.strategy.get("processes"))), r.summary.get("wall_s"))
+        if r.status == "complete" else None
+        for r in runs
+    ]
+
+
 def amdahl_fit(points: Mapping[int, float]) -> float | None:
     """Serial fraction f that best fits speedup(N) = 1 / (f + (1-f)/N) (least squares over N>1)."""
     pairs = [(n, s) for n, s in points.items() if n > 1 and s]

@@ -502,8 +502,10 @@ def load(path: str | os.PathLike) -> Result:
         raise ResultFileError(f"{path}: is a directory, not a result file") from None
     except OSError as exc:
         raise ResultFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if raw.startswith(b"\xef\xbb\xbf"):  # tolerate the byte-order mark some editors add
+        raw = raw[3:]
     try:
-        text = raw.decode("utf-8-sig")  # tolerate a byte-order mark some editors add
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ResultFileError(f"{path}: not a text file (not UTF-8)") from None
     return loads(text, str(path))

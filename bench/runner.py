@@ -273,6 +273,9 @@ class Sweep:
         self.engine = engine
         self.pool_class = get_engine(engine)
         self.engine_options = dict(engine_options or {})
+        validate = getattr(self.pool_class, "validate_options", None)
+        if callable(validate):  # optional engine hook: reject bad engine options before any file exists
+            validate(**self.engine_options)
         self.force = force
         self.memory_guard = memory_guard and engine == "local"
         out = Path(out_dir if path is None else Path(path).parent)

@@ -26,14 +26,28 @@ __all__ = ["write_report", "compare", "build_report", "load_inputs"]
 
 
 def load_inputs(files, keep_going: bool = False, warn=None):
-    """Loads result files of either format (see :func:`reports.load.load_inputs`)."""
+    """Loads result files of either format (see :func:`reports.load.load_inputs`).
+
+    Args:
+        files: xpubench result files and/or pytest-benchmark JSON files.
+        keep_going: Skip unreadable files with a warning line each instead of raising.
+        warn: Called with each warning line (default: printed to stderr).
+    """
     from reports.load import load_inputs as _load
 
     return _load(files, keep_going=keep_going, warn=warn)
 
 
 def build_report(inputs, prices=None, title=None, comparison_first=False, png_names=False):
-    """Builds a :class:`reports.report.Report` (see :func:`reports.report.build`)."""
+    """Builds a :class:`reports.report.Report` (HTML text and charts) without writing anything.
+
+    Args:
+        inputs: From :func:`load_inputs`.
+        prices: Price per hour by machine label.
+        title: Page title.
+        comparison_first: Put the machine comparison first.
+        png_names: Name each chart's PNG file under its figure.
+    """
     from reports.report import build
 
     return build(inputs, prices=prices, title=title, comparison_first=comparison_first, png_names=png_names)

@@ -47,6 +47,7 @@ class Chart:
 
     @property
     def data_uri(self) -> str:
+        """The PNG as a ``data:`` URI for an ``<img src>``."""
         return "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
 
 
@@ -174,7 +175,14 @@ def cpu_wall_chart(workload: str, scaling: pd.DataFrame) -> Chart:
 
 
 def timeline_chart(name: str, title: str, samples: Sequence[Mapping], compute_offset: float | None = None) -> Chart:
-    """Per-core CPU % (top) and memory (bottom: tree RSS, tree USS, system used) over a run."""
+    """Per-core CPU % (top) and memory (bottom: tree RSS, tree USS, system used) over a run.
+
+    Args:
+        name: Chart file-name stem.
+        title: Chart title.
+        samples: The run's sampler timeline (``t``, ``cpu_percent``, ``tree_rss_bytes``...).
+        compute_offset: Seconds at which worker start-up ended (a dashed line), if known.
+    """
     t = np.array([float(s.get("t", 0.0)) for s in samples])
     cores = [s.get("cpu_percent") for s in samples]
     width = max((len(c) for c in cores if isinstance(c, list)), default=0)
@@ -206,18 +214,17 @@ def timeline_chart(name: str, title: str, samples: Sequence[Mapping], compute_of
     def series(key):
         return np.array([float(s[key]) / scale if ok(s.get(key)) else np.nan for s in samples])
 
+    totals = series("sys_mem_total_bytes")
+    of_total = f" (of {np.nanmax(totals):.1f} {unit} RAM)" if np.isfinite(totals).any() else ""
     for key, lbl, c in (
         ("tree_rss_bytes", "RSS of process tree", COLORS[0]),
         ("tree_uss_bytes", "USS of process tree", COLORS[2]),
-        ("sys_mem_used_bytes", "system memory used", COLORS[1]),
+        ("sys_mem_used_bytes", "system memory used" + of_total, COLORS[1]),
     ):
         y = series(key)
         if np.isfinite(y).any():
             m = np.isfinite(y)
             ax2.plot(t[m], y[m], lw=1.2, color=c, label=lbl, marker="." if m.sum() < 30 else None)
-    totals = series("sys_mem_total_bytes")
-    if np.isfinite(totals).any():
-        ax2.axhline(np.nanmax(totals), color="#999", ls=":", lw=1, label="system RAM")
     ax2.set_ylabel(f"memory ({unit})")
     ax2.set_ylim(bottom=0)
     ax2.set_xlabel("seconds since the run started")
@@ -235,7 +242,13 @@ def timeline_chart(name: str, title: str, samples: Sequence[Mapping], compute_of
 
 
 def devices_chart(name: str, title: str, rows: pd.DataFrame) -> Chart:
-    """Time per trial per device strategy (quality written on each bar), GPU utilisation beside."""
+    """Time per trial per device strategy (quality written on each bar), GPU utilisation beside.
+
+    Args:
+        name: Chart file-name stem.
+        title: Chart title.
+        rows: Rows of :func:`reports.tables.devices_frame` for one machine and workload.
+    """
     has_gpu = rows["gpu_util_p50"].notna().any()
     fig, axes = _figure(10 if has_gpu else 7, 0.5 * len(rows) + 2, ncols=2 if has_gpu else 1)
     ax = axes[0][0]
@@ -287,7 +300,14 @@ def predict_chart(rows: pd.DataFrame) -> Chart:
 
 
 def machines_chart(name: str, title: str, table: pd.DataFrame, labels: Sequence[str]) -> Chart:
-    """Wall seconds per strategy, one bar per machine, side by side."""
+    """Wall seconds per strategy, one bar per machine, side by side.
+
+    Args:
+        name: Chart file-name stem.
+        title: Chart title.
+        table: Rows of :func:`reports.comparison.machines_table` for one workload.
+        labels: Machine labels, in the order of the bars.
+    """
     fig, axes = _figure(max(6, 0.9 * len(table) + 3), 4)
     ax = axes[0][0]
     x = np.arange(len(table))

@@ -83,6 +83,11 @@ def distinct_labels(inputs: Inputs) -> Inputs:
 def machines_table(df: pd.DataFrame, labels: Sequence[str], prices: Mapping[str, float] | None = None) -> pd.DataFrame:
     """One row per workload × strategy measured on the first machine and at least one other.
 
+    Args:
+        df: The runs table (:func:`reports.tables.runs_frame`).
+        labels: Machine labels, machine A first.
+        prices: Price per hour by label.
+
     Columns per machine ``L``: ``wall:L``, ``per_trial:L`` (wall / finished trials),
     ``throughput:L``, ``cost_trial:L`` and ``cost_1k:L`` (when priced), and for every machine but
     the first ``speedup:L`` = wall on the first / wall on ``L`` (> 1: ``L`` is faster).
@@ -92,7 +97,8 @@ def machines_table(df: pd.DataFrame, labels: Sequence[str], prices: Mapping[str,
     agg = (
         m.groupby(["label"] + KEYS, sort=False)
         .agg(wall=("wall_s", "median"), ok_trials=("ok_trials", "median"), samples=("samples_total", "median"),
-             throughput=("throughput", "median"), unit=("unit", "first"), quality=("quality_text", "first"))
+             throughput=("throughput", "median"), unit=("unit", "first"), quality=("quality_text", "first"),
+             threads=("threads", "first"))
         .reset_index()
     )
     ref = labels[0] if labels else None
@@ -114,6 +120,7 @@ def machines_table(df: pd.DataFrame, labels: Sequence[str], prices: Mapping[str,
             row[f"per_trial:{label}"] = wall / n if ok(n) and n > 0 else math.nan
             row[f"throughput:{label}"] = float(r.throughput) if r is not None else math.nan
             row[f"quality:{label}"] = r.quality if r is not None else ""
+            row[f"threads:{label}"] = float(r.threads) if r is not None and ok(r.threads) else math.nan
             price = prices.get(label)
             hours = wall / 3600.0
             row[f"cost_trial:{label}"] = price * hours / n if price is not None and ok(n) and n > 0 else math.nan
@@ -126,7 +133,13 @@ def machines_table(df: pd.DataFrame, labels: Sequence[str], prices: Mapping[str,
 
 
 def timings_table(inputs: Inputs, labels: Sequence[str], prices: Mapping[str, float] | None = None) -> pd.DataFrame:
-    """Plain pytest-benchmark entries (by full name) on the first machine and another, with speedups."""
+    """Plain pytest-benchmark entries (by full name) on the first machine and another, with speedups.
+
+    Args:
+        inputs: Loaded inputs.
+        labels: Machine labels, machine A first.
+        prices: Price per hour by label (cost per round).
+    """
     prices = dict(prices or {})
     ref = labels[0] if labels else None
     by_name: dict[str, dict[str, list[float]]] = {}
@@ -177,7 +190,11 @@ def table_cells(
         cols.append(f"$/1k samples {n[label]}")
     rows = []
     for r in table.to_dict("records"):
-        cells = [f"{r['workload']} ({r['size']})", r["strategy"]]
+        threads = [r.get(f"threads:{lab}") for lab in labels]
+        strategy = r["strategy"]
+        if all(ok(t) for t in threads) and len(set(threads)) > 1:  # same processes, different thread counts
+            strategy += " (" + " vs ".join(f"{int(t)}t" for t in threads) + ")"
+        cells = [f"{r['workload']} ({r['size']})", strategy]
         cells += [seconds(r[f"wall:{lab}"]) for lab in labels]
         cells += [times(r[f"speedup:{lab}"]) for lab in labels[1:]]
         cells += [seconds(r[f"per_trial:{lab}"]) for lab in labels]
@@ -190,7 +207,14 @@ def table_cells(
 def timing_cells(
     table: pd.DataFrame, labels: Sequence[str], prices: Mapping[str, float], names: Mapping[str, str] | None = None
 ) -> tuple[list[str], list[list[str]]]:
-    """Column headings and cells of the plain pytest-benchmark comparison (``names`` as in table_cells)."""
+    """Column headings and cells of the plain pytest-benchmark comparison.
+
+    Args:
+        table: From :func:`timings_table`.
+        labels: Machine labels, machine A first.
+        prices: Price per hour by label.
+        names: Short names for the headings, as in :func:`table_cells`.
+    """
     names = dict(names or {})
     n = {lab: names.get(lab, lab) for lab in labels}
     ref = labels[0]
@@ -207,7 +231,13 @@ def timing_cells(
 
 
 def print_terminal(inputs: Inputs, prices: Mapping[str, float], file=None) -> None:
-    """Prints the comparison as rich tables (every string from a file shown as plain text)."""
+    """Prints the comparison as rich tables (every string from a file shown as plain text, no markup).
+
+    Args:
+        inputs: Loaded inputs (at least two machine labels).
+        prices: Price per hour by label.
+        file: Where to print (default stdout).
+    """
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text

@@ -84,6 +84,7 @@ class Run:
 
     @property
     def ok_trials(self) -> list[TrialRecord]:
+        """Trials that finished without an error."""
         return [t for t in self.trials if t.error is None]
 
 
@@ -141,10 +142,12 @@ class Inputs:
 
     @property
     def runs(self) -> list[Run]:
+        """Every run of every source, in input order."""
         return [r for s in self.sources for r in s.runs]
 
     @property
     def timings(self) -> list[Timing]:
+        """Every pytest-benchmark entry of every source."""
         return [t for s in self.sources for t in s.timings]
 
     def machine(self, label: str) -> Mapping[str, Any]:
@@ -434,8 +437,7 @@ def load_inputs(files: Sequence[str | os.PathLike], keep_going: bool = False, wa
         except ResultFileError as exc:
             if not keep_going:
                 raise
-            line = f"skipped {exc} "
-            skipped.append(" ".join(line.split()))
+            skipped.append(f"skipped {exc}")
             warn(skipped[-1])
             continue
         order += len(src.runs)

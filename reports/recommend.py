@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from reports.fmt import nbytes, ok
+from reports.fmt import nbytes, ok, pct
 from reports.load import Inputs
 from reports.tables import measured
 
@@ -47,7 +47,13 @@ class Recommendation:
 
 
 def memory_max_processes(peak_worker_bytes: Any, ram_bytes: Any, headroom: float = HEADROOM) -> int | None:
-    """Largest N with N × peak <= RAM × (1 - headroom); None when either figure is unknown."""
+    """Largest N with N × peak <= RAM × (1 - headroom); None when either figure is unknown.
+
+    Args:
+        peak_worker_bytes: Measured peak RSS of one worker.
+        ram_bytes: The machine's RAM.
+        headroom: Fraction of RAM kept free.
+    """
     if not ok(peak_worker_bytes) or not ok(ram_bytes) or float(peak_worker_bytes) <= 0 or float(ram_bytes) <= 0:
         return None
     return int(math.floor(float(ram_bytes) * (1.0 - headroom) / float(peak_worker_bytes)))
@@ -80,8 +86,8 @@ def _recommend_one(label: str, workload: str, size: str, g: pd.DataFrame, machin
                      "(run with --processes 1,2 or --device all)")
     elif int(best["processes"]) > 1 and ok(base_wall):
         sp = base_wall / float(best["wall"])
-        parts.append(f"{best['strategy']} was fastest, {sp:.2f}× the 1-process run "
-                     f"(efficiency {sp / int(best['processes']):.0%})")
+        parts.append(f"the fastest was {best['strategy']}, {sp:.2f}× the 1-process run "
+                     f"(efficiency {pct(sp / int(best['processes']))})")
     elif int(best["processes"]) == 1 and len(local) > 1:
         other = local[local["processes"] > 1].sort_values("tph", ascending=False).iloc[0]
         sp = base_wall / float(other["wall"]) if ok(base_wall) else math.nan
@@ -91,7 +97,7 @@ def _recommend_one(label: str, workload: str, size: str, g: pd.DataFrame, machin
                      "usable cores busy")
         parts.append(text)
     else:
-        parts.append(f"{best['strategy']} was fastest at {float(best['tph']):.0f} trials/hour")
+        parts.append(f"the fastest was {best['strategy']} at {float(best['tph']):.0f} trials/hour")
     gpu = agg[(agg["device"] != "cpu") & agg["gpu50"].notna()]
     if len(gpu):
         worst = gpu.sort_values("gpu50").iloc[0]
@@ -107,15 +113,15 @@ def _recommend_one(label: str, workload: str, size: str, g: pd.DataFrame, machin
         parts.append("no per-worker peak memory was measured, so the memory limit is unknown")
     elif max_fit < 1:
         parts.append(f"one worker's measured peak ({nbytes(peak)}) does not fit in {nbytes(ram)} RAM "
-                     f"with {HEADROOM:.0%} headroom")
+                     f"with {pct(HEADROOM)} headroom")
         recommended = 1
     elif recommended > max_fit:
         parts.append(f"but its measured peak of {nbytes(peak)} per worker fits only {max_fit} workers in "
-                     f"{nbytes(ram)} RAM with {HEADROOM:.0%} headroom, so use {max_fit}")
+                     f"{nbytes(ram)} RAM with {pct(HEADROOM)} headroom, so use {max_fit}")
         recommended = max_fit
     else:
         parts.append(f"the measured peak of {nbytes(peak)} per worker allows up to {max_fit} processes in "
-                     f"{nbytes(ram)} RAM with {HEADROOM:.0%} headroom")
+                     f"{nbytes(ram)} RAM with {pct(HEADROOM)} headroom")
     return Recommendation(
         label=label, workload=workload, size=size, fastest=str(best["strategy"]),
         trials_per_hour=float(best["tph"]), processes=recommended, memory_max_processes=max_fit,

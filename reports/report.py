@@ -44,6 +44,7 @@ class _Charts:
         self._names: set[str] = set()
 
     def add(self, chart: ch.Chart) -> dict:
+        """Keeps a chart (renamed if its name is taken) and returns its template dict."""
         name, n = chart.name, 1
         while name in self._names:
             n += 1
@@ -76,7 +77,7 @@ def _gpus(machine: Mapping[str, Any]) -> str:
 
 def _calibration_text(machine: Mapping[str, Any]) -> str:
     ceiling, gflops = calibration(machine)
-    parts = [f"{n}p {e:.0%}" for n, e in sorted(ceiling.items())]
+    parts = [f"{n}p {fmt.pct(e)}" for n, e in sorted(ceiling.items())]
     text = ("parallel ceiling " + ", ".join(parts)) if parts else ""
     if gflops:
         text += ("; " if text else "") + f"matmul {gflops:,.1f} GFLOP/s"
@@ -105,6 +106,7 @@ def machines_table_html(inputs: Inputs) -> Table:
 
 
 def inputs_table(inputs: Inputs) -> Table:
+    """One row per input file: format, machine, runs, when written, complete or not."""
     rows = [
         [s.path, s.kind + ("" if s.runs or s.kind != PYTEST_BENCHMARK else " (no xpubench data)"), s.label,
          str(len(s.runs)), str(len(s.timings)) if s.kind == PYTEST_BENCHMARK else fmt.DASH, s.created or fmt.DASH,
@@ -171,18 +173,18 @@ def warnings_for(inputs: Inputs, df: pd.DataFrame) -> list[str]:
     for row in df.itertuples():
         if fmt.ok(row.cv) and row.cv > CV_LIMIT:
             out.append(f"{row.workload} ({row.size}) {row.strategy} on {row.label}: unstable timings, "
-                       f"trial wall-time CV {row.cv:.0%} (> {CV_LIMIT:.0%})")
+                       f"trial wall-time CV {fmt.pct(row.cv)} (> {fmt.pct(CV_LIMIT)})")
     m = measured(df)
     for key, g in m.groupby(["label", "workload", "size", "strategy"], sort=False):
         if len(g) >= 2 and g["wall_s"].mean() > 0:
             cv = g["wall_s"].std() / g["wall_s"].mean()
             if cv > CV_LIMIT:
                 out.append(f"{key[1]} ({key[2]}) {key[3]} on {key[0]}: {len(g)} repeated runs vary by "
-                           f"CV {cv:.0%} (> {CV_LIMIT:.0%})")
+                           f"CV {fmt.pct(cv)} (> {fmt.pct(CV_LIMIT)})")
     for t in inputs.timings:
         if not t.has_xpubench and fmt.ok(t.stddev) and t.mean > 0 and t.stddev / t.mean > CV_LIMIT:
-            out.append(f"{t.name} on {t.label}: unstable pytest-benchmark timing, CV {t.stddev / t.mean:.0%} "
-                       f"(> {CV_LIMIT:.0%})")
+            out.append(f"{t.name} on {t.label}: unstable pytest-benchmark timing, CV {fmt.pct(t.stddev / t.mean)} "
+                       f"(> {fmt.pct(CV_LIMIT)})")
     return list(dict.fromkeys(out))
 
 
@@ -190,6 +192,7 @@ def warnings_for(inputs: Inputs, df: pd.DataFrame) -> list[str]:
 
 
 def recommendations_section(df: pd.DataFrame, inputs: Inputs) -> Section | None:
+    """The recommendation table (:mod:`reports.recommend`); None without measured runs."""
     recs = recommend(df, inputs)
     if not recs:
         return None
@@ -208,11 +211,12 @@ def recommendations_section(df: pd.DataFrame, inputs: Inputs) -> Section | None:
         id="recommendations", title="Recommendations",
         tables=[Table(columns=cols, rows=rows, numeric=(2 + off, 3 + off, 4 + off))],
         notes=[f"'fit in RAM': largest process count whose measured per-worker peak memory fits in the "
-               f"machine's RAM with {HEADROOM:.0%} headroom."],
+               f"machine's RAM with {fmt.pct(HEADROOM)} headroom."],
     )
 
 
 def scaling_sections(df: pd.DataFrame, inputs: Inputs, charts: _Charts) -> list[Section]:
+    """A section per workload (speedup, efficiency, Amdahl fit, ceiling) and one of CPU/wall charts."""
     sc = scaling_frame(df, inputs)
     if sc.empty:
         return []
@@ -263,6 +267,7 @@ def scaling_sections(df: pd.DataFrame, inputs: Inputs, charts: _Charts) -> list[
 
 
 def timeline_section(inputs: Inputs, charts: _Charts) -> Section | None:
+    """Per-core CPU and memory timelines: the latest run of each machine × workload × strategy, capped."""
     latest: dict[tuple, Run] = {}
     for r in inputs.runs:
         if r.samples and r.status in ("complete", "interrupted"):
@@ -285,6 +290,7 @@ def timeline_section(inputs: Inputs, charts: _Charts) -> Section | None:
 
 
 def devices_section(df: pd.DataFrame, charts: _Charts) -> Section | None:
+    """Device strategies side by side; None when every run was on the CPU strategy alone."""
     dv = devices_frame(df)
     if dv.empty:
         return None
@@ -303,6 +309,7 @@ def devices_section(df: pd.DataFrame, charts: _Charts) -> Section | None:
 
 
 def predict_section(inputs: Inputs, charts: _Charts) -> Section | None:
+    """predict_modes rows/s per mode with the ratio to per-row predict; None without such runs."""
     pf = predict_frame(inputs)
     if pf.empty:
         return None
@@ -320,13 +327,14 @@ def predict_section(inputs: Inputs, charts: _Charts) -> Section | None:
 
 
 def machines_section(df: pd.DataFrame, inputs: Inputs, prices: Mapping[str, float], charts: _Charts) -> Section | None:
+    """Machine A vs the others (speedups, costs); None with a single machine label."""
     labels = inputs.labels
     if len(labels) < 2:
         return None
     ref = labels[0]
     sec = Section(id="machine-comparison", title="Machine comparison",
-                  intro=[f"Machine A is {ref}; '{ref}' vs other columns give the other machine's speedup over A "
-                         "(> 1×: faster). Time/trial is wall time divided by finished trials."])
+                  intro=[f"Machine A is {ref}. A column 'X vs {ref}' gives machine X's speedup over A "
+                         "(> 1×: X is faster). Time/trial is wall time divided by finished trials."])
     mt = machines_table(df, labels, prices)
     if len(mt):
         for workload, g in mt.groupby("workload", sort=False):
@@ -352,6 +360,7 @@ def machines_section(df: pd.DataFrame, inputs: Inputs, prices: Mapping[str, floa
 
 
 def cluster_section(df: pd.DataFrame, charts: _Charts) -> Section | None:
+    """Ray runs by node count against the local 1-process run; None without Ray runs."""
     cf = cluster_frame(df)
     if cf.empty:
         return None
@@ -373,6 +382,7 @@ def cluster_section(df: pd.DataFrame, charts: _Charts) -> Section | None:
 
 
 def timings_section(inputs: Inputs, charts: _Charts) -> Section | None:
+    """Plain pytest-benchmark statistics; None when every entry carries xpubench figures."""
     tf = timings_frame(inputs)
     if tf.empty:
         return None
@@ -392,6 +402,7 @@ def timings_section(inputs: Inputs, charts: _Charts) -> Section | None:
 
 
 def runs_table(df: pd.DataFrame) -> Table:
+    """Every run with its headline figures."""
     rows = []
     for r in df.itertuples():
         gpu = (f"{fmt.pct(r.gpu_util_p50, 1)} / {fmt.pct(r.gpu_util_p95, 1)}" if fmt.ok(r.gpu_util_p50) else fmt.DASH)
@@ -426,6 +437,7 @@ def build(inputs: Inputs, prices: Mapping[str, float] | None = None, title: str 
     """
     prices = dict(prices or {})
     df = runs_frame(inputs)
+    warnings = warnings_for(inputs, df)
     charts = _Charts(png_names)
     comparison = machines_section(df, inputs, prices, charts) if comparison_first else None
     sections = [comparison, recommendations_section(df, inputs)]
@@ -444,7 +456,10 @@ def build(inputs: Inputs, prices: Mapping[str, float] | None = None, title: str 
         "inputs": inputs_table(inputs),
         "skipped_files": list(inputs.skipped),
         "data_used": data_used(inputs.runs),
-        "warnings": warnings_for(inputs, df),
+        "warnings": warnings,
+        "warning_notes": (["Trial wall-time CV spans a run's different trial configurations, so it mixes "
+                           "their different costs with noise; repeated runs of one strategy measure noise alone."]
+                          if any("trial wall-time CV" in w for w in warnings) else []),
         "sections": [s for s in sections if s is not None],
         "runs": runs_table(df),
     }

@@ -169,6 +169,7 @@ def test_gpu_energy_unavailable_reasons():
                    1, 1.0)
     assert e["status"] == "unavailable" and "GPU 0: neither" in e["reason"]
     assert "sampling was off" in gpu_energy(timeline([0.0] * 3), 1, 1.0)["reason"]
+    assert "uses no GPU" in gpu_energy(timeline([0.0] * 3, lambda i: []), 1, 1.0)["reason"]
 
 
 def test_energy_summary_has_both_parts():

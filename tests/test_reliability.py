@@ -43,13 +43,15 @@ def _env(**extra) -> dict:
     return env
 
 
+def _python_m_bench(args: list[str]) -> list[str]:
+    """``python -m bench ARGS`` with the test workload registered first (runpy is what -m uses)."""
+    code = "import runpy, xpubench_testload; runpy.run_module('bench', run_name='__main__', alter_sys=True)"
+    return [sys.executable, "-c", code, *args]
+
+
 def _bench_with_testload(args: list[str], **env) -> subprocess.CompletedProcess:
-    """``bench ARGS`` in a fresh interpreter that has the test workload registered."""
-    code = (
-        "import sys, xpubench_testload; from bench.cli import main; "
-        f"sys.exit(main({args!r}))"
-    )
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(**env), timeout=300)
+    """``python -m bench ARGS`` in a fresh interpreter that has the test workload registered."""
+    return subprocess.run(_python_m_bench(args), capture_output=True, text=True, env=_env(**env), timeout=300)
 
 
 def _gone(pids) -> list[int]:
@@ -112,7 +114,10 @@ def test_failed_trials_are_records_and_run_exits_nonzero_after_writing(tmp_path)
     assert all(t.quality["score"] == int(t.id[1]) for t in ok)
     # the run summary counts failures, by kind
     assert run.summary["failed"] == 4 and run.summary["trials"] == 7
-    assert sum(run.summary["failures"].values()) == 4 and run.summary["failures"]["timeout"] == 1
+    assert run.summary["failures"] in (
+        {"crash": 2, "exception": 1, "timeout": 1},
+        {"crash": 1, "oom": 1, "exception": 1, "timeout": 1},  # if RAM happened to be >90 % full at the SIGKILL
+    )
     # dead workers were replaced: more workers said hello than the pool size
     assert len([w for w in run.workers if "pid" in w]) >= 3
     assert _gone(w["pid"] for w in run.workers if "pid" in w) == []
@@ -124,7 +129,8 @@ def test_failed_trials_are_records_and_run_exits_nonzero_after_writing(tmp_path)
     assert "trial t1-raise failed (exception): ValueError: boom from trial t1-raise" in console
     assert "trial t4-hang failed (timeout): trial over its 5 s time limit; worker killed" in console
     assert "worker exited with status 3" in console
-    assert f"4 of 7 trials failed (crash 2, exception 1, timeout 1); every trial, with its error, is in {_only_file(out)}" in console.replace("oom 1, ", "") or "4 of 7 trials failed" in console
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(run.summary["failures"].items()))
+    assert f"4 of 7 trials failed ({kinds}); every trial, with its error, is in {_only_file(out)}" in console
 
 
 def _dead_on_arrival_env(i: int) -> dict:
@@ -165,26 +171,24 @@ def test_replacements_that_cannot_start_end_the_run_instead_of_looping(tmp_path)
 
 def test_sigint_stops_cleanly_and_resume_runs_the_rest(tmp_path):
     out = tmp_path / "res"
-    trial_ids = [c["id"] for c in __import__("workloads.lorenz", fromlist=["x"]).LorenzWorkload().trials("quick", {"epochs": "1"})]
-    hang = trial_ids[2]
-    args = ["run", "lorenz", "--opt", "epochs=1", "--out", str(out), "-q"]
-    proc = subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=ROOT, env=_env(XPUBENCH_FAULT=f"hang:{hang}"),
+    plan = "ok,ok,ok,ok,ok,ok"
+    ids = [f"t{i}-ok" for i in range(6)]
+    args = ["run", WL, "--opt", f"plan={plan}", "--out", str(out), "-q"]
+    # t2 hangs (worker.py's fault hook) so the sweep is surely mid-trial when SIGINT arrives
+    proc = subprocess.Popen(_python_m_bench(args), cwd=tmp_path, env=_env(XPUBENCH_FAULT="hang:t2-ok"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 150
         worker_pids: list[int] = []
-        while time.monotonic() < deadline:
-            time.sleep(0.3)
-            files = list(out.glob("*.json")) if out.exists() else []
-            if files:
-                doc = json.loads(files[0].read_text())  # always valid JSON, even mid-sweep
-                runs = doc["runs"]
+        while time.monotonic() < deadline and not worker_pids:
+            time.sleep(0.2)
+            assert proc.poll() is None, proc.communicate()
+            for f in out.glob("*.json") if out.exists() else []:
+                runs = json.loads(f.read_text())["runs"]  # always valid JSON, even mid-sweep
                 if runs and len(runs[0]["trials"]) >= 2:
                     worker_pids = [w["pid"] for w in runs[0]["workers"] if "pid" in w]
-                    break
-            assert proc.poll() is None, proc.communicate()
-        assert worker_pids, "sweep did not finish two trials in time"
-        time.sleep(0.5)  # now in the hanging trial
+        assert worker_pids, "the sweep did not finish two trials in time"
+        time.sleep(0.5)  # in the hanging trial now
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=60)
     finally:
@@ -193,34 +197,29 @@ def test_sigint_stops_cleanly_and_resume_runs_the_rest(tmp_path):
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
     path = _only_file(out)
-    assert f"interrupted: 2 of 8 trials finished; they are in {path} (marked incomplete)" in stderr
+    assert f"interrupted: 2 of 6 trials finished; they are in {path} (marked incomplete)" in stderr
     resume_line = next(line for line in stderr.splitlines() if line.startswith("resume with: "))
-    assert resume_line == f"resume with: bench run lorenz --opt epochs=1 --out {out} -q --resume {path}"
-    assert _gone(worker_pids) == []
+    assert resume_line == f"resume with: bench run {WL} --opt plan={plan} --out {out} -q --resume {path}"
+    assert _gone(worker_pids) == []  # workers ended, no orphans
     interrupted = results.load(path)
     assert interrupted.complete is False
     (run,) = interrupted.runs
-    assert run.status == "interrupted" and [t.id for t in run.trials] == trial_ids[:2]
-    assert all(t.ok for t in run.trials)
+    assert run.status == "interrupted" and [t.id for t in run.trials] == ids[:2] and all(t.ok for t in run.trials)
 
-    # resume exactly as told (without the fault): the two finished trials are kept, six run
+    # resume exactly as told (and without the fault): the two finished trials are kept, four run
     cmd = resume_line[len("resume with: bench "):].split()
-    proc2 = subprocess.run([sys.executable, "-m", "bench", *cmd], cwd=ROOT, env=_env(), capture_output=True,
-                           text=True, timeout=300)
+    proc2 = subprocess.run(_python_m_bench(cmd), cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
     assert proc2.returncode == 0, proc2.stderr
-    assert "resume: 2 of 8 trials of cpu × 1 proc already finished; running 6" in proc2.stdout
-    assert _only_file(out) == path  # same file, continued
+    assert "resume: 2 of 6 trials of cpu × 1 proc already finished; running 4" in proc2.stdout
+    assert _only_file(out) == path  # the same file, continued
     done = results.load(path)
     assert done.complete
     (run2,) = done.runs
-    assert sorted(t.id for t in run2.trials) == sorted(trial_ids) and all(t.ok for t in run2.trials)
+    assert sorted(t.id for t in run2.trials) == ids and all(t.ok for t in run2.trials)
     before = {t.id: t for t in run.trials}
-    for t in run2.trials:
-        if t.id in before:
-            assert t == before[t.id]  # kept as measured, not run again
-    assert run2.summary["resumed_trials"] == 2
-    assert run2.summary["wall_s"] > run.summary["wall_s"]
-    assert [d["kind"] for d in done.decisions].count("resume") == 1
+    assert [t for t in run2.trials if t.id in before] == list(run.trials)  # kept as measured, not run again
+    assert run2.summary["resumed_trials"] == 2 and run2.summary["wall_s"] > run.summary["wall_s"]
+    assert len(run2.workers) == 2  # the first segment's worker and the resumed one
 
 
 # ---------------------------------------------------------------- the runner, with an in-process engine

@@ -81,7 +81,7 @@ def test_report_of_real_results_renders_in_chromium(lorenz_quick_result, tmp_pat
     policy = "script-src 'none'"
     assert html.count(policy) == 1
     probed = html.replace(policy, "script-src 'unsafe-inline'").replace(
-        "<head>", "<head>\n" + PROBE.replace("LABEL", json.dumps(XSS)), 1)
+        "<head>", "<head>\n" + PROBE.replace("LABEL", json.dumps(XSS).replace("</", "<\\/")), 1)
     probe_file = tmp_path / "probed.html"
     probe_file.write_text(probed)
 

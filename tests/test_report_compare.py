@@ -140,3 +140,11 @@ def test_keep_going_and_nothing_in_common(two_machines, tmp_path, capsys):
     buf = io.StringIO()
     assert compare([two_machines[0], str(other)], file=buf) == 0
     assert "no workload × strategy was measured on both laptop and another machine" in buf.getvalue()
+
+
+def test_different_thread_counts_are_shown(tmp_path):
+    a = results.save(synth.make_result(synth.scaling_runs(walls={1: 4.0}, cores=1), label="one"), tmp_path / "a.json")
+    b = results.save(synth.make_result(synth.scaling_runs(walls={1: 3.0}, cores=2), label="two"), tmp_path / "b.json")
+    buf = io.StringIO()
+    assert compare([str(a), str(b)], file=buf) == 0
+    assert "cpu×1p (1t vs 2t)" in buf.getvalue() and fmt.times(4.0 / 3.0) in buf.getvalue()

@@ -7,6 +7,7 @@ figures expected are computed here from those inputs, never copied from a report
 from __future__ import annotations
 
 import base64
+import html as html_lib
 import json
 import re
 import time
@@ -18,6 +19,7 @@ from bench.cli import main
 from bench.errors import ResultFileError, UsageError
 from reports import build_report, fmt, load_inputs, synth, write_report
 from reports.load import load_file
+from reports import report as report_module
 from reports.report import MAX_TIMELINES
 from reports.tables import runs_frame, scaling_frame
 
@@ -134,15 +136,18 @@ def test_report_is_self_contained_and_locked_down(tmp_path):
     assert "<link" not in html.lower()
 
 
-def test_timelines_one_per_distinct_run_capped(tmp_path):
+def test_timelines_one_per_distinct_run_capped(tmp_path, monkeypatch):
     few = synth.make_result(synth.scaling_runs(walls={1: 4.0, 2: 3.0, 4: 2.0}, cores=4), cores=4)
     html = build_report(load_inputs([save(tmp_path, "few.json", few)])).html
     assert len(imgs(section(html, "timelines"))) == 3
-    many = [synth.make_run(f"w{i}", processes=1) for i in range(MAX_TIMELINES + 3)]
-    html = build_report(load_inputs([save(tmp_path, "many.json", synth.make_result(many))])).html
+    assert MAX_TIMELINES >= 8
+    monkeypatch.setattr(report_module, "MAX_TIMELINES", 2)
+    many = [synth.make_run(f"w{i}", processes=1) for i in range(5)]
+    repeat = synth.make_run("w0", processes=1)  # same machine × workload × strategy: one timeline
+    html = build_report(load_inputs([save(tmp_path, "many.json", synth.make_result(many + [repeat]))])).html
     sec = section(html, "timelines")
-    assert len(imgs(sec)) == MAX_TIMELINES
-    assert f"{MAX_TIMELINES} of {MAX_TIMELINES + 3} distinct runs" in sec
+    assert len(imgs(sec)) == 2
+    assert "2 of 5 distinct runs" in sec
 
 
 # ---------------------------------------------------------------- escaping
@@ -194,10 +199,10 @@ def test_warnings_cv_skipped_failed_incomplete(tmp_path):
     skipped = synth.make_run(device="gpu", status="skipped", skipped="no GPU visible to TensorFlow (no NVML)")
     res = synth.make_result([unstable, stable, skipped], label="lab", complete=False)
     html = build_report(load_inputs([save(tmp_path, "a.json", res)])).html
-    warnings = section(html, "warnings")
+    warnings = html_lib.unescape(section(html, "warnings"))
     cv = ratios.spread(walls)["cv"]
     assert cv > 0.10
-    assert f"trial wall-time CV {cv:.0%}" in warnings
+    assert f"trial wall-time CV {fmt.pct(cv)} (> 10 %)" in warnings
     assert "steady" not in warnings  # CV under 10 %
     assert "skipped: no GPU visible to TensorFlow (no NVML)" in warnings
     assert "2 of 6 trials failed [crash] (first: worker killed by SIGKILL)" in warnings
@@ -304,7 +309,7 @@ def test_plain_pytest_benchmark_json_shows_its_timings(pytester, tmp_path):
         """
     )
     out = tmp_path / "plain.json"
-    res = pytester.runpytest("-p", "no:cacheprovider", f"--benchmark-json={out}", "-q")
+    res = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:xpubench", f"--benchmark-json={out}", "-q")
     res.assert_outcomes(passed=1)
     doc = json.loads(out.read_text())
     mean = doc["benchmarks"][0]["stats"]["mean"]
@@ -350,6 +355,22 @@ def test_bad_pytest_benchmark_json_names_file_and_field(tmp_path, mutate, messag
     with pytest.raises(ResultFileError, match=message) as exc:
         load_file(p)
     assert str(exc.value).startswith(str(p))
+
+
+def test_empty_skipped_and_interrupted_results_still_render(tmp_path):
+    import dataclasses
+
+    empty = save(tmp_path, "empty.json", synth.make_result([], complete=False))
+    skipped = save(tmp_path, "skip.json", synth.make_result([synth.make_run(status="skipped", skipped="no GPU")]))
+    cut = dataclasses.replace(synth.make_run(processes=2, trial_walls=[1.0, 2.0]), summary={}, status="interrupted")
+    partial = save(tmp_path, "cut.json", synth.make_result([cut], complete=False))
+    html = build_report(load_inputs([empty, skipped, partial])).html
+    warnings = html_lib.unescape(section(html, "warnings"))
+    assert "empty.json: the sweep did not finish" in warnings and "run interrupted" in warnings
+    assert "skipped: no GPU" in warnings
+    runs = cells(section(html, "runs"))
+    assert "interrupted" in runs and "2/2" in runs and fmt.seconds(2.0) in runs  # wall from the trials
+    assert len(imgs(section(html, "timelines"))) == 1
 
 
 # ---------------------------------------------------------------- bad inputs through the CLI
@@ -460,3 +481,29 @@ def test_two_hundred_results_render_in_a_few_seconds(tmp_path):
     html = path.read_text()
     assert html.count("<tr>") > 600  # every run listed
     assert cpu < 10.0, f"200 results took {cpu:.1f} s of CPU"
+
+
+# ---------------------------------------------------------------- end to end on a real sweep
+
+
+def test_real_quick_sweep_end_to_end(lorenz_quick_result, tmp_path, capsys):
+    result, path = lorenz_quick_result
+    out, pngs = tmp_path / "real.html", tmp_path / "png"
+    assert main(["report", str(path), "-o", str(out), "--png-dir", str(pngs)]) == 0
+    assert capsys.readouterr().out.strip() == f"report: {out}"
+    html = out.read_text()
+    one, two = (r for r in result.runs if r.strategy["processes"] in (1, 2))
+    speedup = one.summary["wall_s"] / two.summary["wall_s"]
+    assert two.summary["speedup"] == pytest.approx(speedup)
+    sec = section(html, "scaling-lorenz")
+    assert fmt.times(speedup) in cells(sec) and fmt.pct(speedup / 2) in cells(sec)
+    assert "serial fraction" in sec
+    assert len(imgs(section(html, "timelines"))) == 2
+    assert len(list(pngs.glob("*.png"))) == len(imgs(html))
+    rmse = sum(t.quality["rmse"] for t in two.trials if t.ok) / sum(1 for t in two.trials if t.ok)
+    assert f"rmse {rmse:.4g}" in cells(section(html, "runs"))
+    assert "generated data" in section(html, "data")
+    rec = cells(section(html, "recommendations"))
+    assert rec[0] == "lorenz (quick)"
+    fastest = min((one, two), key=lambda r: r.summary["wall_s"])
+    assert rec[1].startswith(f"cpu×{fastest.strategy['processes']}p")

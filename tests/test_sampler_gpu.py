@@ -65,7 +65,8 @@ def test_every_sample_has_each_gpu_and_an_injected_error_is_one_field(fake_nvml,
     # the GPU percentiles the report shows, from these samples: half the readings at 20 %, half at 80 %
     p = gpu_percentiles(s.samples)
     assert p["gpu_util_p50"] == pytest.approx(50.0) and p["gpu_util_p95"] == pytest.approx(80.0)
-    assert p["gpu_mem_used_p50_bytes"] == pytest.approx(2 * GIB) and p["gpu_mem_used_p95_bytes"] == pytest.approx(3 * GIB)
+    assert p["gpu_mem_used_p50_bytes"] == pytest.approx(2 * GIB)
+    assert p["gpu_mem_used_p95_bytes"] == pytest.approx(3 * GIB)
 
 
 def test_only_the_strategys_gpus_are_sampled(fake_nvml, tmp_path):
@@ -107,3 +108,18 @@ def test_energy_summary_from_a_sampled_run(fake_nvml, tmp_path):
     assert gpu["per_gpu_j"]["1"] == pytest.approx(50.0 * dt)  # 50 W held for the window
     assert gpu["joules"] == pytest.approx(1.0 + 50.0 * dt)
     assert summary["gpu_util_p50"] == pytest.approx(50.0)
+
+
+def test_speedup_over_cpu_pairs_runs_with_the_same_process_count():
+    from bench.ratios import speedup_over_cpu
+    from bench.results import RunRecord
+
+    def run(device, processes, wall, status="complete", workload="w"):
+        return RunRecord(workload=workload, size="quick", strategy={"device": device, "processes": processes},
+                         status=status, summary={"wall_s": wall} if wall else {})
+
+    runs = [run("cpu", 1, 30.0), run("gpu", 1, 10.0), run("mirrored", 1, 60.0), run("cpu", 2, 20.0),
+            run("gpu", 2, 8.0), run("gpu", 4, 5.0), run("gpu", 1, None, status="skipped"),
+            run("gpu", 1, 3.0, workload="x")]
+    assert speedup_over_cpu(runs) == [pytest.approx(1.0), pytest.approx(3.0), pytest.approx(0.5), pytest.approx(1.0),
+                                      pytest.approx(2.5), None, None, None]

@@ -84,6 +84,19 @@ def config_key(config: Mapping[str, Any]) -> str:
     return f"{config['task']}-h{'-'.join(map(str, config['hidden']))}-b{config['batch']}"
 
 
+def record_field(record: Any, key: str, default: Any = None) -> Any:
+    """A field of a trial record given as a ``TrialRecord`` or as its dict.
+
+    Args:
+        record: The trial record.
+        key: Field name (``config``, ``quality``, ``extra``, ``wall_s``, ``error``...).
+        default: Value when the field is missing.
+    """
+    if isinstance(record, Mapping):
+        return record.get(key, default)
+    return getattr(record, key, default)
+
+
 def cv_summary(trials: Iterable[Any]) -> dict[str, dict]:
     """Mean cross-validation accuracy per configuration, from finished trials.
 
@@ -96,11 +109,12 @@ def cv_summary(trials: Iterable[Any]) -> dict[str, dict]:
     """
     groups: dict[str, list[tuple[float, float]]] = {}
     for t in trials:
-        get = t.get if isinstance(t, Mapping) else lambda k, d=None, t=t: getattr(t, k, d)
-        quality = get("quality") or {}
-        if get("error") or "accuracy" not in quality:
+        quality = record_field(t, "quality") or {}
+        if record_field(t, "error") or "accuracy" not in quality:
             continue
-        groups.setdefault(config_key(get("config")), []).append((quality["accuracy"], get("wall_s", 0.0)))
+        groups.setdefault(config_key(record_field(t, "config")), []).append(
+            (quality["accuracy"], record_field(t, "wall_s", 0.0))
+        )
     return {
         key: {"mean_accuracy": float(np.mean([a for a, _ in v])), "folds": len(v),
               "mean_wall_s": float(np.mean([w for _, w in v]))}

@@ -23,6 +23,7 @@ import numpy as np
 
 from bench.workload import TrialContext, TrialOutput, Workload
 from workloads.imdb_cnn_lstm import int_option
+from workloads.pose_classifier import record_field
 
 BASELINE = "predict_row"
 PER_ROW = ("df_apply", "predict_row", "call_row", "predict_on_batch_row", "tf_function_row")
@@ -183,11 +184,10 @@ def mode_ratios(trials: Iterable[Any]) -> list[dict]:
     """
     rows = []
     for t in trials:
-        field = t.get if isinstance(t, Mapping) else lambda key, t=t: getattr(t, key, None)
-        extra, config = field("extra") or {}, field("config") or {}
-        if field("error") or "rows_per_s" not in extra:
+        extra, config = record_field(t, "extra") or {}, record_field(t, "config") or {}
+        if record_field(t, "error") or "rows_per_s" not in extra:
             continue
-        rows.append({"id": field("id") or config.get("id"), "model": config.get("model"), "mode": config.get("mode"),
+        rows.append({"id": record_field(t, "id") or config.get("id"), "model": config.get("model"), "mode": config.get("mode"),
                      "batch": config.get("batch"), "rows_per_s": float(extra["rows_per_s"]),
                      "rows_timed": extra.get("rows_timed")})
     base: dict[Any, list[float]] = {}

@@ -81,6 +81,9 @@ def _calibration_text(machine: Mapping[str, Any]) -> str:
     text = ("parallel ceiling " + ", ".join(parts)) if parts else ""
     if gflops:
         text += ("; " if text else "") + f"matmul {gflops:,.1f} GFLOP/s"
+    cal = machine.get("calibration") if isinstance(machine.get("calibration"), Mapping) else {}
+    if text and fmt.ok(cal.get("load_avg_1m")):
+        text += f" (load average {float(cal['load_avg_1m']):.1f} while measured)"
     return text or fmt.DASH
 
 

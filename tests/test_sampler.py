@@ -30,20 +30,23 @@ def test_schedule_is_drift_free():
     s = Sampler(interval=0.05, gpu=False)
     with s:
         time.sleep(1.0)
-    ts = [x["t"] for x in s.samples[:-1]]  # the last one is the stop sample
-    # sample k is due at k * interval from the first, whatever each read cost
-    for k, t in enumerate(ts):
-        assert abs((t - ts[0]) - k * 0.05) < 0.04, (k, t)
+    ts = [x["t"] - s.samples[0]["t"] for x in s.samples[:-1]]  # the last one is the stop sample
+    # each sample lands on the grid k * interval from the first, whatever each read cost:
+    # a late sample does not push the later ones back (a sleep(interval) loop would drift)
+    offsets = sorted(abs(t - round(t / 0.05) * 0.05) for t in ts)
+    assert offsets[len(offsets) // 2] < 0.015, offsets
+    assert round(ts[-1] / 0.05) >= len(ts) - 1
 
 
 def test_tree_includes_children_cpu_time_and_memory():
-    child = subprocess.Popen([sys.executable, "-c", "import time\nt=time.time()\nwhile time.time()-t<1.0: pass"])
+    # busy until it has used 0.8 s of CPU (not wall: the machine may be loaded)
+    child = subprocess.Popen([sys.executable, "-c", "import time\nwhile time.process_time() < 0.8: pass"])
     try:
         s = Sampler(interval=0.1, gpu=False)
         with s:
             child.wait()
         # the busy child's ~1 s of CPU is counted even though it exited before the last sample
-        assert s.samples[-1]["tree_cpu_s"] - s.samples[0]["tree_cpu_s"] > 0.5
+        assert s.samples[-1]["tree_cpu_s"] - s.samples[0]["tree_cpu_s"] > 0.6
         assert max(x["processes"] for x in s.samples) >= 2
         assert child.pid in s.peak_rss_by_pid
     finally:

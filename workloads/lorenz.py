@@ -85,5 +85,10 @@ class LorenzWorkload(Workload):
             quality={"rmse": rmse},
             samples=float(epochs * TRAIN_L),
             warmup_s=warmup,
-            extra={"epochs": epochs, "params": int(model.count_params())},
+            extra={
+                "epochs": epochs,
+                "params": int(model.count_params()),
+                "replicas": ctx.replicas,
+                "global_batch": BATCH * ctx.replicas,
+            },
         )

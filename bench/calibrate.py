@@ -133,6 +133,33 @@ def ceiling_for(calibration: dict | None, processes: int) -> float | None:
     return None  # beyond what was measured
 
 
+# ---------------------------------------------------------------- achieved GFLOP/s (optional, for workloads)
+
+
+def dense_train_flops(widths: Sequence[int], samples: float) -> float:
+    """FLOPs to train a dense (MLP) network on ``samples`` examples, counted the usual way.
+
+    A forward pass costs 2 × in × out FLOPs per layer and example (multiply + add); training
+    (forward, gradients with respect to activations and to weights) costs about 3 × that.
+    Bias adds and activations are left out (they are O(out), not O(in × out)).
+
+    Args:
+        widths: Layer widths from input to output, e.g. ``[3, 5, 8, 5, 3]`` for Lorenz's
+            ``[5, 8, 5]`` network.
+        samples: Examples processed (examples per epoch × epochs).
+    """
+    forward = sum(2 * a * b for a, b in zip(widths, widths[1:]))
+    return 3.0 * forward * float(samples)
+
+
+def peak_share(flops: float, wall_s: float, calibration: dict | None) -> float | None:
+    """Achieved GFLOP/s as a share of the machine's measured fp32 matmul peak (None if unknown)."""
+    peak = (calibration or {}).get("matmul_gflops")
+    if not isinstance(peak, (int, float)) or peak <= 0 or not wall_s or wall_s <= 0:
+        return None
+    return flops / wall_s / 1e9 / peak
+
+
 # ---------------------------------------------------------------- the child processes
 
 

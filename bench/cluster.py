@@ -215,6 +215,7 @@ def start_local_ray(num_cpus: int | None = None) -> None:
     ray_constants.ENABLE_RAY_CLUSTER = False  # in case Ray was imported before the variable was set
     try:
         ray.init(
+            address="local",  # a new Ray, even if RAY_ADDRESS or `ray start` points to another one
             num_cpus=num_cpus or usable_cores(),
             include_dashboard=False,
             _node_ip_address=LOOPBACK,
@@ -508,13 +509,18 @@ class RayPool:
         self._next_index = 0
         self._start_failures = 0
         self._closed = False
+        self.local = self.address is None
 
     # ------------------------------------------------------------ lifecycle
 
-    @property
-    def local(self) -> bool:
-        """True when the Ray runs on this machine only (a private local Ray)."""
-        return self.address is None
+    def _single_node_here(self) -> bool:
+        """True when the connected Ray is one node, this machine (its workers see this checkout)."""
+        ray = _ray()
+        try:
+            nodes = cluster_nodes()
+            return len(nodes) == 1 and nodes[0]["ip"] == ray.util.get_node_ip_address()
+        except Exception:  # Ray Client and old versions: assume a real cluster
+            return False
 
     def _spawn(self) -> _Slot:
         ray = _ray()
@@ -555,6 +561,8 @@ class RayPool:
             WorkerStartError: the cluster is too small for the strategy, or no worker started.
         """
         connect(self.address)
+        # Local: this checkout's import path goes to the workers (a cluster gets the code shipped).
+        self.local = self.address is None and self._single_node_here()
         self._check_capacity()
         try:
             for _ in range(self.n):

@@ -68,7 +68,12 @@ class ConsoleReporter:
     """Receives runner events and shows progress; ``quiet`` shows only the final table."""
 
     def __init__(self, console: Console | None = None, quiet: bool = False):
-        self.console = console or Console(stderr=False)
+        if console is None:
+            import shutil
+
+            # wide enough for the summary table even when output is piped to a file
+            console = Console(width=max(shutil.get_terminal_size((160, 24)).columns, 150))
+        self.console = console
         self.quiet = quiet
         self.progress: Progress | None = None
         self.task = None

@@ -112,7 +112,7 @@ def estimate(
     """The largest worker peak among runs of the same workload, size and device.
 
     Args:
-        runs: ``(where, RunRecord)`` pairs; ``where`` names the source in the estimate.
+        runs: ``(where, RunRecord)`` pairs; ``where`` says where the run is, e.g. ``"in results/x.json"``.
         workload: Workload name.
         size: Workload size.
         device: Device spec of the strategy about to run.
@@ -124,7 +124,7 @@ def estimate(
         peak = run_peak(run)
         if peak > 0 and (best is None or peak > best.peak_bytes):
             label = f"{run.strategy.get('device')}×{run.strategy.get('processes')}p"
-            best = Estimate(peak, f"{where} ({run.workload} {run.size} {label})")
+            best = Estimate(peak, f"{run.workload} {run.size} {label} {where}")
     return best
 
 
@@ -161,7 +161,7 @@ def previous_runs(places: Sequence[str | os.PathLike], machine: Mapping[str, Any
         except (OSError, ResultFileError):
             continue
         if same_machine(result.machine, machine):
-            out.extend((str(f), run) for run in result.runs)
+            out.extend((f"in {f}", run) for run in result.runs)
     return out
 
 
@@ -235,7 +235,7 @@ def decide(requested: int, est: Estimate | None, memory: Memory, force: bool = F
     fit = memory.budget // est.peak_bytes
     need = requested * est.peak_bytes
     base = dict(peak_bytes=est.peak_bytes, source=est.source, memory=memory)
-    sizes = f"{_plural(requested)} × {fmt_bytes(est.peak_bytes)} peak (from {est.source}) = {fmt_bytes(need)}"
+    sizes = f"{_plural(requested)} × {fmt_bytes(est.peak_bytes)} peak ({est.source}) = {fmt_bytes(need)}"
     if fit >= requested:
         return Decision("ok", requested, requested, f"{sizes} fits in {free}", **base)
     if force:
@@ -248,7 +248,8 @@ def decide(requested: int, est: Estimate | None, memory: Memory, force: bool = F
         )
     return Decision(
         "refused", requested, 0,
-        f"one worker needs about {fmt_bytes(est.peak_bytes)} (peak in {est.source}) but only {free}; "
+        f"one worker needs about {fmt_bytes(est.peak_bytes)} ({est.source}) but only "
+        f"{fmt_bytes(memory.available)} is available and {fmt_bytes(memory.headroom)} of it is kept free; "
         "free some memory or use --force",
         **base,
     )

@@ -280,13 +280,12 @@ class WorkerPool:
                     self._send(w, pending.popleft(), trial_timeout)
             live = [w for w in self.workers if not w.dead]
             busy = sum(w.job is not None for w in live)
-            if pending and self._start_failures >= MAX_START_FAILURES and not any(w.state == "starting" for w in live):
-                if not live:
-                    self._give_up(pending, on_done)
-                    return
-            else:
+            if self._start_failures < MAX_START_FAILURES:
                 while pending and len(live) < min(self.n, len(pending) + busy):
                     live.append(self._spawn())  # replaces a worker that died
+            elif pending and not live:  # replacements keep dying at start-up: stop trying
+                self._give_up(pending, on_done)
+                return
             now = time.perf_counter()
             next_deadline = min([w.deadline for w in live] + [w.start_deadline for w in live if w.hello is None])
             self._poll(max(0.0, min(0.5, next_deadline - now)), on_done)

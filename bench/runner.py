@@ -63,8 +63,12 @@ def _now() -> str:
 
 
 @contextlib.contextmanager
-def deferred_sigint() -> Iterator[None]:
-    """Holds Ctrl-C back while cleaning up (ending workers, the last write); re-raised after.
+def deferred_sigint(reraise: bool = True) -> Iterator[None]:
+    """Holds Ctrl-C back while cleaning up (ending workers, the last write).
+
+    Args:
+        reraise: Raise KeyboardInterrupt after the block if Ctrl-C came during it (False: the
+            caller is stopping anyway).
 
     Only in the main thread (elsewhere signals cannot be handled and this does nothing).
     """
@@ -77,7 +81,7 @@ def deferred_sigint() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
-    if caught:
+    if caught and reraise:
         raise KeyboardInterrupt
 
 
@@ -288,7 +292,7 @@ class Sweep:
         places = list(history) if history is not None else [out] + ([path] if path else [])
         self.history = memguard.previous_runs(places, machine) if self.memory_guard else []
         if resume_from is not None and self.memory_guard:
-            self.history += [(str(path or "resumed file"), r) for r in resume_from.runs]
+            self.history += [(f"in {path or 'the resumed file'}", r) for r in resume_from.runs]
         self._preflight_memory()
         prepare_out_dir(out)
         self.path = Path(path) if path else result_path(out, self.workload.name, size, label)
@@ -301,6 +305,7 @@ class Sweep:
         )
         self.runs: list[RunRecord] = []
         self._current: RunRecord | None = None  # the run in progress, as last written
+        self._consumed: set[tuple] = set()  # keys of resumed runs whose replacement is in self.runs/_current
 
     def _identity(self) -> dict:
         """The first decision of a new file: what this sweep is (so even an empty file can be resumed)."""
@@ -317,7 +322,13 @@ class Sweep:
     # ------------------------------------------------------------ file
 
     def _write(self, current: RunRecord | None = None, complete: bool = False) -> None:
-        runs = tuple(self.carried) + tuple(self.runs) + ((current,) if current is not None else ())
+        """Writes the whole result: carried-over runs, finished runs, the current one, then earlier runs
+        of a resumed file that nothing has replaced yet (so an interrupt never drops them)."""
+        pending = ()
+        if self.resume_from is not None:
+            carried = {r.key for r in self.carried}
+            pending = tuple(r for r in self.resume_from.runs if r.key not in carried and r.key not in self._consumed)
+        runs = tuple(self.carried) + tuple(self.runs) + ((current,) if current is not None else ()) + pending
         self.result = self.result.replace(runs=runs, complete=complete)
         try:
             results.save(self.result, self.path)
@@ -427,7 +438,7 @@ class Sweep:
         """How many of ``n`` workers to start, measuring one trial alone first if nothing is known."""
         if not self.memory_guard:
             return None
-        sweep_runs = [(f"this sweep", r) for r in self.runs]
+        sweep_runs = [("earlier in this sweep", r) for r in self.runs]
         est = memguard.estimate(sweep_runs + self.history, self.workload.name, self.size, strategy.device)
         if est is None and n > 1 and not self.force:
             est = self._probe(strategy, device, first_job)
@@ -458,7 +469,7 @@ class Sweep:
         })
         if reply.get("type") != "result" or not isinstance(peak, int) or peak <= 0:
             return None
-        return memguard.Estimate(peak, f"a first trial ({job['config']['id']}) run alone")
+        return memguard.Estimate(peak, f"trial {job['config']['id']} run alone first")
 
     # ------------------------------------------------------------ running
 
@@ -473,13 +484,15 @@ class Sweep:
         try:
             self._write()
             for strategy in self.strategies:
-                self.runs.append(self._run_strategy(strategy))
+                run = self._run_strategy(strategy)
+                self.runs.append(run)
+                self._consumed.add(self._key(strategy))
                 self._current = None
                 self._write()
             self._finalize()
             self._write(complete=True)
         except KeyboardInterrupt:
-            with deferred_sigint():
+            with deferred_sigint(reraise=False):
                 self._write(current=self._current, complete=False)
             finished = sum(1 for r in self.runs for t in r.trials if t.ok)
             raise SweepInterrupted(self.path, finished, self.total_trials) from None
@@ -596,6 +609,7 @@ class Sweep:
                     )
                     partial = dataclasses.replace(partial, summary=self._summary(partial, t_end - t_compute, compute_offset))
                     self._current = partial
+                    self._consumed.add(self._key(strategy))
                     self._write(current=partial)
                     self.on_event("trial_done", trial=record, strategy=strategy_run)
 
@@ -622,6 +636,7 @@ class Sweep:
             run = self._merge_resumed(old, run, wall)
         if status == "interrupted":
             self.runs.append(run)
+            self._consumed.add(self._key(strategy))
             self._current = None
             raise KeyboardInterrupt
         self.on_event("strategy_done", run=run)

@@ -307,6 +307,15 @@ def print_table(rows: list[dict], args, cores: int, calibration: dict | None) ->
                 fixed = r["wall_s"] - r["compute_wall_s"]
                 print(f"{name}: start-up + bookkeeping {fixed:.1f} s (slowest worker start {r.get('slowest_startup_s') or 0:.1f} s); "
                       f"worker time not spent in trials {idle:.3f} s per trial (dispatch, result writes, tail imbalance)")
+    from bench.calibrate import dense_train_flops, peak_share
+
+    flops = sum(dense_train_flops([3, *c["nodes"], 3], c["epochs"] * 900) for c, _ in trial_list(args.epochs, args.trials))
+    fastest = min((r for r in rows if "failed" not in r), key=lambda r: r["wall_s"], default=None)
+    if fastest is not None:
+        share = peak_share(flops, fastest["wall_s"], calibration)
+        print(f"work: {flops / 1e9:.3f} GFLOP of training in all; the fastest approach ({fastest['approach']}) achieved "
+              f"{flops / fastest['wall_s'] / 1e9:.4f} GFLOP/s"
+              + (f" = {share * 100:.3f} % of the measured fp32 matmul peak" if share is not None else ""))
     if calibration:
         print(f"ceiling: bench calibrate of {calibration.get('measured_at')}: parallel efficiency "
               f"{calibration.get('parallel_efficiency')}")

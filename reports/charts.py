@@ -315,7 +315,7 @@ def machines_chart(name: str, title: str, table: pd.DataFrame, labels: Sequence[
     for i, label in enumerate(labels):
         ax.bar(x + (i - (len(labels) - 1) / 2) * w, table[f"wall:{label}"], width=w, color=COLORS[i % len(COLORS)],
                label=_t(label))
-    ax.set_xticks(x, [_t(s, 24) for s in table["strategy"]], rotation=30, ha="right", fontsize=8)
+    ax.set_xticks(x, [_t(s, 34) for s in table["strategy"]], rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("wall seconds (lower is better)")
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)

@@ -109,27 +109,60 @@ def machines_table(df: pd.DataFrame, labels: Sequence[str], prices: Mapping[str,
             continue
         workload, size, device, engine, procs = key
         row = {"workload": workload, "size": size, "device": device, "engine": engine, "processes": int(procs),
-               "strategy": f"{device}×{int(procs)}p" + (f" {engine}" if engine != "local" else ""),
-               "unit": by[ref].unit}
-        for label in labels:
-            r = by.get(label)
-            wall = float(r.wall) if r is not None else math.nan
-            n = float(r.ok_trials) if r is not None else math.nan
-            samples = float(r.samples) if r is not None and ok(r.samples) else math.nan
-            row[f"wall:{label}"] = wall
-            row[f"per_trial:{label}"] = wall / n if ok(n) and n > 0 else math.nan
-            row[f"throughput:{label}"] = float(r.throughput) if r is not None else math.nan
-            row[f"quality:{label}"] = r.quality if r is not None else ""
-            row[f"threads:{label}"] = float(r.threads) if r is not None and ok(r.threads) else math.nan
-            price = prices.get(label)
-            hours = wall / 3600.0
-            row[f"cost_trial:{label}"] = price * hours / n if price is not None and ok(n) and n > 0 else math.nan
-            row[f"cost_1k:{label}"] = (price * hours / samples * 1000.0
-                                       if price is not None and ok(samples) and samples > 0 else math.nan)
-            if label != ref:
-                row[f"speedup:{label}"] = row[f"wall:{ref}"] / wall if ok(wall) and wall > 0 else math.nan
-        rows.append(row)
+               "strategy": _strategy(device, procs, engine), "unit": by[ref].unit, "best": False}
+        rows.append(_fill(row, by, labels, prices))
+    # the fastest strategy of each machine, when some machine measured more than one
+    agg["per_trial"] = agg["wall"] / agg["ok_trials"]
+    for (workload, size), g in agg.groupby(["workload", "size"], sort=False):
+        by = {label: gg.sort_values("per_trial").iloc[0] for label, gg in g.groupby("label", sort=False)}
+        if ref not in by or len(by) < 2 or g.groupby("label").size().max() < 2:
+            continue
+        by = {k: _Row(**v[["label", "wall", "ok_trials", "samples", "throughput", "quality", "threads"]].to_dict(),
+                      strategy=_strategy(v["device"], v["processes"], v["engine"])) for k, v in by.items()}
+        row = {"workload": workload, "size": size, "device": "", "engine": "", "processes": 0,
+               "strategy": "fastest: " + " | ".join(by[lab].strategy if lab in by else "–" for lab in labels),
+               "unit": "", "best": True}
+        rows.append(_fill(row, by, labels, prices))
     return pd.DataFrame(rows)
+
+
+@dataclasses.dataclass
+class _Row:
+    label: str
+    wall: float
+    ok_trials: float
+    samples: float
+    throughput: float
+    quality: str
+    threads: float
+    strategy: str = ""
+
+
+def _strategy(device, processes, engine) -> str:
+    return f"{device}×{int(processes)}p" + (f" {engine}" if engine != "local" else "")
+
+
+def _fill(row: dict, by: Mapping, labels: Sequence[str], prices: Mapping[str, float]) -> dict:
+    """Adds the per-machine columns of one comparison row (see :func:`machines_table`)."""
+    ref = labels[0]
+    for label in labels:
+        r = by.get(label)
+        wall = float(r.wall) if r is not None else math.nan
+        n = float(r.ok_trials) if r is not None else math.nan
+        samples = float(r.samples) if r is not None and ok(r.samples) else math.nan
+        row[f"wall:{label}"] = wall
+        row[f"per_trial:{label}"] = wall / n if ok(n) and n > 0 else math.nan
+        row[f"throughput:{label}"] = float(r.throughput) if r is not None else math.nan
+        row[f"quality:{label}"] = r.quality if r is not None else ""
+        row[f"threads:{label}"] = float(r.threads) if r is not None and ok(r.threads) else math.nan
+        price = prices.get(label)
+        hours = wall / 3600.0
+        row[f"cost_trial:{label}"] = price * hours / n if price is not None and ok(n) and n > 0 else math.nan
+        row[f"cost_1k:{label}"] = (price * hours / samples * 1000.0
+                                   if price is not None and ok(samples) and samples > 0 else math.nan)
+        if label != ref:
+            row[f"speedup:{label}"] = row[f"wall:{ref}"] / wall if ok(wall) and wall > 0 else math.nan
+    return row
 
 
 def timings_table(inputs: Inputs, labels: Sequence[str], prices: Mapping[str, float] | None = None) -> pd.DataFrame:
@@ -192,7 +225,7 @@ def table_cells(
     for r in table.to_dict("records"):
         threads = [r.get(f"threads:{lab}") for lab in labels]
         strategy = r["strategy"]
-        if all(ok(t) for t in threads) and len(set(threads)) > 1:  # same processes, different thread counts
+        if not r.get("best") and all(ok(t) for t in threads) and len(set(threads)) > 1:  # same N, other threads
             strategy += " (" + " vs ".join(f"{int(t)}t" for t in threads) + ")"
         cells = [f"{r['workload']} ({r['size']})", strategy]
         cells += [seconds(r[f"wall:{lab}"]) for lab in labels]

@@ -9,7 +9,6 @@ import pytest
 
 from bench import calibrate
 from bench.cli import main as cli_main
-from bench.errors import UsageError
 
 GOOD = {
     "schema": 1,
@@ -150,3 +149,13 @@ def test_a_real_calibration(tmp_path, capsys, cache_home):
     assert json.loads(calibrate.cache_path().read_text()) == doc
     assert calibrate.cached_calibration() == calibrate.summary(doc)
     assert fingerprint()["calibration"] == calibrate.summary(doc)
+
+
+def test_dense_training_flops_and_share_of_peak():
+    # Lorenz [5, 8, 5]: 3->5->8->5->3 = 2*(15+40+40+15) = 220 FLOPs forward per example
+    assert calibrate.dense_train_flops([3, 5, 8, 5, 3], 900) == 3 * 220 * 900
+    assert calibrate.dense_train_flops([3], 10) == 0
+    # 1 GFLOP in 1 s on a 100 GFLOP/s machine: 1 %
+    assert calibrate.peak_share(1e9, 1.0, {"matmul_gflops": 100.0}) == pytest.approx(0.01)
+    assert calibrate.peak_share(1e9, 1.0, None) is None
+    assert calibrate.peak_share(1e9, 0.0, {"matmul_gflops": 100.0}) is None

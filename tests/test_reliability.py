@@ -314,6 +314,27 @@ def test_interrupt_writes_what_finished_and_resume_keeps_it(tmp_path, fake_engin
     assert results.load(sweep.path) == done
 
 
+@pytest.mark.parametrize("when", ["memory_guard", "strategy_start", "workers_ready"])
+def test_interrupting_a_resume_before_its_first_new_trial_loses_nothing(tmp_path, fake_engine, when):
+    def stop_at_two(kind, **info):
+        if kind == "trial_done" and info["trial"].id == "t1-ok":
+            raise KeyboardInterrupt
+
+    first = _sweep(tmp_path, on_event=stop_at_two)
+    with pytest.raises(SweepInterrupted):
+        first.run()
+
+    def stop_early(kind, **info):
+        if kind == when:
+            raise KeyboardInterrupt
+
+    with pytest.raises(SweepInterrupted):
+        _sweep(tmp_path, resume_from=results.load(first.path), path=first.path, on_event=stop_early).run()
+    again = results.load(first.path)
+    assert not again.complete
+    assert [t.id for r in again.runs for t in r.trials] == ["t0-ok", "t1-ok"]
+
+
 def test_resume_reruns_failed_trials_and_keeps_their_old_records(tmp_path, fake_engine):
     first = _sweep(tmp_path, "ok,raise,ok")
     first.run()
@@ -437,14 +458,16 @@ def test_result_files_get_ordinary_permissions(tmp_path):
 
 def test_decide_fits_lowers_refuses_and_force():
     mem = memguard.Memory(available=4 * GiB, total=8 * GiB, headroom=GiB)
-    est = memguard.Estimate(GiB, "results/x.json")
+    est = memguard.Estimate(GiB, "lorenz quick cpu×1p in results/x.json")
     assert memguard.decide(3, est, mem).action == "ok"
     low = memguard.decide(5, est, mem)
     assert (low.action, low.processes) == ("lowered", 3)
-    assert "5 workers × 1.0 GiB peak (from results/x.json) = 5.0 GiB would not fit in 4.0 GiB available" in low.message
+    assert "5 workers × 1.0 GiB peak (lorenz quick cpu×1p in results/x.json) = 5.0 GiB would not fit in 4.0 GiB available" in low.message
     assert "running 3 workers instead (--force runs 5)" in low.message
-    ref = memguard.decide(2, memguard.Estimate(4 * GiB, "a first trial"), mem)
-    assert (ref.action, ref.processes) == ("refused", 0) and "use --force" in ref.message
+    ref = memguard.decide(2, memguard.Estimate(4 * GiB, "trial t0 run alone first"), mem)
+    assert (ref.action, ref.processes) == ("refused", 0)
+    assert ref.message == ("one worker needs about 4.0 GiB (trial t0 run alone first) but only 4.0 GiB is available "
+                           "and 1.0 GiB of it is kept free; free some memory or use --force")
     assert memguard.decide(5, est, mem, force=True).action == "forced"
     assert memguard.decide(5, None, mem).action == "unmeasured"
 
@@ -464,7 +487,7 @@ def test_guard_lowers_n_from_this_sweeps_first_run_and_records_it(tmp_path, fake
     assert run3.strategy["processes"] == 2 and run3.strategy["requested_processes"] == 3
     d = [d for d in result.decisions if d["kind"] == "memory_guard"][-1]
     assert d["action"] == "lowered" and d["processes"] == 2 and d["requested_processes"] == 3
-    assert d["peak_worker_bytes"] == GiB and d["estimate_source"].startswith("this sweep")
+    assert d["peak_worker_bytes"] == GiB and d["estimate_source"] == f"{WL} quick cpu×1p earlier in this sweep"
     assert any(k == "memory_guard" and i["decision"].warn for k, i in events)
 
 
@@ -481,7 +504,7 @@ def test_guard_probes_one_trial_when_nothing_is_known(tmp_path, fake_engine):
     probe = next(d for d in result.decisions if d["kind"] == "memory_probe")
     assert probe["trial"] == "t0-ok" and probe["peak_worker_bytes"] == GiB
     guard = next(d for d in result.decisions if d["kind"] == "memory_guard")
-    assert guard["action"] == "ok" and "a first trial (t0-ok) run alone" in guard["estimate_source"]
+    assert guard["action"] == "ok" and guard["estimate_source"] == "trial t0-ok run alone first"
     assert len(result.runs[0].trials) == 4  # the probe is not counted as a trial of the run
 
 
@@ -497,7 +520,7 @@ def _previous_result(path: Path, peak: int) -> None:
 def test_guard_refuses_before_anything_starts_and_force_overrides(tmp_path, fake_engine, monkeypatch):
     _previous_result(tmp_path / "earlier.json", 2 * GiB)
     monkeypatch.setenv(memguard.ENV_AVAILABLE, "2G")
-    with pytest.raises(UsageError, match=r"memory guard: one worker needs about 2.0 GiB \(peak in .*earlier.json"):
+    with pytest.raises(UsageError, match=r"memory guard: one worker needs about 2.0 GiB \(xpubench_testload quick cpu×1p in .*earlier.json\)"):
         _sweep(tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["earlier.json"] and FakePool.instances == []
     result = _sweep(tmp_path, processes=(2,), force=True).run()

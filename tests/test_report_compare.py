@@ -148,3 +148,16 @@ def test_different_thread_counts_are_shown(tmp_path):
     buf = io.StringIO()
     assert compare([str(a), str(b)], file=buf) == 0
     assert "cpu×1p (1t vs 2t)" in buf.getvalue() and fmt.times(4.0 / 3.0) in buf.getvalue()
+
+
+def test_fastest_strategy_of_each_machine_is_compared_too(tmp_path):
+    a = results.save(synth.make_result(synth.scaling_runs(walls={1: 8.0}), label="one"), tmp_path / "a.json")
+    b = results.save(synth.make_result(synth.scaling_runs(walls={1: 6.0, 2: 3.0}), label="two"), tmp_path / "b.json")
+    inputs = load_inputs([str(a), str(b)])
+    t = machines_table(runs_frame(inputs), inputs.labels, {"two": 1.8})
+    best = t[t["best"]].iloc[0]
+    assert best["strategy"] == "fastest: cpu×1p | cpu×2p"
+    assert best["speedup:two"] == pytest.approx(8.0 / 3.0)
+    assert best["cost_trial:two"] == pytest.approx(1.8 * 3.0 / 3600 / TRIALS)
+    same = t[~t["best"]].iloc[0]
+    assert same["strategy"] == "cpu×1p" and same["speedup:two"] == pytest.approx(8.0 / 6.0)

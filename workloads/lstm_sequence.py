@@ -18,7 +18,7 @@ import numpy as np
 
 from bench.workload import TrialContext, TrialOutput, Workload
 from workloads import synthetic
-from workloads.imdb_cnn_lstm import fit_timed, int_option, rss_bytes
+from workloads.imdb_cnn_lstm import fit_timed, int_option, release_keras, rss_bytes
 from workloads.pose_classifier import fold_indices
 
 HIDDEN = ([32, 32, 16, 16], [64, 64, 32, 32], [128, 128, 64, 64])
@@ -93,6 +93,12 @@ class LstmSequenceWorkload(Workload):
                 "(workloads.synthetic)", "samples": s["samples"]}
 
     def run_trial(self, config: Mapping[str, Any], ctx: TrialContext) -> TrialOutput:
+        try:
+            return self._train_and_score(config, ctx)
+        finally:
+            release_keras()
+
+    def _train_and_score(self, config: Mapping[str, Any], ctx: TrialContext) -> TrialOutput:
         rss0 = rss_bytes()
         x, y, _ = sequence_data(config["exercise"], int(config["samples"]))
         train, valid = fold_indices(len(x), int(config["folds"]), int(config["fold"]))

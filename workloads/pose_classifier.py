@@ -19,7 +19,7 @@ import numpy as np
 
 from bench.workload import TrialContext, TrialOutput, Workload
 from workloads import synthetic
-from workloads.imdb_cnn_lstm import fit_timed, int_option, rss_bytes
+from workloads.imdb_cnn_lstm import fit_timed, int_option, release_keras, rss_bytes
 
 MULTI_HIDDEN = ([32], [64], [128], [64, 32], [128, 64], [128, 64, 32])
 MULTI_BATCHES = (16, 32, 64, 128)  # 6 x 4 = the seed's 24 combinations
@@ -166,6 +166,12 @@ class PoseClassifierWorkload(Workload):
                 "samples_per_task": self.setup(size, options)["samples"]}
 
     def run_trial(self, config: Mapping[str, Any], ctx: TrialContext) -> TrialOutput:
+        try:
+            return self._train_and_score(config, ctx)
+        finally:
+            release_keras()
+
+    def _train_and_score(self, config: Mapping[str, Any], ctx: TrialContext) -> TrialOutput:
         rss0 = rss_bytes()
         x, y = pose_data(config["task"], int(config["samples"]))
         train, valid = fold_indices(len(x), int(config["folds"]), int(config["fold"]))

@@ -76,6 +76,13 @@ def test_a_wrong_mode_fails_its_trial(monkeypatch):
     with pytest.raises(pm.PredictionMismatch):
         run(workload, config)
 
+    def drops_the_last_batch(model, x, batch):
+        return lambda: np.asarray(model.predict_on_batch(x[: len(x) // 2]))
+
+    monkeypatch.setitem(pm.MODES, "predict_on_batch", drops_the_last_batch)
+    with pytest.raises(pm.PredictionMismatch, match="shapes"):
+        run(workload, config)
+
 
 def test_another_workloads_model_can_be_used():
     workload = get_workload("predict_modes")

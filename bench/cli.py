@@ -208,7 +208,7 @@ class _Reporter:
                  "trial runs again (the old records stay in the file)", style="yellow")
 
     def on_strategy_failed(self, strategy, reason, trials=0, **_):
-        self.say(f"error: {strategy.device} × {strategy.processes} proc: {reason}; {trials} trials recorded as not run",
+        self.say(f"failed: {strategy.device} × {strategy.processes} proc: {reason}; {trials} trials recorded as not run",
                  style="red")
         progress = getattr(self.inner, "progress", None)
         if progress is not None:
@@ -242,11 +242,11 @@ def _failure_line(result, path) -> str | None:
     return f"{sum(kinds.values())} of {len(trials)} trials failed ({detail}); every trial, with its error, is in {path}"
 
 
-def _run_one(workload: str, args, strategies, reporter, resume=None, resume_path=None) -> tuple[int, object]:
-    """Runs one workload's sweep. Returns (exit status, result path)."""
-    from bench.runner import Sweep, SweepInterrupted
+def _make_sweep(workload: str, args, strategies, reporter, resume=None, resume_path=None):
+    """A Sweep for one workload; every check on the input happens here, before anything runs."""
+    from bench.runner import Sweep
 
-    sweep = Sweep(
+    return Sweep(
         workload,
         args.size,
         strategies,
@@ -263,6 +263,16 @@ def _run_one(workload: str, args, strategies, reporter, resume=None, resume_path
         engine_options={"address": args.address} if getattr(args, "address", None) else {},
         force=args.force,
     )
+
+
+def _run_one(sweep, reporter) -> tuple[int, object]:
+    """Runs one workload's sweep. Returns (exit status, result path).
+
+    Raises:
+        SweepInterrupted: after saying how many trials finished and where they are.
+    """
+    from bench.runner import SweepInterrupted
+
     try:
         result = sweep.run()
     except SweepInterrupted as exc:
@@ -317,16 +327,17 @@ def cmd_run(args) -> int:
     strategies = _strategies(args)
     resume = results.load(args.resume) if args.resume else None
     reporter = _Reporter(ConsoleReporter(quiet=args.quiet))
+    sweep = _make_sweep(args.workload, args, strategies, reporter, resume, args.resume)
     with _SigtermAsInterrupt():
         try:
-            code, _ = _run_one(args.workload, args, strategies, reporter, resume, args.resume)
+            code, _ = _run_one(sweep, reporter)
         except SweepInterrupted as exc:
             print(f"resume with: {_resume_command('bench', _ARGV, str(exc.path))}", file=sys.stderr)
             return EXIT_INTERRUPTED
     return code
 
 
-def _suite_resume(text: str | None, names: Sequence[str], size: str) -> dict[str, tuple[str, object]]:
+def _suite_resume(text: str | None, names: Sequence[str]) -> dict[str, tuple[str, object]]:
     """``--resume a.json,b.json`` for a suite: workload name -> (file, Result)."""
     from bench import results
 
@@ -362,18 +373,24 @@ def cmd_suite(args) -> int:
     check_out_dir(args.out)
     report = Path(args.report) if args.report else Path(args.out) / "report.html"
     _check_output_file(report, "--report")
-    resumes = _suite_resume(args.resume, names, args.size)
+    resumes = _suite_resume(args.resume, names)
     reporter = _Reporter(ConsoleReporter(quiet=args.quiet))
+    plan = []  # (name, finished file or None, Sweep or None): every sweep is checked before any runs
+    for name in names:
+        file, res = resumes.get(name, (None, None))
+        if res is not None and res.complete:
+            plan.append((name, file, None))
+        else:
+            plan.append((name, None, _make_sweep(name, args, strategies, reporter, res, file)))
     paths, worst = [], 0
     with _SigtermAsInterrupt():
-        for name in names:
-            file, res = resumes.get(name, (None, None))
-            if res is not None and res.complete:
+        for name, file, sweep in plan:
+            if sweep is None:
                 print(f"{name}: already complete in {file}")
                 paths.append(file)
                 continue
             try:
-                code, path = _run_one(name, args, strategies, reporter, res, file)
+                code, path = _run_one(sweep, reporter)
             except SweepInterrupted as exc:
                 files = ",".join(str(p) for p in paths + [exc.path])
                 print(f"resume with: {_resume_command('bench', _ARGV, files)}", file=sys.stderr)

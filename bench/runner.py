@@ -91,6 +91,9 @@ def deferred_sigint(reraise: bool = True) -> Iterator[None]:
 def check_out_dir(out: str | os.PathLike) -> Path:
     """Checks that ``out`` is, or can become, a writable directory, without creating anything.
 
+    Args:
+        out: The ``--out`` directory (it may not exist yet).
+
     Raises:
         UsageError: naming the path and what is wrong with it.
     """
@@ -112,7 +115,11 @@ def check_out_dir(out: str | os.PathLike) -> Path:
 
 
 def prepare_out_dir(out: str | os.PathLike) -> Path:
-    """Creates the output directory, or raises UsageError if it cannot hold result files."""
+    """Creates the output directory, or raises UsageError if it cannot hold result files.
+
+    Args:
+        out: The ``--out`` directory.
+    """
     path = check_out_dir(out)
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -124,7 +131,14 @@ def prepare_out_dir(out: str | os.PathLike) -> Path:
 
 
 def result_path(out_dir: Path, workload: str, size: str, label: str | None = None) -> Path:
-    """A new file name in ``out_dir``: ``WORKLOAD-SIZE-STAMP[-LABEL].json``, never an existing one."""
+    """A new file name in ``out_dir``: ``WORKLOAD-SIZE-STAMP[-LABEL].json``, never an existing one.
+
+    Args:
+        out_dir: The output directory.
+        workload: Workload name.
+        size: Workload size.
+        label: Machine label, if given.
+    """
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     stem = f"{workload}-{size}-{stamp}" + (f"-{label}" if label else "")
     stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)
@@ -137,6 +151,7 @@ def result_path(out_dir: Path, workload: str, size: str, label: str | None = Non
 
 
 def workload_ref(workload: Workload) -> str:
+    """``"module:Class"`` of a workload instance: what a worker imports."""
     cls = type(workload)
     return f"{cls.__module__}:{cls.__qualname__}"
 
@@ -145,7 +160,12 @@ def workload_ref(workload: Workload) -> str:
 
 
 def _trial_record(job: Mapping, reply: Mapping) -> TrialRecord:
-    """The TrialRecord of a job from the engine's reply (``result`` or ``error``)."""
+    """The TrialRecord of a job from the engine's reply.
+
+    Args:
+        job: The trial message sent (its ``config``, and ``_start_s`` set by the runner).
+        reply: The engine's ``result`` or ``error`` message.
+    """
     config = job["config"]
     if reply.get("type") == "result":
         return TrialRecord(
@@ -179,7 +199,12 @@ def _trial_record(job: Mapping, reply: Mapping) -> TrialRecord:
 
 
 def _looks_like_oom(reply: dict, samples: Sequence[Mapping]) -> dict:
-    """Relabels a SIGKILL as ``oom`` when system memory was nearly full just before it."""
+    """Relabels a SIGKILL as ``oom`` when system memory was nearly full just before it.
+
+    Args:
+        reply: An engine reply; only ``crash`` errors with signal SIGKILL are considered.
+        samples: The sampler timeline so far (its last few samples are looked at).
+    """
     if reply.get("kind") != "crash" or reply.get("signal") != signal.SIGKILL:
         return reply
     fullest = 0.0
@@ -210,7 +235,11 @@ def _fmt_options(options: Mapping[str, Any]) -> str:
 
 
 def failure_counts(trials: Sequence[TrialRecord]) -> dict[str, int]:
-    """Failed trials by error kind, e.g. ``{"exception": 1, "timeout": 1}``."""
+    """Failed trials by error kind, e.g. ``{"exception": 1, "timeout": 1}``.
+
+    Args:
+        trials: Trial records.
+    """
     return dict(collections.Counter(t.error.kind for t in trials if t.error is not None))
 
 

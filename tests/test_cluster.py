@@ -1,8 +1,9 @@
 """The Ray engine (bench.cluster): address/env helpers, and a real local Ray (2 CPUs, loopback).
 
 One Ray runtime is started for the whole module (Ray takes ~10 s to start) and shut down at the
-end. On it: a quick Lorenz sweep at 1 and 2 workers with one worker killed mid-sweep, resumed
-afterwards; a trial over its time limit; the results compared with a local worker's.
+end. On it: a quick Lorenz sweep at 1 and 2 workers in which one trial raises, resumed
+afterwards; a worker SIGKILLed mid-trial and a trial over its time limit; the results compared
+with a local worker's.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from bench.errors import UsageError
 
 ROOT = Path(__file__).resolve().parent.parent
 EPOCHS = {"epochs": "1"}
-KILLED = "depth-5-8-8-5-e1"  # the trial whose worker is SIGKILLed in the sweep
+FAILED = "depth-5-8-8-5-e1"  # the trial that raises in the sweep
 HUNG = "depth-5-8-5-e1"  # the trial that hangs past its time limit
+KILLED = "width-5-8-10-12-14-8-5-e1"  # the trial whose worker is SIGKILLed
 
 
 # ---------------------------------------------------------------- pure helpers (no Ray)
@@ -137,10 +139,10 @@ def _sweep(out: Path, **kwargs):
 
 @pytest.fixture(scope="module")
 def ray_sweep(local_ray, tmp_path_factory):
-    """(Result, path) of a quick Lorenz sweep on Ray at 1 and 2 workers; one worker is SIGKILLed."""
+    """(Result, path) of a quick Lorenz sweep on Ray at 1 and 2 workers; one trial raises."""
     out = tmp_path_factory.mktemp("ray-sweep")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("XPUBENCH_FAULT", f"kill:{KILLED}")
+        mp.setenv("XPUBENCH_FAULT", f"raise:{FAILED}")
         return _sweep(out)
 
 
@@ -184,16 +186,18 @@ def test_ray_sweep_results_behave_as_local(ray_sweep):
         threads = run.strategy["threads_per_process"]
         assert len(run.trials) == 8
         failed = [t for t in run.trials if not t.ok]
-        assert [t.id for t in failed] == [KILLED]
-        assert failed[0].error.kind == "crash" and "SIGKILL" in failed[0].error.message
+        assert [t.id for t in failed] == [FAILED]
+        assert failed[0].error.kind == "exception"
+        assert failed[0].error.message == f"RuntimeError: injected fault in trial {FAILED}"
+        assert "_maybe_fault" in failed[0].error.stderr_tail
         assert run.summary["failed"] == 1
         for t in run.trials:
             if t.ok:
                 assert t.extra["node"] == host and t.extra["node_ip"] == "127.0.0.1"
                 assert 0 < t.quality["rmse"] < 100 and t.wall_s > 0 and t.samples == 900
         started = [w for w in run.workers if "startup_s" in w]
-        # one replacement for the killed worker; each set its threads before importing TF
-        assert len(started) == run.strategy["processes"] + 1
+        # a trial that raises is data: its worker goes on; each set its threads before importing TF
+        assert len(started) == run.strategy["processes"]
         for w in started:
             assert w["node"] == host and w["tensorflow_preimported"] is False
             assert w["thread_env"]["TF_NUM_INTRAOP_THREADS"] == str(threads)
@@ -253,7 +257,7 @@ def test_ray_sweep_resumes_only_the_failed_trials(ray_sweep, tmp_path):
         kept = {t.id: t.wall_s for t in before.trials if t.ok}
         again = {t.id: t.wall_s for t in after.trials}
         assert {k: again[k] for k in kept} == kept  # finished trials kept as they were
-        assert set(again) - set(kept) == {KILLED}
+        assert set(again) - set(kept) == {FAILED}
         # only the one trial left to run, so one more worker started (listed after the first part's)
         started_before = [w for w in before.workers if "startup_s" in w]
         started_after = [w for w in after.workers if "startup_s" in w]
@@ -263,30 +267,44 @@ def test_ray_sweep_resumes_only_the_failed_trials(ray_sweep, tmp_path):
 
 
 @pytest.mark.slow
-def test_trial_over_its_time_limit_becomes_a_timeout_error(local_ray):
+def test_killed_worker_and_trial_over_its_time_limit(local_ray):
+    """Worker 0 hangs in its trial past the limit; worker 1 is SIGKILLed mid-trial and replaced."""
     from bench.workload import get_workload, trial_seed
 
+    after = "width-5-2-2-5-2-2-5-e1"  # runs on the replacement of the killed worker
     configs = {c["id"]: c for c in get_workload("lorenz").trials("quick", EPOCHS)}
     jobs = [
         {"type": "trial", "workload": "workloads.lorenz:LorenzWorkload", "size": "quick", "config": configs[i],
          "seed": trial_seed("lorenz", i), "options": EPOCHS}
-        for i in (HUNG, "width-5-2-2-5-2-2-5-e1")
+        for i in (HUNG, KILLED, after)
     ]
-    env = childenv.child_env(1, 1, {"CUDA_VISIBLE_DEVICES": ""}, parent={**os.environ, "XPUBENCH_FAULT": f"hang:{HUNG}"})
+    faults = {0: f"hang:{HUNG}", 1: f"kill:{KILLED}"}  # jobs go to idle workers in index order
+
+    def env_for(i):
+        parent = {**os.environ, "XPUBENCH_FAULT": faults.get(i, "")}
+        return childenv.child_env(1, 1, {"CUDA_VISIBLE_DEVICES": ""}, parent=parent)
+
     events, replies = [], {}
-    pool = cluster.RayPool(2, lambda i: dict(env), on_event=lambda kind, **info: events.append((kind, info)))
+    pool = cluster.RayPool(2, env_for, on_event=lambda kind, **info: events.append((kind, info)))
     try:
         pool.start()
-        assert len(pool.pids) == 2
+        assert len(pool.pids) == 2 and pool.nodes == [socket.gethostname()]
         pool.run(jobs, lambda job, reply: replies.__setitem__(job["config"]["id"], reply), trial_timeout=15)
     finally:
         pool.close()
+    assert set(replies) == {HUNG, KILLED, after}
     hung = replies[HUNG]
-    assert hung["type"] == "error" and hung["kind"] == "timeout"
+    assert hung["type"] == "error" and hung["kind"] == "timeout" and hung["worker"] == 0
     assert hung["message"] == "trial over its 15 s time limit; worker killed"
     assert 15 <= hung["wall_s"] < 25
-    assert replies["width-5-2-2-5-2-2-5-e1"]["type"] == "result"
-    assert ("worker_died", {"worker": hung["worker"], "reason": "over the 15 s trial time limit"}) in events
+    assert ("worker_died", {"worker": 0, "reason": "over the 15 s trial time limit"}) in events
+    killed = replies[KILLED]
+    assert killed["type"] == "error" and killed["kind"] == "crash" and killed["worker"] == 1
+    assert "SIGKILL" in killed["message"] and killed["wall_s"] < 15
+    assert killed["stderr_tail"]  # the end of the worker's own log, read back from Ray's session directory
+    ok = replies[after]
+    assert ok["type"] == "result" and ok["worker"] == 2 and ok["extra"]["node"] == socket.gethostname()
+    assert sorted(f["index"] for f in pool.worker_facts) == [0, 1, 2]
 
 
 @pytest.mark.slow

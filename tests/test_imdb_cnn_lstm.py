@@ -10,6 +10,7 @@ import urllib.error
 import numpy as np
 import pytest
 
+from bench.errors import UsageError
 from bench.workload import TrialContext, get_workload
 from workloads import imdb_cnn_lstm as imdb
 
@@ -83,8 +84,8 @@ def test_data_option_wins_over_the_cache(keras_home, tmp_path):
     write_imdb_npz(given, n_train=12, seed=1)
     x_train, *_, source = imdb.load_imdb(100, 100, 30, {"data": str(given)})
     assert source == "real" and len(x_train) == 12
-    with pytest.raises(FileNotFoundError):
-        imdb.imdb_file({"data": str(tmp_path / "missing.npz")})
+    with pytest.raises(UsageError, match="missing.npz' does not exist"):
+        get_workload("imdb_cnn_lstm").trials("quick", {"data": str(tmp_path / "missing.npz")})
 
 
 def test_reader_matches_keras_load_data(keras_home, monkeypatch):

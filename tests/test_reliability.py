@@ -24,7 +24,7 @@ ROOT = TESTS.parent
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
-import xpubench_testload  # noqa: E402  (registers the test workload; workers import it too)
+import xpubench_testload  # noqa: E402  (the test workload; workers import it by module path)
 
 from bench import memguard, results  # noqa: E402
 from bench.errors import ResultWriteError, UsageError, WorkerStartError  # noqa: E402
@@ -45,7 +45,8 @@ def _env(**extra) -> dict:
 
 def _python_m_bench(args: list[str]) -> list[str]:
     """``python -m bench ARGS`` with the test workload registered first (runpy is what -m uses)."""
-    code = "import runpy, xpubench_testload; runpy.run_module('bench', run_name='__main__', alter_sys=True)"
+    code = ("import runpy, xpubench_testload; xpubench_testload.enable(); "
+            "runpy.run_module('bench', run_name='__main__', alter_sys=True)")
     return [sys.executable, "-c", code, *args]
 
 
@@ -65,6 +66,14 @@ def _gone(pids) -> list[int]:
         except psutil.NoSuchProcess:
             continue
     return alive
+
+
+@pytest.fixture(autouse=True)
+def _testload_registered(monkeypatch):
+    """The test workload is in the registry during these tests only."""
+    from bench import workload
+
+    monkeypatch.setitem(workload._REGISTRY, WL, xpubench_testload.FaultyWorkload)
 
 
 def _only_file(d: Path) -> Path:

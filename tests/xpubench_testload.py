@@ -4,7 +4,9 @@ Trial plan: option ``plan`` is a comma-separated list of kinds, one trial each:
 ``ok`` (sleeps ``sleep`` seconds, default 0.1, and reports a score), ``raise`` (ValueError),
 ``kill`` (SIGKILLs its own worker), ``exit`` (worker exits with status 3) and ``hang`` (sleeps an
 hour). Trial ids are ``t<index>-<kind>``. Workers find this module through PYTHONPATH, which the
-pool builds from the parent's sys.path (tests/ is on it under pytest).
+pool builds from the parent's sys.path (tests/ is on it under pytest); they load the class by
+its module path, so only the parent needs it registered: call :func:`enable` (a subprocess) or
+monkeypatch ``bench.workload._REGISTRY`` (a test, so other tests never see it).
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from bench.workload import TrialContext, TrialOutput, Workload, register
 DEFAULT_PLAN = "ok,raise,kill,ok,hang,ok,ok"
 
 
-@register
 class FaultyWorkload(Workload):
     """Trials that succeed quickly or fail in a chosen way."""
 
@@ -52,3 +53,7 @@ class FaultyWorkload(Workload):
         time.sleep(float(ctx.options.get("sleep", 0.1)))
         return TrialOutput(quality={"score": float(config["index"])}, samples=100.0)
 
+
+def enable() -> None:
+    """Registers the workload under its name (for ``bench`` run in a subprocess)."""
+    register(FaultyWorkload)

@@ -30,6 +30,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from bench.errors import UsageError
 from bench.workload import TrialContext, TrialOutput, Workload
 from workloads import synthetic
 
@@ -99,14 +100,14 @@ def imdb_file(options: Mapping[str, Any] | None, download: bool = False) -> Path
             Only the parent does this (from ``data_info``); workers read what it left.
 
     Raises:
-        FileNotFoundError: The ``data`` option names a missing file.
+        UsageError: The ``data`` option names a missing file.
     """
     global _download_failed
     given = (options or {}).get("data")
     if given:
         path = Path(given).expanduser()
         if not path.is_file():
-            raise FileNotFoundError(f"IMDB data file {str(path)!r} does not exist")
+            raise UsageError(f"IMDB data file {str(path)!r} does not exist (--data takes a keras imdb.npz)")
         return path
     for path in cache_paths():
         if path.is_file():
@@ -296,11 +297,18 @@ class ImdbCnnLstmWorkload(Workload):
     options = ("data", "offline", "epochs", "train", "test", "maxlen", "repeats")
 
     def setup(self, size: str, options: Mapping[str, Any] | None = None) -> dict:
-        """The size's setup with option overrides (train, test, maxlen, epochs, repeats)."""
+        """The size's setup with option overrides (train, test, maxlen, epochs, repeats).
+
+        Args:
+            size: ``quick`` or ``full``.
+            options: Workload options (strings from the command line, or numbers).
+        """
         return {k: int_option(options, k, v) for k, v in SETUPS[size].items()}
 
     def trials(self, size: str, options: Mapping[str, Any] | None = None) -> list[dict]:
         s = self.setup(size, options)
+        if (options or {}).get("data"):
+            imdb_file(options)  # a missing --data file is a usage error before anything starts
         return [
             {"id": f"rep{r}-e{s['epochs']}-n{s['train']}-len{s['maxlen']}", "repeat": r,
              **{k: s[k] for k in ("train", "test", "maxlen", "epochs")}}
@@ -322,13 +330,14 @@ class ImdbCnnLstmWorkload(Workload):
             release_keras()
 
     def _train_and_score(self, config: Mapping[str, Any], ctx: TrialContext) -> TrialOutput:
-        rss0 = rss_bytes()
+        rss0, t0 = rss_bytes(), time.perf_counter()
         x_train, y_train, x_test, y_test, source = load_imdb(config["train"], config["test"], config["maxlen"], ctx.options)
+        data_s, t0 = time.perf_counter() - t0, time.perf_counter()
         with ctx.scope():
             model = build_model(config["maxlen"])
         epochs = int(config["epochs"])
         epoch_s = fit_timed(model, x_train, y_train, epochs, BATCH * ctx.replicas)
-        t0 = time.perf_counter()
+        fit_s, t0 = time.perf_counter() - t0, time.perf_counter()
         loss, accuracy = model.evaluate(x_test, y_test, batch_size=256, verbose=0)
         eval_s = time.perf_counter() - t0
         steady = epoch_s[1:] or epoch_s
@@ -338,7 +347,7 @@ class ImdbCnnLstmWorkload(Workload):
             warmup_s=epoch_s[0],
             extra={
                 "data_source": source, "train": len(x_train), "test": len(x_test), "maxlen": int(config["maxlen"]),
-                "epochs": epochs, "epoch_s": epoch_s, "eval_s": eval_s,
+                "epochs": epochs, "epoch_s": epoch_s, "data_s": data_s, "fit_s": fit_s, "eval_s": eval_s,
                 "train_samples_per_s": len(x_train) * len(steady) / sum(steady),
                 "params": int(model.count_params()), "rss_start_bytes": rss0, "rss_end_bytes": rss_bytes(),
             },

@@ -70,7 +70,12 @@ class LstmSequenceWorkload(Workload):
     options = ("samples", "epochs", "folds", "exercise")
 
     def setup(self, size: str, options: Mapping[str, Any] | None = None) -> dict:
-        """The size's setup with option overrides (samples, epochs, folds, exercise)."""
+        """The size's setup with option overrides (samples, epochs, folds, exercise).
+
+        Args:
+            size: ``quick`` or ``full``.
+            options: Workload options (strings from the command line, or numbers).
+        """
         s = {k: int_option(options, k, v) for k, v in SETUPS[size].items()}
         s["exercise"] = str((options or {}).get("exercise") or "squat")
         if s["exercise"] not in synthetic.EXERCISES:

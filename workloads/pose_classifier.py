@@ -80,7 +80,11 @@ def build_model(hidden: list[int], classes: int):
 
 
 def config_key(config: Mapping[str, Any]) -> str:
-    """The configuration a trial belongs to (its id without the fold)."""
+    """The configuration a trial belongs to (its id without the fold).
+
+    Args:
+        config: A trial config (``task``, ``hidden``, ``batch``).
+    """
     return f"{config['task']}-h{'-'.join(map(str, config['hidden']))}-b{config['batch']}"
 
 
@@ -133,11 +137,21 @@ class PoseClassifierWorkload(Workload):
     options = ("samples", "epochs", "folds", "tasks")
 
     def setup(self, size: str, options: Mapping[str, Any] | None = None) -> dict:
-        """The size's setup with option overrides (samples, epochs, folds)."""
+        """The size's setup with option overrides (samples, epochs, folds).
+
+        Args:
+            size: ``quick`` or ``full``.
+            options: Workload options (strings from the command line, or numbers).
+        """
         return {k: int_option(options, k, v) for k, v in SETUPS[size].items()}
 
     def grid(self, size: str, task: str) -> list[tuple[list[int], int]]:
-        """(hidden layers, batch size) pairs searched for a task at a size."""
+        """(hidden layers, batch size) pairs searched for a task at a size.
+
+        Args:
+            size: ``quick`` (a slice of the grid) or ``full`` (the seed's grid).
+            task: ``multi`` or an exercise name.
+        """
         kind = "multi" if task == "multi" else "binary"
         if size == "quick":
             return QUICK_GRID[kind]

@@ -219,7 +219,12 @@ class PredictModesWorkload(Workload):
     options = ("model", "rows", "row_limit", "min_time", "modes", "batch_sizes")
 
     def setup(self, size: str, options: Mapping[str, Any] | None = None) -> dict:
-        """The size's setup with option overrides (rows, row_limit, min_time, model)."""
+        """The size's setup with option overrides (rows, row_limit, min_time, model).
+
+        Args:
+            size: ``quick`` or ``full``.
+            options: Workload options (strings from the command line, or numbers).
+        """
         options = options or {}
         s = {k: int_option(options, k, v) for k, v in SETUPS[size].items() if k != "min_time"}
         s["min_time"] = float(options.get("min_time") or SETUPS[size]["min_time"])

@@ -24,7 +24,12 @@ _OOV_RATE = 0.06  # share of tokens outside the top `words` (IMDB at num_words=5
 
 
 def imdb_lengths(n: int, rng: np.random.Generator) -> np.ndarray:
-    """Review lengths like IMDB's (median ~180 tokens, mean ~235, 10..2494)."""
+    """Review lengths like IMDB's (median ~180 tokens, mean ~235, 10..2494).
+
+    Args:
+        n: Number of reviews.
+        rng: The generator to draw from.
+    """
     return np.clip(np.round(rng.lognormal(np.log(178.0), 0.76, n)), 10, 2494).astype(np.int64)
 
 
@@ -146,7 +151,11 @@ def _skeleton(angles: np.ndarray, seg: np.ndarray, tilt: np.ndarray) -> np.ndarr
 
 
 def normalise(points: np.ndarray) -> np.ndarray:
-    """Keypoints ``(..., 14, 2)`` -> 28 features: centred on mid-hip, scaled by neck-hip length."""
+    """Keypoints ``(..., 14, 2)`` -> 28 features: centred on mid-hip, scaled by neck-hip length.
+
+    Args:
+        points: Keypoints in any unit, ``KEYPOINTS`` order.
+    """
     centre = (points[..., 8, :] + points[..., 11, :]) / 2
     scale = np.linalg.norm(points[..., 1, :] - centre, axis=-1)
     out = (points - centre[..., None, :]) / np.maximum(scale, 1e-6)[..., None, None]

@@ -350,6 +350,7 @@ class ImdbCnnLstmWorkload(Workload):
                 "epochs": epochs, "epoch_s": epoch_s, "data_s": data_s, "fit_s": fit_s, "eval_s": eval_s,
                 "train_samples_per_s": len(x_train) * len(steady) / sum(steady),
                 "params": int(model.count_params()), "rss_start_bytes": rss0, "rss_end_bytes": rss_bytes(),
+                "replicas": ctx.replicas, "global_batch": BATCH * ctx.replicas,
             },
         )
 

@@ -122,6 +122,7 @@ class LstmSequenceWorkload(Workload):
                 "train": len(train), "valid": len(valid), "epoch_s": epoch_s, "eval_s": time.perf_counter() - t0,
                 "train_samples_per_s": len(train) * len(steady) / sum(steady), "params": int(model.count_params()),
                 "data_source": "synthetic", "rss_start_bytes": rss0, "rss_end_bytes": rss_bytes(),
+                "replicas": ctx.replicas, "global_batch": BATCH * ctx.replicas,
             },
         )
 

@@ -204,6 +204,7 @@ class PoseClassifierWorkload(Workload):
                 "config_key": config_key(config), "train": len(train), "valid": len(valid), "epoch_s": epoch_s,
                 "eval_s": time.perf_counter() - t0, "params": int(model.count_params()), "data_source": "synthetic",
                 "rss_start_bytes": rss0, "rss_end_bytes": rss_bytes(),
+                "replicas": ctx.replicas, "global_batch": int(config["batch"]) * ctx.replicas,
             },
         )
 

@@ -21,37 +21,62 @@ def _mib(v) -> str:
     return "–" if not v else f"{v / 2**20:,.0f} MiB"
 
 
+def _pct(v) -> str:
+    return _fmt(None if v is None else 100 * v, ".0f", " %")
+
+
+def _trial_spread(s: dict) -> str:
+    t = s.get("trial_wall_s") or {}
+    if not t.get("n"):
+        return "–"
+    return f"{t['median']:.2f} [{t['min']:.2f}–{t['max']:.2f}]"
+
+
+def _energy(s: dict) -> str | None:
+    e = s.get("energy") or {}
+    parts = [f"{k} {v['per_trial_j']:.1f} J" for k, v in e.items() if isinstance(v, dict) and isinstance(v.get("per_trial_j"), (int, float))]
+    return ", ".join(parts) or None
+
+
+# (header, getter, shown only when some run has a value)
+_COLUMNS = [
+        ("device", lambda r, s: str(r.strategy.get("device")), False),
+    ("procs", lambda r, s: str(r.strategy.get("processes")), False),
+    ("threads", lambda r, s: str(r.strategy.get("threads_per_process")), False),
+    ("wall s", lambda r, s: _fmt(s.get("wall_s")), False),
+    ("trial s median (min–max)", lambda r, s: _trial_spread(s), False),
+    ("trials/h", lambda r, s: _fmt(s.get("trials_per_hour"), ",.0f"), False),
+    ("speedup", lambda r, s: _fmt(s.get("speedup"), ".2f", "×"), False),
+    ("efficiency", lambda r, s: _pct(s.get("efficiency")), False),
+    ("CPU/wall", lambda r, s: _fmt(s.get("cpu_wall_ratio")), False),
+    ("throughput", lambda r, s: f"{_fmt(s.get('throughput'), ',.0f')} {s.get('throughput_unit', '')}", False),
+    ("peak RSS (tree)", lambda r, s: _mib(s.get("peak_tree_rss_bytes")), False),
+    ("peak/worker", lambda r, s: _mib(s.get("peak_worker_rss_bytes")), False),
+    ("start-up s", lambda r, s: _fmt((s.get("startup_s") or {}).get("median"), ".1f"), False),
+    ("vs cpu", lambda r, s: None if s.get("speedup_vs_cpu") is None or r.strategy.get("device") == "cpu"
+     else _fmt(s.get("speedup_vs_cpu"), ".2f", "×"), True),
+    ("GPU util p50/p95", lambda r, s: None if s.get("gpu_util_p50") is None
+     else f"{s['gpu_util_p50']:.0f} / {s.get('gpu_util_p95') or 0:.0f} %", True),
+    ("energy/trial", lambda r, s: _energy(s), True),
+    ("quality", lambda r, s: _quality(r), False),
+    ("failed", lambda r, s: str(s.get("failed", 0)), False),
+]
+
+
 def runs_table(runs: Sequence[RunRecord], title: str = "") -> Table:
-    """One row per strategy: wall, trials/hour, speedup, efficiency, CPU/wall, peak memory, quality."""
+    """One row per strategy: wall, trial spread, trials/hour, speedup, efficiency, CPU/wall,
+    throughput, peak memory, start-up, quality; device, GPU and energy columns when measured."""
+    done = [r for r in runs if r.status != "skipped"]
+    columns = [c for c in _COLUMNS if not c[2] or any(c[1](r, r.summary) is not None for r in done)]
     table = Table(title=title or None, show_lines=False)
-    for col in ("workload", "device", "procs", "threads", "wall s", "trials/h", "speedup", "efficiency",
-                "CPU/wall", "throughput", "peak RSS (tree)", "peak/worker", "start-up s", "quality", "failed"):
-        table.add_column(col, justify="left" if col in ("workload", "device", "quality") else "right")
+    for header, _, _ in columns:
+        table.add_column(header, justify="left" if header in ("device", "quality") else "right", no_wrap=True)
     for r in runs:
-        s = r.summary
-        st = r.strategy
         if r.status == "skipped":
-            table.add_row(r.workload, str(st.get("device")), str(st.get("processes")), "", f"skipped: {r.skipped}",
-                          *[""] * 10)
+            row = [str(r.strategy.get("device")), str(r.strategy.get("processes")), "", f"skipped: {r.skipped}"]
+            table.add_row(*row, *[""] * (len(columns) - len(row)))
             continue
-        q = _quality(r)
-        table.add_row(
-            r.workload,
-            str(st.get("device")),
-            str(st.get("processes")),
-            str(st.get("threads_per_process")),
-            _fmt(s.get("wall_s")),
-            _fmt(s.get("trials_per_hour"), ",.0f"),
-            _fmt(s.get("speedup"), ".2f", "×"),
-            _fmt(None if s.get("efficiency") is None else 100 * s["efficiency"], ".0f", " %"),
-            _fmt(s.get("cpu_wall_ratio")),
-            f"{_fmt(s.get('throughput'), ',.0f')} {s.get('throughput_unit', '')}",
-            _mib(s.get("peak_tree_rss_bytes")),
-            _mib(s.get("peak_worker_rss_bytes")),
-            _fmt((s.get("startup_s") or {}).get("median"), ".1f"),
-            q,
-            str(s.get("failed", 0)),
-        )
+        table.add_row(*[(get(r, r.summary) or "–") for _, get, _ in columns])
     return table
 
 
@@ -69,10 +94,10 @@ class ConsoleReporter:
 
     def __init__(self, console: Console | None = None, quiet: bool = False):
         if console is None:
-            import shutil
+            import sys
 
-            # wide enough for the summary table even when output is piped to a file
-            console = Console(width=max(shutil.get_terminal_size((160, 24)).columns, 150))
+            # a terminal keeps its width; piped to a file, the table is not squeezed into 80 columns
+            console = Console(width=None if sys.stdout.isatty() else 240)
         self.console = console
         self.quiet = quiet
         self.progress: Progress | None = None
@@ -114,7 +139,7 @@ class ConsoleReporter:
             self.console.print(f"[red]trial {trial.id} failed[/] ({trial.error.kind}): {trial.error.message}")
 
     def on_worker_died(self, worker, reason, **_):
-        self.console.print(f"[yellow]worker {worker} ended[/]: {reason}; a new one takes its place")
+        self.console.print(f"[yellow]worker {worker} ended[/]: {reason}")
 
     def stop(self):
         if self.progress is not None:

@@ -34,6 +34,7 @@ from bench.errors import ResultWriteError, UsageError
 from bench.machine import fingerprint
 from bench.ratios import summarize, tree_cpu_seconds
 from bench.results import Result, RunRecord, TrialError, TrialRecord
+from bench.ratios import speedup_over_cpu
 from bench.sampler import DEFAULT_INTERVAL_S, Sampler
 from bench.strategy import Strategy, make_strategies
 from bench.workload import Workload, get_workload, trial_seed
@@ -603,7 +604,7 @@ class Sweep:
             return self._merge_resumed(old, run, 0.0) if old is not None else run
 
         trials: list[TrialRecord] = list(kept.values())
-        sampler = Sampler(interval=self.sample_interval)
+        sampler = Sampler(interval=self.sample_interval, gpu_indices=device.nvml_indices(strategy_run.processes))
         pool = self._pool(strategy_run, device, n)
         status = "complete"
         t_compute: float | None = None
@@ -745,6 +746,9 @@ def finalize_runs(runs: Sequence[RunRecord]) -> list[RunRecord]:
             summary["efficiency"] = summary["speedup"] / int(r.strategy["processes"])
             summary["baseline_wall_s"] = b
         out.append(dataclasses.replace(r, summary=summary))
+    # device comparison: how much faster than the cpu run with the same trials and processes
+    for i, v in enumerate(speedup_over_cpu(out)):
+        out[i] = dataclasses.replace(out[i], summary={**out[i].summary, "speedup_vs_cpu": v})
     return out
 
 

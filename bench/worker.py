@@ -94,8 +94,22 @@ def _build_info(tf) -> dict:
     return {k: (v if isinstance(v, bool) else str(v)) for k, v in info.items() if k in keys}
 
 
+def _die_with_parent() -> None:
+    """Linux: have the kernel SIGKILL this worker when its parent dies, even by SIGKILL."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
+    except Exception:  # not Linux: idle workers still end on stdin EOF
+        return
+    if os.getppid() == 1:  # the parent died before prctl
+        os._exit(1)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    _die_with_parent()
     out = os.fdopen(int(argv[0]), "w", buffering=1, encoding="utf-8")
     device_spec = argv[1] if len(argv) > 1 else "cpu"
 

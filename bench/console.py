@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from bench.results import Result, RunRecord
 
@@ -68,15 +70,15 @@ def runs_table(runs: Sequence[RunRecord], title: str = "") -> Table:
     throughput, peak memory, start-up, quality; device, GPU and energy columns when measured."""
     done = [r for r in runs if r.status != "skipped"]
     columns = [c for c in _COLUMNS if not c[2] or any(c[1](r, r.summary) is not None for r in done)]
-    table = Table(title=title or None, show_lines=False)
+    table = Table(title=Text(title) if title else None, show_lines=False)
     for header, _, _ in columns:
         table.add_column(header, justify="left" if header in ("device", "quality") else "right", no_wrap=True)
     for r in runs:
         if r.status == "skipped":
             row = [str(r.strategy.get("device")), str(r.strategy.get("processes")), "", f"skipped: {r.skipped}"]
-            table.add_row(*row, *[""] * (len(columns) - len(row)))
+            table.add_row(*map(Text, row), *[""] * (len(columns) - len(row)))
             continue
-        table.add_row(*[(get(r, r.summary) or "–") for _, get, _ in columns])
+        table.add_row(*[Text(get(r, r.summary) or "–") for _, get, _ in columns])  # values are text, not markup
     return table
 
 
@@ -110,7 +112,7 @@ class ConsoleReporter:
 
     def on_sweep_start(self, total, path, workload, size, **_):
         if not self.quiet:
-            self.console.print(f"[bold]{workload}[/] ({size}): {total} trials → {path}")
+            self.console.print(f"[bold]{escape(workload)}[/] ({escape(size)}): {total} trials → {escape(str(path))}")
             self.progress = Progress(
                 TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                 TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=self.console, transient=False,
@@ -131,15 +133,15 @@ class ConsoleReporter:
 
     def on_strategy_skipped(self, strategy, reason, trials, **_):
         self._advance(trials)
-        self.console.print(f"[yellow]skipped[/] {strategy.device}: {reason}")
+        self.console.print(f"[yellow]skipped[/] {escape(strategy.device)}: {escape(str(reason))}")
 
     def on_trial_done(self, trial, strategy, **_):
         self._advance(1)
         if trial.error is not None:
-            self.console.print(f"[red]trial {trial.id} failed[/] ({trial.error.kind}): {trial.error.message}")
+            self.console.print(f"[red]trial {escape(trial.id)} failed[/] ({escape(trial.error.kind)}): {escape(trial.error.message)}")
 
     def on_worker_died(self, worker, reason, **_):
-        self.console.print(f"[yellow]worker {worker} ended[/]: {reason}")
+        self.console.print(f"[yellow]worker {worker} ended[/]: {escape(str(reason))}")
 
     def stop(self):
         if self.progress is not None:
@@ -152,4 +154,4 @@ class ConsoleReporter:
         data = {r.data.get("source") for r in result.runs if r.data}
         if "synthetic" in data:
             self.console.print("[bold yellow]data: synthetic[/] (real data not cached; see README)")
-        self.console.print(f"result: {path}")
+        self.console.print(f"result: {escape(str(path))}", highlight=False)

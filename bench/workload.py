@@ -18,6 +18,9 @@ from typing import Any, Callable, ClassVar, Iterator, Mapping
 from bench.errors import UsageError, choices_error
 
 SIZES = ("quick", "full")
+# options the command line sets for every workload (--data, --offline, --model); a workload
+# reads the ones it understands
+COMMON_OPTIONS = ("data", "offline", "model")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +72,7 @@ class Workload:
         version: Bump when a change makes old results incomparable (resume checks it).
         throughput_unit: Unit of ``TrialOutput.samples`` per second, e.g. ``"samples/s"``.
         quality_key: The main quality metric name; ``higher_is_better`` says its direction.
+        options: Names of the ``--opt key=value`` options the workload reads.
     """
 
     name: ClassVar[str] = ""
@@ -95,6 +99,10 @@ class Workload:
         """``trials`` with the size validated and every config checked for an id and JSON-ability."""
         if size not in SIZES:
             raise choices_error("size", size, SIZES)
+        known = set(self.options) | set(COMMON_OPTIONS)
+        for key in options or {}:
+            if key not in known:
+                raise choices_error(f"option for workload {self.name}:", key, known)
         configs = self.trials(size, options or {})
         seen = set()
         for config in configs:

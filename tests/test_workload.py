@@ -98,3 +98,15 @@ def test_context_defaults_run_a_trial_in_process():
     out = _Tiny().run_trial({"id": "t1", "x": 3}, TrialContext())
     assert out.quality == {"score": 6.0} and out.samples == 10
     assert SIZES == ("quick", "full")
+
+
+def test_workload_options_are_validated_before_anything_runs():
+    lorenz = get_workload("lorenz")
+    with pytest.raises(UsageError, match=r"bad workload option epochs='abc' \(expected a whole number >= 1\)"):
+        lorenz.checked_trials("quick", {"epochs": "abc"})
+    with pytest.raises(UsageError, match=r"bad workload option epochs='0'"):
+        lorenz.checked_trials("quick", {"epochs": "0"})
+    with pytest.raises(UsageError, match=r"unknown option for workload lorenz: 'epoch' \(choose from: data, epochs, model, offline\)"):
+        lorenz.checked_trials("quick", {"epoch": "3"})
+    # the options every workload gets from --data/--offline/--model are accepted
+    assert len(lorenz.checked_trials("quick", {"offline": "1", "model": "x"})) == 8

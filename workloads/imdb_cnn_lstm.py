@@ -33,6 +33,7 @@ import numpy as np
 from bench.errors import UsageError
 from bench.workload import TrialContext, TrialOutput, Workload
 from workloads import synthetic
+from workloads._common import fit_timed, int_option, release_keras, rss_bytes
 
 IMDB_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/imdb.npz"
 IMDB_SHA256 = "69664113be75683a8fe16e3ed0ab59fda8886cb3cd7ada244f7d9544e4676b9f"
@@ -44,18 +45,6 @@ SETUPS = {
     "full": {"train": 25000, "test": 25000, "maxlen": 500, "epochs": 3, "repeats": 2},
 }
 _download_failed = False
-
-
-def int_option(options: Mapping[str, Any] | None, key: str, default: int) -> int:
-    """An integer workload option (command-line options arrive as strings).
-
-    Args:
-        options: Workload options.
-        key: Option name.
-        default: Value when the option is absent.
-    """
-    value = (options or {}).get(key)
-    return default if value in (None, "") else int(value)
 
 
 def is_offline(options: Mapping[str, Any] | None) -> bool:
@@ -247,43 +236,6 @@ def build_model(maxlen: int):
     )
     model.compile(loss="binary_crossentropy", optimizer="adam", metrics=["accuracy"])
     return model
-
-
-def rss_bytes() -> int:
-    """Resident memory of this process now."""
-    import psutil
-
-    return psutil.Process().memory_info().rss
-
-
-def release_keras() -> None:
-    """Drops Keras' global state and collects garbage after a trial, so a worker that runs many
-    trials does not grow with every model it built (seed 002 saw RAM climb until it stopped)."""
-    import keras
-
-    keras.backend.clear_session(free_memory=True)
-
-
-def fit_timed(model, x, y, epochs: int, batch_size: int) -> list[float]:
-    """``model.fit`` (shuffled, silent); returns each epoch's seconds (the first includes tracing).
-
-    Args:
-        model: A compiled model.
-        x: Inputs.
-        y: Targets.
-        epochs: Epochs.
-        batch_size: Batch size.
-    """
-    import keras
-
-    starts: list[float] = []
-    times: list[float] = []
-    clock = keras.callbacks.LambdaCallback(
-        on_epoch_begin=lambda epoch, logs=None: starts.append(time.perf_counter()),
-        on_epoch_end=lambda epoch, logs=None: times.append(time.perf_counter() - starts[-1]),
-    )
-    model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0, shuffle=True, callbacks=[clock])
-    return times
 
 
 class ImdbCnnLstmWorkload(Workload):

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from bench.workload import TrialContext, TrialOutput, Workload
+from workloads._common import int_option
 
 DEPTHS = [[5, 8, 5], [5, 8, 8, 5], [5, 8, 8, 8, 5], [5, 8, 8, 8, 8, 5], [5, 8, 8, 8, 8, 8, 5]]
 WIDTHS = [[5, 2, 2, 5, 2, 2, 5], [5, 8, 10, 12, 14, 8, 5], [5, 16, 16, 16, 16, 16, 5]]
@@ -44,9 +45,10 @@ class LorenzWorkload(Workload):
     throughput_unit = "samples/s"
     quality_key = "rmse"
     higher_is_better = False
+    options = ("epochs",)
 
     def trials(self, size: str, options: Mapping[str, Any] | None = None) -> list[dict]:
-        epochs = int((options or {}).get("epochs", EPOCHS[size]))
+        epochs = int_option(options, "epochs", EPOCHS[size])
         grid = [("depth", n) for n in DEPTHS] + [("width", n) for n in WIDTHS]
         return [
             {"id": f"{kind}-{'-'.join(map(str, nodes))}-e{epochs}", "grid": kind, "nodes": nodes, "epochs": epochs}

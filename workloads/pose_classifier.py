@@ -19,7 +19,7 @@ import numpy as np
 
 from bench.workload import TrialContext, TrialOutput, Workload
 from workloads import synthetic
-from workloads.imdb_cnn_lstm import fit_timed, int_option, release_keras, rss_bytes
+from workloads._common import fit_timed, int_option, record_field, release_keras, rss_bytes
 
 MULTI_HIDDEN = ([32], [64], [128], [64, 32], [128, 64], [128, 64, 32])
 MULTI_BATCHES = (16, 32, 64, 128)  # 6 x 4 = the seed's 24 combinations
@@ -88,19 +88,6 @@ def config_key(config: Mapping[str, Any]) -> str:
     return f"{config['task']}-h{'-'.join(map(str, config['hidden']))}-b{config['batch']}"
 
 
-def record_field(record: Any, key: str, default: Any = None) -> Any:
-    """A field of a trial record given as a ``TrialRecord`` or as its dict.
-
-    Args:
-        record: The trial record.
-        key: Field name (``config``, ``quality``, ``extra``, ``wall_s``, ``error``...).
-        default: Value when the field is missing.
-    """
-    if isinstance(record, Mapping):
-        return record.get(key, default)
-    return getattr(record, key, default)
-
-
 def cv_summary(trials: Iterable[Any]) -> dict[str, dict]:
     """Mean cross-validation accuracy per configuration, from finished trials.
 
@@ -143,7 +130,7 @@ class PoseClassifierWorkload(Workload):
             size: ``quick`` or ``full``.
             options: Workload options (strings from the command line, or numbers).
         """
-        return {k: int_option(options, k, v) for k, v in SETUPS[size].items()}
+        return {k: int_option(options, k, v, minimum=2 if k == "folds" else 1) for k, v in SETUPS[size].items()}
 
     def grid(self, size: str, task: str) -> list[tuple[list[int], int]]:
         """(hidden layers, batch size) pairs searched for a task at a size.

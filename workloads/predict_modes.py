@@ -22,8 +22,7 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 
 from bench.workload import TrialContext, TrialOutput, Workload
-from workloads.imdb_cnn_lstm import int_option
-from workloads.pose_classifier import record_field
+from workloads._common import int_option, record_field
 
 BASELINE = "predict_row"
 PER_ROW = ("df_apply", "predict_row", "call_row", "predict_on_batch_row", "tf_function_row")

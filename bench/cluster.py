@@ -21,6 +21,13 @@ Why actors rather than stateless tasks:
 Every reply records the node the trial ran on (``extra["node"]``, ``extra["node_ip"]``), and
 every worker's hello the node it started on, so reports can group runs by node count.
 
+The private local Ray lives as long as the process (every strategy of a sweep uses it; it is
+stopped at exit or by :func:`shutdown`). Ray's own token authentication stays on. On a remote
+cluster, this checkout's ``bench`` and ``workloads`` packages are shipped with the job
+(``runtime_env.py_modules``); the nodes need Python, TensorFlow and xpubench's dependencies.
+The driver's sampler sees only this machine's processes: on a remote cluster the trials' own
+CPU times (``cpu_s``) are the CPU figures to trust.
+
 Importing this module imports neither Ray nor TensorFlow.
 """
 
@@ -39,13 +46,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from bench.errors import UsageError
+from bench.errors import UsageError, WorkerStartError
 from bench.pool import STARTUP_TIMEOUT_S, stderr_tail
-
-try:  # added by the reliability work; a plain RuntimeError before it
-    from bench.errors import WorkerStartError
-except ImportError:  # pragma: no cover
-    WorkerStartError = RuntimeError  # type: ignore[misc,assignment]
 
 LOOPBACK = "127.0.0.1"
 INSTALL_HINT = "pip install 'xpubench[cluster]'"
@@ -65,6 +67,8 @@ _PASS_NAMES = (
 _ADDRESS_RE = re.compile(r"^(ray://)?(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 
 _LOCAL_STARTED = False  # True while a Ray started by this module runs in this process
+_RESTORE: dict[str, Any] = {}  # what start_local_ray changed, put back by shutdown
+_ATEXIT = False
 
 
 def _ray():
@@ -202,17 +206,20 @@ def start_local_ray(num_cpus: int | None = None) -> None:
         UsageError: Ray is not installed.
         WorkerStartError: Ray could not start.
     """
-    global _LOCAL_STARTED
+    global _LOCAL_STARTED, _ATEXIT
     from bench.strategy import usable_cores
 
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    # Ray resolves 127.0.0.1 to the machine's routable address unless cluster mode is off; off,
-    # it binds every server to loopback (the mode Ray uses on laptops).
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     ray = _ray()
     import ray._private.ray_constants as ray_constants
 
-    ray_constants.ENABLE_RAY_CLUSTER = False  # in case Ray was imported before the variable was set
+    if not _RESTORE:
+        _RESTORE.update(env=os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"), constant=ray_constants.ENABLE_RAY_CLUSTER)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Ray resolves 127.0.0.1 to the machine's routable address unless cluster mode is off; off,
+    # it binds every server to loopback (the mode Ray uses on laptops). The variable reaches
+    # Ray's own processes; the constant is what this (already imported) Ray reads.
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
     try:
         ray.init(
             address="local",  # a new Ray, even if RAY_ADDRESS or `ray start` points to another one
@@ -228,7 +235,9 @@ def start_local_ray(num_cpus: int | None = None) -> None:
     except Exception as exc:  # Ray raises many kinds here
         raise WorkerStartError(f"could not start a local Ray: {_first_line(exc)}") from exc
     _LOCAL_STARTED = True
-    atexit.register(shutdown)
+    if not _ATEXIT:
+        atexit.register(shutdown)
+        _ATEXIT = True
 
 
 def connect(address: str | None = None) -> bool:
@@ -269,6 +278,15 @@ def shutdown() -> None:
     if ray_is_up():
         sys.modules["ray"].shutdown()
     _LOCAL_STARTED = False
+    if _RESTORE:  # cluster mode back as it was, for a later connection to a real cluster
+        import ray._private.ray_constants as ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = _RESTORE["constant"]
+        if _RESTORE["env"] is None:
+            os.environ.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
+        else:
+            os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = _RESTORE["env"]
+        _RESTORE.clear()
 
 
 def cluster_nodes() -> list[dict]:

@@ -59,6 +59,7 @@ class PeersLorenz(LorenzWorkload):
 
     name = NAME
     description = "Lorenz MLP sweep, trial count chosen by benchmarks/peers.py"
+    options = tuple(getattr(LorenzWorkload, "options", ())) + ("trials",)
 
     def trials(self, size, options=None):
         options = dict(options or {})
@@ -384,6 +385,10 @@ def main(argv=None) -> int:
             continue
         best = min(got, key=lambda r: r["wall_s"])
         best["all_walls_s"] = [r["wall_s"] for r in got]
+        failed = [r["failed"] for r in runs.get(name, []) if "failed" in r]
+        if failed:
+            print(f"warning: {name}: {len(failed)} of {len(runs[name])} runs failed; last lines: {failed[-1][-300:]}",
+                  file=sys.stderr)
         rows.append(best)
     rows = summarize(rows, cores, calibration)
     print_table(rows, args, cores, calibration)

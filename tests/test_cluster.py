@@ -118,12 +118,15 @@ def test_without_ray_the_engine_says_how_to_install(monkeypatch):
 def local_ray():
     """One private local Ray (2 CPUs, loopback, no dashboard) for every test below."""
     pytest.importorskip("ray")
+    before = os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
     with pytest.MonkeyPatch.context() as mp:
         # a private Ray is started even when the environment names another cluster
         mp.setenv("RAY_ADDRESS", "127.0.0.1:9")
         cluster.start_local_ray(num_cpus=2)
     yield
     cluster.shutdown()
+    assert not cluster.ray_is_up()
+    assert os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") == before  # loopback-only mode undone
 
 
 def _sweep(out: Path, **kwargs):

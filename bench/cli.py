@@ -122,7 +122,7 @@ def cmd_list(args) -> int:
         reason = d.availability()
         print(f"  {name:<16} {d.description}" + (f"  [unavailable: {reason}]" if reason else ""))
     print(f"processes:\n  1..N worker processes (this machine: {usable_cores()} usable cores), e.g. --processes 1,2,4")
-    print("clusters:\n  ray              Ray tasks (--cluster ray; pip install 'xpubench[cluster]')")
+    print("clusters:\n  ray              Ray actors, one per worker (--cluster ray; pip install 'xpubench[cluster]')")
     return 0
 
 

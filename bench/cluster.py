@@ -505,6 +505,16 @@ class RayPool:
         UsageError: a malformed address.
     """
 
+    @staticmethod
+    def validate_options(address: str | None = None, **_: Any) -> None:
+        """Rejects a malformed ``--address`` before the runner creates anything.
+
+        Args:
+            address: The cluster address given on the command line, if any.
+        """
+        check_address(address)
+
+
     def __init__(
         self,
         n: int,

@@ -257,7 +257,8 @@ def test_process_count_above_usable_cores_warns(pytester):
     if n > MAX_PROCESSES:
         pytest.skip("more usable cores than the largest process count")
     pytester.makepyfile("def test_x(xpu_processes):\n    pass\n")
-    result = pytester.runpytest(*PLUGIN, f"--xpu-processes=1,{n}")
+    # (an installed xpubench is already imported here: pytest may add assert-rewrite warnings)
+    result = pytester.runpytest(*PLUGIN, "-W", "ignore::pytest.PytestAssertRewriteWarning", f"--xpu-processes=1,{n}")
     result.assert_outcomes(passed=2, warnings=1)
     result.stdout.fnmatch_lines([f"*process count {n} is above the {n - 1} usable cores*"])
 

@@ -378,7 +378,7 @@ def test_resume_keeps_runs_of_strategies_not_rerun(tmp_path, fake_engine):
     "change, message",
     [
         (dict(options={"plan": "ok,ok,ok,ok", "sleep": "0.5"}), "was run with workload options plan=ok,ok,ok,ok; this command has plan=ok,ok,ok,ok, sleep=0.5"),
-        (dict(workload="lorenz"), "holds xpubench_testload quick results, not lorenz quick"),
+        (dict(workload="lorenz", options={}), "holds xpubench_testload quick results, not lorenz quick"),
         (dict(size="full"), "holds xpubench_testload quick results, not xpubench_testload full"),
         (dict(machine={"hostname": "elsewhere", "cpu": "other"}), "was measured on another machine (elsewhere, other)"),
     ],

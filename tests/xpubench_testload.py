@@ -26,6 +26,7 @@ class FaultyWorkload(Workload):
     """Trials that succeed quickly or fail in a chosen way."""
 
     name = "xpubench_testload"
+    options = ("plan", "sleep")
     description = "test-only: trials that succeed or fail on purpose"
     version = 1
     quality_key = "score"

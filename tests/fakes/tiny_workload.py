@@ -31,6 +31,7 @@ class TinyWorkload(Workload):
     """Dense 4-8-1 regression trained with SGD; quality is the final training loss (MSE)."""
 
     name = "tiny_devices"
+    options = ("epochs", "hidden")
     description = "test-only tiny regression for device strategies"
     quality_key = "loss"
     higher_is_better = False

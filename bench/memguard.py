@@ -25,6 +25,9 @@ from bench.errors import ResultFileError, UsageError
 HEADROOM_FRACTION = 0.10
 HEADROOM_MIN_BYTES = 512 * 2**20
 ENV_AVAILABLE = "XPUBENCH_AVAILABLE_RAM"
+# With nothing measured yet, a worker is assumed to peak at this (TensorFlow alone takes ~0.6 GiB);
+# only when N such workers would not fit is one trial run alone first to measure it.
+ASSUMED_PEAK_BYTES = 2 * 2**30
 SCAN_LIMIT = 40  # newest result files looked at in a directory
 SCAN_MAX_BYTES = 64 * 2**20  # bigger files are skipped (reading them costs more than a probe)
 
@@ -214,6 +217,20 @@ class Decision:
         if strategy is not None:
             out["strategy"] = dict(strategy)
         return out
+
+
+def assumed(requested: int, memory: Memory) -> Estimate | None:
+    """A generous stand-in estimate when ``requested`` workers of ASSUMED_PEAK_BYTES fit, else None.
+
+    It is recorded as an assumption, never as a measurement; the run then measures the real peak.
+
+    Args:
+        requested: Worker processes asked for.
+        memory: RAM now.
+    """
+    if requested * ASSUMED_PEAK_BYTES > memory.budget:
+        return None
+    return Estimate(ASSUMED_PEAK_BYTES, f"assumed, nothing measured yet: {fmt_bytes(ASSUMED_PEAK_BYTES)} per worker is generous")
 
 
 def _plural(n: int) -> str:

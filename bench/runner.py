@@ -465,14 +465,21 @@ class Sweep:
                 raise UsageError(f"memory guard: {decision.message}")
 
     def _guard(self, strategy: Strategy, device, n: int, first_job: dict) -> memguard.Decision | None:
-        """How many of ``n`` workers to start, measuring one trial alone first if nothing is known."""
+        """How many of ``n`` workers to start.
+
+        The estimate comes from an earlier run (this sweep, or a result of this machine); with none,
+        from a generous assumption when n workers of that size fit easily; otherwise one trial is
+        run alone first to measure it.
+        """
         if not self.memory_guard:
             return None
         sweep_runs = [("earlier in this sweep", r) for r in self.runs]
         est = memguard.estimate(sweep_runs + self.history, self.workload.name, self.size, strategy.device)
+        memory = memguard.memory_now()
         if est is None and n > 1 and not self.force:
-            est = self._probe(strategy, device, first_job)
-        decision = memguard.decide(n, est, memguard.memory_now(), force=self.force)
+            est = memguard.assumed(n, memory) or self._probe(strategy, device, first_job)
+            memory = memguard.memory_now()
+        decision = memguard.decide(n, est, memory, force=self.force)
         self._decide(decision.to_dict(strategy.to_dict()))
         self.on_event("memory_guard", decision=decision, strategy=strategy)
         return decision

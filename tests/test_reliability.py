@@ -507,7 +507,17 @@ def test_guard_skips_a_lowered_count_already_in_the_sweep(tmp_path, fake_engine,
     assert result.runs[2].status == "skipped" and "memory guard" in result.runs[2].skipped
 
 
-def test_guard_probes_one_trial_when_nothing_is_known(tmp_path, fake_engine):
+def test_guard_assumes_when_nothing_is_known_and_plenty_fits(tmp_path, fake_engine, monkeypatch):
+    monkeypatch.setenv(memguard.ENV_AVAILABLE, "64G")
+    result = _sweep(tmp_path, processes=(2,)).run()
+    assert [p.n for p in FakePool.instances] == [2]  # no probe: 2 × 2 GiB fits in 64 GiB
+    guard = next(d for d in result.decisions if d["kind"] == "memory_guard")
+    assert guard["action"] == "ok" and guard["estimate_source"].startswith("assumed, nothing measured yet")
+    assert not any(d["kind"] == "memory_probe" for d in result.decisions)
+
+
+def test_guard_probes_one_trial_when_nothing_is_known(tmp_path, fake_engine, monkeypatch):
+    monkeypatch.setenv(memguard.ENV_AVAILABLE, "3G")  # 2 workers × 2 GiB assumed would not fit
     result = _sweep(tmp_path, processes=(2,)).run()
     assert [p.n for p in FakePool.instances] == [1, 2]  # probe alone, then the real pool
     probe = next(d for d in result.decisions if d["kind"] == "memory_probe")

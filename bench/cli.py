@@ -128,7 +128,7 @@ def cmd_list(args) -> int:
 
 def _strategies(args):
     from bench.devices import parse_devices
-    from bench.strategy import make_strategies, parse_processes, usable_cores
+    from bench.strategy import make_strategies, parse_processes
 
     if args.size not in SIZES:
         raise UsageError(f"unknown size {args.size!r} (choose from: {', '.join(SIZES)})")

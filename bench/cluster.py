@@ -330,31 +330,18 @@ class TrialActor:
 
         import_s = time.perf_counter() - t0
         from bench import worker as local_worker
+        from bench.childenv import THREAD_VARS
         from bench.devices import get_device
 
-        # The same set-up as a local worker, through its own helpers where it has them.
-        apply_caps = getattr(local_worker, "_apply_thread_caps", None)
-        if apply_caps is not None:
-            apply_caps(tf)
-        build_info = getattr(local_worker, "_build_info", None)
-        if build_info is not None:
-            build = build_info(tf)
-        else:  # pragma: no cover - older worker module
-            build = {
-                k: str(v)
-                for k, v in tf.sysconfig.get_build_info().items()
-                if k in ("cuda_version", "cudnn_version", "is_cuda_build")
-            }
-
-        self.device_spec = device_spec
-        self.device = get_device(device_spec).setup()
-        self.workloads: dict[str, Any] = {}
+        # The same set-up as a local worker, through the same functions.
+        local_worker._apply_thread_caps(tf)
+        device = get_device(device_spec).setup()
+        self.runner = local_worker.TrialRunner(device_spec, device)
         self.node = socket.gethostname()
         try:
             import ray
 
-            ctx = ray.get_runtime_context()
-            node_id = ctx.get_node_id()
+            node_id = ray.get_runtime_context().get_node_id()
             node_ip = ray.util.get_node_ip_address()
         except Exception:  # pragma: no cover - facts only
             node_id, node_ip = "", ""
@@ -363,25 +350,11 @@ class TrialActor:
             log_path = os.readlink("/proc/self/fd/2")
         except OSError:
             log_path = ""
-        from bench.childenv import THREAD_VARS
-
         self._hello = {
-            "type": "hello",
-            "pid": os.getpid(),
+            **local_worker.hello_facts(tf, keras, device_spec, device, import_s),
             "index": index,
-            "import_s": import_s,
-            "tensorflow": tf.__version__,
-            "keras": keras.__version__,
-            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
-            "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
             "thread_env": {k: os.environ.get(k) for k in THREAD_VARS},
             "tensorflow_preimported": preimported,
-            "visible_devices": [d.name for d in tf.config.list_logical_devices()],
-            "device": device_spec,
-            "replicas": self.device.replicas,
-            "device_info": self.device.info,
-            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-            "build": build,
             "node": self.node,
             "node_ip": node_ip,
             "node_id": node_id,
@@ -394,55 +367,11 @@ class TrialActor:
 
     def run(self, msg: dict) -> dict:
         """Runs one trial message (the local worker protocol's ``trial``); returns the reply."""
-        import traceback
+        from bench.worker import _jsonable
 
-        import keras
-
-        from bench.worker import _finite, _jsonable, _load_class, _maybe_fault, _rss_bytes
-        from bench.workload import TrialContext
-
-        config = msg["config"]
-        try:
-            ref = msg["workload"]
-            if ref not in self.workloads:
-                self.workloads[ref] = _load_class(ref)()
-            workload = self.workloads[ref]
-            ctx = TrialContext(
-                size=msg["size"],
-                seed=msg["seed"],
-                options=msg.get("options", {}),
-                device=self.device_spec,
-                scope=self.device.scope,
-                replicas=self.device.replicas,
-            )
-            keras.utils.set_random_seed(msg["seed"])
-            _maybe_fault(config)
-            c0, w0 = time.process_time(), time.perf_counter()
-            output = workload.run_trial(config, ctx)
-            wall, cpu = time.perf_counter() - w0, time.process_time() - c0
-            rss, peak = _rss_bytes()
-            reply = {
-                "type": "result",
-                "id": config["id"],
-                "wall_s": wall,
-                "cpu_s": cpu,
-                "warmup_s": float(output.warmup_s),
-                "samples": float(output.samples),
-                "quality": _finite({k: float(v) for k, v in output.quality.items()}),
-                "extra": {**dict(output.extra), "node": self.node, "node_ip": self.node_ip},
-                "rss_bytes": rss,
-                "peak_rss_bytes": peak,
-            }
-        except Exception as exc:  # a failing trial is data, the worker goes on
-            tb = traceback.format_exc()
-            print(tb, file=sys.stderr, flush=True)
-            reply = {
-                "type": "error",
-                "id": config.get("id"),
-                "kind": "oom" if isinstance(exc, MemoryError) or "ResourceExhausted" in type(exc).__name__ else "exception",
-                "message": f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:500],
-                "stderr_tail": "\n".join(tb.strip().splitlines()[-8:]),
-            }
+        reply = self.runner.run(msg)
+        if reply["type"] == "result":
+            reply["extra"] = {**reply["extra"], "node": self.node, "node_ip": self.node_ip}
         reply["node"] = self.node
         # Exactly what the local worker would have sent: plain JSON, NaN/inf already None.
         return json.loads(json.dumps(reply, allow_nan=False, default=_jsonable))
@@ -551,7 +480,6 @@ class RayPool:
             return False
 
     def _spawn(self) -> _Slot:
-        ray = _ray()
         index = self._next_index
         self._next_index += 1
         env = self.env_for(index)

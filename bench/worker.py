@@ -107,6 +107,104 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
+def hello_facts(tf, keras, device_spec: str, device, import_s: float) -> dict:
+    """The ``hello`` a worker sends once TensorFlow is imported and its devices are set up.
+
+    Args:
+        tf: The imported ``tensorflow`` module.
+        keras: The imported ``keras`` module.
+        device_spec: Device strategy name.
+        device: What ``get_device(device_spec).setup()`` returned.
+        import_s: Seconds ``import tensorflow`` took.
+    """
+    return {
+        "type": "hello",
+        "pid": os.getpid(),
+        "import_s": import_s,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+        "visible_devices": [d.name for d in tf.config.list_logical_devices()],
+        "physical_devices": [f"{d.device_type}:{d.name}" for d in tf.config.list_physical_devices()],
+        "device": device_spec,
+        "replicas": device.replicas,
+        "device_info": device.info,
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "build": _build_info(tf),
+    }
+
+
+class TrialRunner:
+    """Runs ``trial`` messages in this process (TensorFlow imported, devices set up).
+
+    Shared by the local worker and the Ray actor, so a trial runs the same way on either.
+
+    Args:
+        device_spec: Device strategy name.
+        device: What ``get_device(device_spec).setup()`` returned (scope, replicas).
+    """
+
+    def __init__(self, device_spec: str, device):
+        self.device_spec = device_spec
+        self.device = device
+        self.workloads: dict[str, object] = {}
+
+    def run(self, msg: dict) -> dict:
+        """Runs one trial; returns its ``result`` reply, or an ``error`` reply if it raised.
+
+        Args:
+            msg: ``{"type": "trial", "workload": "module:Class", "size", "config", "seed", "options"}``.
+        """
+        import keras
+
+        from bench.workload import TrialContext
+
+        config = msg["config"]
+        try:
+            ref = msg["workload"]
+            if ref not in self.workloads:
+                self.workloads[ref] = _load_class(ref)()
+            workload = self.workloads[ref]
+            ctx = TrialContext(
+                size=msg["size"],
+                seed=msg["seed"],
+                options=msg.get("options", {}),
+                device=self.device_spec,
+                scope=self.device.scope,
+                replicas=self.device.replicas,
+            )
+            keras.utils.set_random_seed(msg["seed"])
+            _maybe_fault(config)
+            c0, w0 = time.process_time(), time.perf_counter()
+            output = workload.run_trial(config, ctx)
+            wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+            rss, peak = _rss_bytes()
+            return {
+                "type": "result",
+                "id": config["id"],
+                "wall_s": wall,
+                "cpu_s": cpu,
+                "warmup_s": float(output.warmup_s),
+                "samples": float(output.samples),
+                "quality": _finite({k: float(v) for k, v in output.quality.items()}),
+                "extra": dict(output.extra),
+                "rss_bytes": rss,
+                "peak_rss_bytes": peak,
+            }
+        except Exception as exc:  # a failing trial is data, the worker goes on
+            tb = traceback.format_exc()
+            print(tb, file=sys.stderr, flush=True)
+            oom = isinstance(exc, MemoryError) or "ResourceExhausted" in type(exc).__name__
+            return {
+                "type": "error",
+                "id": config.get("id"),
+                "kind": "oom" if oom else "exception",
+                "message": f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:500],
+                "stderr_tail": "\n".join(tb.strip().splitlines()[-8:]),
+            }
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     _die_with_parent()
@@ -127,81 +225,16 @@ def main(argv: list[str] | None = None) -> int:
     # "gpu" run never silently measures the CPU. Trials are timed in full, so GPU work is timed
     # up to the copy of its results back to host (workloads return host values).
     device = get_device(device_spec).setup()
-    hello = {
-        "type": "hello",
-        "pid": os.getpid(),
-        "import_s": import_s,
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
-        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
-        "visible_devices": [d.name for d in tf.config.list_logical_devices()],
-        "physical_devices": [f"{d.device_type}:{d.name}" for d in tf.config.list_physical_devices()],
-        "device": device_spec,
-        "replicas": device.replicas,
-        "device_info": device.info,
-        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-        "build": _build_info(tf),
-    }
-    _send(out, hello)
+    _send(out, hello_facts(tf, keras, device_spec, device, import_s))
 
-    from bench.workload import TrialContext
-
-    workloads: dict[str, object] = {}
+    runner = TrialRunner(device_spec, device)
     for line in sys.stdin:
         if not line.strip():
             continue
         msg = json.loads(line)
         if msg.get("type") == "quit":
             break
-        config = msg["config"]
-        try:
-            ref = msg["workload"]
-            if ref not in workloads:
-                workloads[ref] = _load_class(ref)()
-            workload = workloads[ref]
-            ctx = TrialContext(
-                size=msg["size"],
-                seed=msg["seed"],
-                options=msg.get("options", {}),
-                device=device_spec,
-                scope=device.scope,
-                replicas=device.replicas,
-            )
-            keras.utils.set_random_seed(msg["seed"])
-            _maybe_fault(config)
-            c0, w0 = time.process_time(), time.perf_counter()
-            output = workload.run_trial(config, ctx)
-            wall, cpu = time.perf_counter() - w0, time.process_time() - c0
-            rss, peak = _rss_bytes()
-            _send(
-                out,
-                {
-                    "type": "result",
-                    "id": config["id"],
-                    "wall_s": wall,
-                    "cpu_s": cpu,
-                    "warmup_s": float(output.warmup_s),
-                    "samples": float(output.samples),
-                    "quality": _finite({k: float(v) for k, v in output.quality.items()}),
-                    "extra": dict(output.extra),
-                    "rss_bytes": rss,
-                    "peak_rss_bytes": peak,
-                },
-            )
-        except Exception as exc:  # a failing trial is data, the worker goes on
-            tb = traceback.format_exc()
-            print(tb, file=sys.stderr, flush=True)
-            _send(
-                out,
-                {
-                    "type": "error",
-                    "id": config.get("id"),
-                    "kind": "oom" if isinstance(exc, MemoryError) or "ResourceExhausted" in type(exc).__name__ else "exception",
-                    "message": f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:500],
-                    "stderr_tail": "\n".join(tb.strip().splitlines()[-8:]),
-                },
-            )
+        _send(out, runner.run(msg))
     return 0
 
 

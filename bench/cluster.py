@@ -39,13 +39,13 @@ import json
 import logging
 import os
 import re
-import signal
 import socket
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
+from bench.dispatch import Dispatcher
 from bench.errors import UsageError, WorkerStartError
 from bench.pool import STARTUP_TIMEOUT_S, stderr_tail
 
@@ -54,7 +54,6 @@ INSTALL_HINT = "pip install 'xpubench[cluster]'"
 # Object store of the private local Ray: replies are small JSON, so keep /dev/shm free.
 LOCAL_OBJECT_STORE_BYTES = 96 * 1024 * 1024
 # Consecutive replacement workers that may fail to start before the remaining trials fail.
-MAX_START_FAILURES = 3
 
 # Worker variables that travel to Ray workers. The driver machine's PATH, HOME, PYTHONPATH...
 # mean nothing on another node, so only what xpubench decides (threads, devices, TF/Keras
@@ -413,7 +412,7 @@ class _Slot:
         return "busy" if self.job is not None else "idle"
 
 
-class RayPool:
+class RayPool(Dispatcher):
     """N Ray actors under one strategy, with :class:`bench.pool.WorkerPool`'s interface.
 
     Args:
@@ -563,23 +562,28 @@ class RayPool:
         if s.dead:
             return
         s.dead = True
+        s.job_ref = None  # a killed actor's reply never comes
         try:
             _ray().kill(s.actor, no_restart=True)
         except Exception:
             pass
 
-    def __enter__(self):
-        self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
-
     @property
     def pids(self) -> list[int]:
         """Process ids of the live workers (on their nodes)."""
         return [int(s.hello["pid"]) for s in self.slots if not s.dead and s.hello]
+
+    # ------------------------------------------------------------ Dispatcher hooks
+
+    @property
+    def _slots(self) -> list[_Slot]:
+        return self.slots
+
+    def _start_deadline(self, s: _Slot) -> float:
+        return s.started + self.startup_timeout
+
+    def _error_extra(self, s: _Slot) -> dict:
+        return {"node": (s.hello or {}).get("node")}
 
     @property
     def nodes(self) -> list[str]:
@@ -587,81 +591,6 @@ class RayPool:
         return list(dict.fromkeys(f["node"] for f in self.worker_facts if f.get("node")))
 
     # ------------------------------------------------------------ running
-
-    def run(
-        self,
-        jobs: list[dict],
-        on_done: Callable[[dict, dict[str, Any]], None],
-        trial_timeout: float | None = None,
-    ) -> None:
-        """Runs every job; calls ``on_done(job, reply)`` once per job as it ends, in the driver.
-
-        ``reply`` is the worker's ``result`` (with ``extra["node"]``), or an ``error`` the pool
-        made for a dead worker (``crash``/``oom``), a trial over ``trial_timeout`` (``timeout``)
-        or a worker that could not be started (``crash``).
-        """
-        import collections
-
-        pending = collections.deque(jobs)
-        while pending or any(s.job is not None for s in self.slots):
-            for s in self.slots:
-                if s.state == "idle" and pending:
-                    self._send(s, pending.popleft(), trial_timeout)
-            live = [s for s in self.slots if not s.dead]
-            busy = sum(s.job is not None for s in live)
-            if pending and self._start_failures >= MAX_START_FAILURES and not any(s.state == "starting" for s in live):
-                if not live:
-                    self._give_up(pending, on_done)
-                    return
-            else:
-                while pending and len(live) < min(self.n, len(pending) + busy):
-                    live.append(self._spawn())  # replaces a worker that died
-            now = time.perf_counter()
-            next_deadline = min(
-                [s.deadline for s in live] + [s.started + self.startup_timeout for s in live if s.hello is None]
-            )
-            self._poll(max(0.0, min(0.5, next_deadline - now)), on_done)
-            now = time.perf_counter()
-            for s in self.slots:
-                if s.job is not None and now > s.deadline:
-                    self._timeout(s, now, trial_timeout, on_done)
-
-    def _timeout(self, s: _Slot, now: float, trial_timeout: float | None, on_done) -> None:
-        job = s.job
-        self._kill(s)
-        s.job, s.job_ref = None, None
-        self.on_event("worker_died", worker=s.index, reason=f"over the {trial_timeout:g} s trial time limit")
-        on_done(
-            job,
-            {
-                "type": "error",
-                "kind": "timeout",
-                "message": f"trial over its {trial_timeout:g} s time limit; worker killed",
-                "exit_code": None,
-                "signal": int(signal.SIGKILL),  # ray.kill ends the actor's process
-                "stderr_tail": self._tail(s),
-                "wall_s": now - s.job_started,
-                "worker": s.index,
-                "node": (s.hello or {}).get("node"),
-            },
-        )
-
-    def _give_up(self, pending, on_done) -> None:
-        """No worker can be started: every job left becomes a ``startup`` error."""
-        last = next((f for f in reversed(self.worker_facts) if "failed_to_start" in f), {})
-        message = f"not run: {MAX_START_FAILURES} workers in a row failed to start ({last.get('failed_to_start', '?')})"
-        while pending:
-            on_done(
-                pending.popleft(),
-                {
-                    "type": "error",
-                    "kind": "startup",
-                    "message": message,
-                    "stderr_tail": last.get("stderr_tail", ""),
-                    "wall_s": 0.0,
-                    "worker": last.get("index", 0),
-                },
-            )
 
     def _send(self, s: _Slot, job: dict, trial_timeout: float | None) -> None:
         s.job = job
@@ -672,13 +601,8 @@ class RayPool:
     def _poll(self, timeout: float, on_done) -> None:
         ray = _ray()
         waiting: dict[Any, tuple[_Slot, str]] = {}
-        now = time.perf_counter()
         for s in self.slots:
             if s.state == "starting":
-                if now - s.started > self.startup_timeout:
-                    self._kill(s)
-                    self._start_failed(s, f"no hello within {self.startup_timeout:g} s")
-                    continue
                 waiting[s.hello_ref] = (s, "hello")
             elif s.job_ref is not None:
                 waiting[s.job_ref] = (s, "job")

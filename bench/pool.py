@@ -14,7 +14,6 @@ is not JSON) or ``startup`` (no worker could be started to run it).
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import json
 import os
@@ -25,12 +24,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
+from bench.dispatch import Dispatcher
 from bench.errors import WorkerStartError
 
 STARTUP_TIMEOUT_S = 600.0
-MAX_START_FAILURES = 3  # workers in a row that end before saying hello: give up on the jobs left
 QUIT_GRACE_S = 0.1  # idle workers have sent every result: TensorFlow's ~1.5 s teardown is not worth waiting for
 
 
@@ -97,7 +96,7 @@ def describe_exit(returncode: int | None) -> tuple[str, int | None, int | None]:
     return f"worker exited with status {returncode}", returncode, None
 
 
-class WorkerPool:
+class WorkerPool(Dispatcher):
     """N workers under one strategy.
 
     Args:
@@ -241,102 +240,23 @@ class WorkerPool:
             except Exception:
                 pass
 
-    def __enter__(self):
-        self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
-
     @property
     def pids(self) -> list[int]:
         return [w.proc.pid for w in self.workers if not w.dead]
 
+    # ------------------------------------------------------------ Dispatcher hooks
+
+    @property
+    def _slots(self) -> list[_Worker]:
+        return self.workers
+
+    def _start_deadline(self, w: _Worker) -> float:
+        return w.start_deadline
+
+    def _tail(self, w: _Worker) -> str:
+        return stderr_tail(w.log_path)
+
     # ------------------------------------------------------------ running
-
-    def run(
-        self,
-        jobs: list[dict],
-        on_done: Callable[[dict, dict[str, Any]], None],
-        trial_timeout: float | None = None,
-    ) -> None:
-        """Runs every job; calls ``on_done(job, reply)`` once per job as it ends, in the parent.
-
-        ``reply`` is the worker's ``result`` message, or an ``error`` message (``kind``,
-        ``message``, ``exit_code``, ``signal``, ``stderr_tail``, ``wall_s``, ``worker``), from the
-        worker for an exception or made by the pool for a crash, a timeout or a startup failure.
-        The next job is sent only after ``on_done`` returned, so what it writes is on disk first.
-
-        Args:
-            jobs: Trial messages (see bench.worker).
-            on_done: Called once per job, in the order jobs end.
-            trial_timeout: Seconds a trial may run before its worker is killed (None: no limit).
-        """
-        pending = collections.deque(jobs)
-        while pending or any(w.job is not None for w in self.workers):
-            for w in self.workers:
-                if w.state == "idle" and pending:
-                    self._send(w, pending.popleft(), trial_timeout)
-            live = [w for w in self.workers if not w.dead]
-            busy = sum(w.job is not None for w in live)
-            if self._start_failures < MAX_START_FAILURES:
-                while pending and len(live) < min(self.n, len(pending) + busy):
-                    live.append(self._spawn())  # replaces a worker that died
-            elif pending and not live:  # replacements keep dying at start-up: stop trying
-                self._give_up(pending, on_done)
-                return
-            now = time.perf_counter()
-            next_deadline = min([w.deadline for w in live] + [w.start_deadline for w in live if w.hello is None])
-            self._poll(max(0.0, min(0.5, next_deadline - now)), on_done)
-            self._check_startup_deadlines()
-            now = time.perf_counter()
-            for w in self.workers:
-                if w.job is not None and now > w.deadline:
-                    self._timeout(w, now, trial_timeout, on_done)
-
-    def _timeout(self, w: _Worker, now: float, trial_timeout: float | None, on_done) -> None:
-        job = w.job
-        self._kill(w)
-        w.job = None
-        self.on_event("worker_died", worker=w.index, reason=f"over the {trial_timeout:g} s trial time limit")
-        on_done(
-            job,
-            {
-                "type": "error",
-                "kind": "timeout",
-                "message": f"trial over its {trial_timeout:g} s time limit; worker killed",
-                "exit_code": None,
-                "signal": int(signal.SIGKILL),
-                "stderr_tail": stderr_tail(w.log_path),
-                "wall_s": now - w.job_started,
-                "worker": w.index,
-            },
-        )
-
-    def _give_up(self, pending: collections.deque, on_done) -> None:
-        """No worker can be started: every job left becomes a ``startup`` error."""
-        last = next((f for f in reversed(self.worker_facts) if "failed_to_start" in f), {})
-        message = f"not run: {MAX_START_FAILURES} workers in a row failed to start ({last.get('failed_to_start', '?')})"
-        while pending:
-            on_done(
-                pending.popleft(),
-                {
-                    "type": "error",
-                    "kind": "startup",
-                    "message": message,
-                    "stderr_tail": last.get("stderr_tail", ""),
-                    "wall_s": 0.0,
-                    "worker": last.get("index", 0),
-                },
-            )
-
-    def _check_startup_deadlines(self) -> None:
-        now = time.perf_counter()
-        for w in self.workers:
-            if w.state == "starting" and now > w.start_deadline:
-                self._kill(w)
-                self._start_failed(w, f"no hello within {self.startup_timeout:g} s")
 
     def _start_failed(self, w: _Worker, reason: str) -> None:
         self._start_failures += 1

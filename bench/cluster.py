@@ -45,7 +45,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from bench.dispatch import Dispatcher
+from bench.dispatch import Dispatcher, Slot
 from bench.errors import UsageError, WorkerStartError
 from bench.pool import STARTUP_TIMEOUT_S, stderr_tail
 
@@ -389,27 +389,11 @@ def _remote_actor():
 # ---------------------------------------------------------------- the pool
 
 
-@dataclasses.dataclass
-class _Slot:
-    index: int
+@dataclasses.dataclass(kw_only=True)
+class _Slot(Slot):
     actor: Any
-    env: dict
-    started: float
     hello_ref: Any = None
-    hello: dict | None = None
-    job: dict | None = None
     job_ref: Any = None
-    job_started: float = 0.0
-    deadline: float = float("inf")
-    dead: bool = False
-
-    @property
-    def state(self) -> str:
-        if self.dead:
-            return "dead"
-        if self.hello is None:
-            return "starting"
-        return "busy" if self.job is not None else "idle"
 
 
 class RayPool(Dispatcher):

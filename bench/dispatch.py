@@ -9,11 +9,35 @@ when to give up on workers that cannot start — is written once, here.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import signal
 import time
 from typing import Any, Callable, Sequence
 
 MAX_START_FAILURES = 3  # workers in a row that end before saying hello: give up on the jobs left
+
+
+@dataclasses.dataclass(kw_only=True)
+class Slot:
+    """One worker as the dispatch loop sees it; engines subclass it with their handles."""
+
+    index: int
+    env: dict
+    started: float
+    hello: dict | None = None
+    job: dict | None = None
+    job_started: float = 0.0
+    deadline: float = float("inf")
+    dead: bool = False
+
+    @property
+    def state(self) -> str:
+        """``dead``, ``starting`` (no hello yet), ``busy`` or ``idle``."""
+        if self.dead:
+            return "dead"
+        if self.hello is None:
+            return "starting"
+        return "busy" if self.job is not None else "idle"
 
 
 class Dispatcher:

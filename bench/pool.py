@@ -26,36 +26,20 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from bench.dispatch import Dispatcher
+from bench.dispatch import Dispatcher, Slot
 from bench.errors import WorkerStartError
 
 STARTUP_TIMEOUT_S = 600.0
 QUIT_GRACE_S = 0.1  # idle workers have sent every result: TensorFlow's ~1.5 s teardown is not worth waiting for
 
 
-@dataclasses.dataclass
-class _Worker:
-    index: int
+@dataclasses.dataclass(kw_only=True)
+class _Worker(Slot):
     proc: subprocess.Popen
     fd: int
     log_path: Path
-    env: dict
-    started: float
     start_deadline: float = float("inf")
-    hello: dict | None = None
-    job: dict | None = None
-    job_started: float = 0.0
-    deadline: float = float("inf")
     buffer: bytes = b""
-    dead: bool = False
-
-    @property
-    def state(self) -> str:
-        if self.dead:
-            return "dead"
-        if self.hello is None:
-            return "starting"
-        return "busy" if self.job is not None else "idle"
 
 
 def stderr_tail(path: Path, lines: int = 12, limit: int = 2000) -> str:

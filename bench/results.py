@@ -161,15 +161,20 @@ def _new_file_mode() -> int:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """:func:`atomic_write_bytes` of ``text`` encoded as UTF-8."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Writes a file so that readers see the old or the new content, never half of it.
 
-    The text goes to a temporary file in the same directory, is flushed and fsynced, and the
+    The data goes to a temporary file in the same directory, is flushed and fsynced, and the
     temporary file is renamed over ``path`` (then the directory is fsynced). On any failure,
     Ctrl-C included, the temporary file is removed and ``path`` keeps its old content.
 
     Args:
         path: The file to (re)place. An existing file keeps its permission bits.
-        text: The whole new content.
+        data: The whole new content.
 
     Returns:
         ``path`` as a Path.
@@ -181,8 +186,8 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
         mode = _new_file_mode()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fchmod(f.fileno(), mode)  # mkstemp makes 0600 files
             os.fsync(f.fileno())

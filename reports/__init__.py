@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 from bench.errors import UsageError
-from bench.results import atomic_write_text
+from bench.results import atomic_write_bytes, atomic_write_text
 
 __all__ = ["write_report", "compare", "build_report", "load_inputs"]
 
@@ -53,22 +52,6 @@ def build_report(inputs, prices=None, title=None, comparison_first=False, png_na
     return build(inputs, prices=prices, title=title, comparison_first=comparison_first, png_names=png_names)
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def _check_output(output: str | os.PathLike) -> Path:
     path = Path(output)
     if path.is_dir():
@@ -96,7 +79,7 @@ def _check_png_dir(png_dir: str | os.PathLike) -> Path:
 def _write(report, output: Path, png_dir: Path | None) -> None:
     if png_dir is not None:
         for chart in report.charts:
-            _atomic_write_bytes(png_dir / f"{chart.name}.png", chart.png)
+            atomic_write_bytes(png_dir / f"{chart.name}.png", chart.png)
     atomic_write_text(output, report.html)
 
 

@@ -35,6 +35,16 @@ def int_option(options: Mapping[str, Any] | None, key: str, default: int, minimu
     return number
 
 
+def int_options(options: Mapping[str, Any] | None, defaults: Mapping[str, int]) -> dict[str, int]:
+    """A size's integer setup with ``--opt`` overrides; ``folds`` must be at least 2.
+
+    Args:
+        options: Workload options.
+        defaults: Option name -> value for the size.
+    """
+    return {k: int_option(options, k, v, minimum=2 if k == "folds" else 1) for k, v in defaults.items()}
+
+
 def record_field(record: Any, key: str, default: Any = None) -> Any:
     """A field of a trial record given as a ``TrialRecord`` or as its dict.
 

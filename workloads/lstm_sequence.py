@@ -18,7 +18,7 @@ import numpy as np
 
 from bench.workload import TrialContext, TrialOutput, Workload
 from workloads import synthetic
-from workloads._common import fit_timed, int_option, release_keras, rss_bytes
+from workloads._common import fit_timed, int_options, release_keras, rss_bytes
 from workloads.pose_classifier import fold_indices
 
 HIDDEN = ([32, 32, 16, 16], [64, 64, 32, 32], [128, 128, 64, 64])
@@ -76,7 +76,7 @@ class LstmSequenceWorkload(Workload):
             size: ``quick`` or ``full``.
             options: Workload options (strings from the command line, or numbers).
         """
-        s = {k: int_option(options, k, v, minimum=2 if k == "folds" else 1) for k, v in SETUPS[size].items()}
+        s = int_options(options, SETUPS[size])
         s["exercise"] = str((options or {}).get("exercise") or "squat")
         if s["exercise"] not in synthetic.EXERCISES:
             from bench.errors import choices_error

@@ -19,7 +19,7 @@ import numpy as np
 
 from bench.workload import TrialContext, TrialOutput, Workload
 from workloads import synthetic
-from workloads._common import fit_timed, int_option, record_field, release_keras, rss_bytes
+from workloads._common import fit_timed, int_options, record_field, release_keras, rss_bytes
 
 MULTI_HIDDEN = ([32], [64], [128], [64, 32], [128, 64], [128, 64, 32])
 MULTI_BATCHES = (16, 32, 64, 128)  # 6 x 4 = the seed's 24 combinations
@@ -130,7 +130,7 @@ class PoseClassifierWorkload(Workload):
             size: ``quick`` or ``full``.
             options: Workload options (strings from the command line, or numbers).
         """
-        return {k: int_option(options, k, v, minimum=2 if k == "folds" else 1) for k, v in SETUPS[size].items()}
+        return int_options(options, SETUPS[size])
 
     def grid(self, size: str, task: str) -> list[tuple[list[int], int]]:
         """(hidden layers, batch size) pairs searched for a task at a size.

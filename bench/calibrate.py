@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import IO, Any, Sequence
+from typing import IO, Any
 
 from bench.errors import UsageError
 
@@ -93,7 +93,12 @@ def summary(doc: dict) -> dict:
     """The part of a calibration a result carries as ``machine["calibration"]``."""
     keys = ("parallel_efficiency", "matmul_gflops", "matmul_gflops_all_cores", "matmul_gflops_1thread", "measured_at",
             "usable_cores", "load_avg_1m")
-    return {k: doc[k] for k in keys if k in doc}
+    out = {k: doc[k] for k in keys if k in doc}
+    for k in ("matmul_gflops_all_cores", "matmul_gflops_1thread", "usable_cores", "load_avg_1m"):
+        v = out.get(k)  # a malformed cached figure is dropped, so every result file stays loadable
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not abs(v) < 1e15):
+            del out[k]
+    return out
 
 
 def cached_calibration(path: str | os.PathLike | None = None) -> dict | None:
@@ -109,11 +114,12 @@ def cached_calibration(path: str | os.PathLike | None = None) -> dict | None:
         "matmul_gflops_1thread": ..., "measured_at": ..., "usable_cores": ..., "load_avg_1m": ...}``
     """
     p = Path(path) if path is not None else cache_path()
+    from bench.errors import UsageError as _Unreadable
+    from bench.safefile import read_regular
+
     try:
-        if p.stat().st_size > 1_000_000:
-            return None
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
+        doc = json.loads(read_regular(p, 1_000_000, "calibration file").decode("utf-8"))  # never a FIFO/device
+    except (_Unreadable, ValueError, UnicodeDecodeError, RecursionError):
         return None
     return summary(doc) if _valid(doc) else None
 
@@ -136,20 +142,8 @@ def ceiling_for(calibration: dict | None, processes: int) -> float | None:
 # ---------------------------------------------------------------- achieved GFLOP/s (optional, for workloads)
 
 
-def dense_train_flops(widths: Sequence[int], samples: float) -> float:
-    """FLOPs to train a dense (MLP) network on ``samples`` examples, counted the usual way.
-
-    A forward pass costs 2 × in × out FLOPs per layer and example (multiply + add); training
-    (forward, gradients with respect to activations and to weights) costs about 3 × that.
-    Bias adds and activations are left out (they are O(out), not O(in × out)).
-
-    Args:
-        widths: Layer widths from input to output, e.g. ``[3, 5, 8, 5, 3]`` for Lorenz's
-            ``[5, 8, 5]`` network.
-        samples: Examples processed (examples per epoch × epochs).
-    """
-    forward = sum(2 * a * b for a, b in zip(widths, widths[1:]))
-    return 3.0 * forward * float(samples)
+# dense_train_flops lives in bench.flops (with the other layer counts); importable from here too.
+from bench.flops import dense_train_flops  # noqa: E402,F401
 
 
 def peak_share(flops: float, wall_s: float, calibration: dict | None) -> float | None:
@@ -402,6 +396,9 @@ def _out_path(out: str | None) -> Path | None:
         raise UsageError(f"output directory {str(parent)!r} does not exist (for --out {out!r})")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UsageError(f"output directory {str(parent)!r} is not writable (for --out {out!r})")
+    from bench.safefile import check_target
+
+    check_target(path)  # a device, FIFO or socket is refused before measuring (never replaced)
     return path
 
 
@@ -452,7 +449,9 @@ def main(args) -> int:
         print(f"warning: could not cache the calibration in {cache} ({exc.strerror})", file=sys.stderr)
     if out is not None:
         write(doc, out)
-        print(f"wrote: {out}")
+        from bench.text import printable
+
+        print(f"wrote: {printable(out)}")
     return 0
 
 

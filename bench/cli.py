@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import signal
 import sys
 import warnings
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Sequence
 
 from bench.errors import UsageError
+from bench.text import printable, shell_join
 from bench.workload import SIZES
 
 EXIT_INTERRUPTED = 130
@@ -47,6 +47,12 @@ def _float_pos(what: str):
     return parse
 
 
+def _sample_interval(text: str) -> float:
+    from bench.sampler import check_interval
+
+    return check_interval(_float_pos("sample interval")(text))
+
+
 def _threads(text: str) -> int:
     from bench.strategy import parse_count
 
@@ -61,7 +67,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", "-o", default="results", help="directory for result files (default results/)")
     p.add_argument("--label", default=None, help="machine label recorded in the result (default: hostname)")
     p.add_argument("--trial-timeout", type=_float_pos("trial timeout"), default=None, help="seconds before a trial is ended")
-    p.add_argument("--sample-interval", type=_float_pos("sample interval"), default=0.5, help="sampler interval (s)")
+    p.add_argument("--sample-interval", type=_sample_interval, default=0.5,
+                   help="sampler interval (s), at least 0.05 (default 0.5)")
     p.add_argument("--data", default=None, help="path to a dataset file (e.g. imdb.npz) where the workload reads one")
     p.add_argument("--offline", action="store_true", help="never try to download data; use cached or synthetic")
     p.add_argument("--model", default=None, help="predict_modes: which workload's model to use")
@@ -89,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(suite)
     suite.set_defaults(processes=None)
     suite.add_argument("--report", default=None, help="report path (default OUT/report.html)")
+    suite.add_argument("--no-calibrate", action="store_true",
+                       help="do not measure this machine's ceiling first when it has no cached calibration")
 
     rep = sub.add_parser("report", help="HTML (+PNG) report from result files")
     rep.add_argument("files", nargs="+", help="xpubench or pytest-benchmark JSON files")
@@ -143,7 +152,7 @@ def _strategies(args):
                 raise UsageError(f"{exc} in --processes {text!r}") from None
             raise
     for w in caught:
-        print(f"warning: {w.message}", file=sys.stderr)
+        print(f"warning: {printable(w.message, None)}", file=sys.stderr)
     return make_strategies(devices, processes, args.threads)
 
 
@@ -180,7 +189,7 @@ class _Reporter:
         self.inner = inner
 
     def say(self, text: str, style: str | None = None) -> None:
-        self.inner.console.print(text, markup=False, highlight=False, soft_wrap=True, style=style)
+        self.inner.console.print(printable(text, None), markup=False, highlight=False, soft_wrap=True, style=style)
 
     def __call__(self, kind: str, **info) -> None:
         handler = getattr(self, f"on_{kind}", None)
@@ -228,7 +237,7 @@ def _resume_command(prog: str, argv: Sequence[str], resume: str) -> str:
         if a.startswith("--resume="):
             continue
         out.append(a)
-    return shlex.join([prog, *out, "--resume", resume])
+    return shell_join([prog, *out, "--resume", resume])
 
 
 def _failure_line(result, path) -> str | None:
@@ -277,7 +286,7 @@ def _run_one(sweep, reporter) -> tuple[int, object]:
         result = sweep.run()
     except SweepInterrupted as exc:
         reporter.stop()
-        print(f"interrupted: {exc.finished} of {exc.total} trials finished; they are in {exc.path} (marked incomplete)",
+        print(f"interrupted: {exc.finished} of {exc.total} trials finished; they are in {printable(exc.path)} (marked incomplete)",
               file=sys.stderr)
         raise
     except BaseException:
@@ -285,7 +294,7 @@ def _run_one(sweep, reporter) -> tuple[int, object]:
         raise
     line = _failure_line(result, sweep.path)
     if line:
-        print(line, file=sys.stderr)
+        print(printable(line, None), file=sys.stderr)
     failed = any(t.error is not None for r in result.runs for t in r.trials)
     return (EXIT_TRIALS_FAILED if failed else 0), sweep.path
 
@@ -374,7 +383,9 @@ def cmd_suite(args) -> int:
     report = Path(args.report) if args.report else Path(args.out) / "report.html"
     _check_output_file(report, "--report")
     resumes = _suite_resume(args.resume, names)
-    reporter = _Reporter(ConsoleReporter(quiet=args.quiet))
+    if not args.no_calibrate:
+        _calibrate_once(quiet=args.quiet)
+    reporter = _Reporter(ConsoleReporter(quiet=args.quiet, headline=False))  # one headline at the end
     plan = []  # (name, finished file or None, Sweep or None): every sweep is checked before any runs
     for name in names:
         file, res = resumes.get(name, (None, None))
@@ -386,7 +397,7 @@ def cmd_suite(args) -> int:
     with _SigtermAsInterrupt():
         for name, file, sweep in plan:
             if sweep is None:
-                print(f"{name}: already complete in {file}")
+                print(f"{name}: already complete in {printable(file)}")
                 paths.append(file)
                 continue
             try:
@@ -400,22 +411,57 @@ def cmd_suite(args) -> int:
     from reports import write_report
 
     write_report([str(p) for p in paths], str(report))
-    print(f"report: {report}")
+    from bench import results as _results
+    from bench.console import print_headline
+
+    print_headline(reporter.inner.console, [(_results.load(p), p) for p in paths])
+    print(f"report: {printable(report)}")
     return worst
 
 
+def _calibrate_once(quiet: bool = False) -> None:
+    """Measures and caches this machine's calibration (parallel ceiling, matmul peak) when none is
+    cached, so the suite's headline can give efficiency against the machine's ceiling and say when
+    a model is overhead-bound. A failed calibration is a warning: the suite runs without it."""
+    from bench import calibrate
+
+    if calibrate.cached_calibration() is not None:
+        return
+    if not quiet:
+        print("calibrating this machine once (about 5 s; cached for later runs; --no-calibrate skips it)",
+              file=sys.stderr, flush=True)
+    try:
+        doc = calibrate.calibrate(None)
+        path = calibrate.cache_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        calibrate.write(doc, path)
+    except (RuntimeError, OSError) as exc:  # the suite's figures do not depend on it: say so and go on
+        print(f"warning: calibration skipped ({printable(exc)})", file=sys.stderr)
+
+
 def _check_output_file(path: str | os.PathLike, what: str = "--output") -> None:
-    """Raises UsageError when a report cannot be written at ``path`` (a directory, or no writable parent)."""
+    """Raises UsageError when a report cannot be written at ``path``: a directory, something else
+    that is not a regular file (a device such as /dev/null, a FIFO, a socket: never replaced, see
+    :func:`bench.safefile.check_target`), or no writable parent."""
+    from bench.errors import shown
+    from bench.safefile import check_target
+
     p = Path(path)
-    if p.is_dir():
-        raise UsageError(f"{what} {str(p)!r} is a directory (give a file name, e.g. {str(p / 'report.html')!r})")
-    probe = p.parent
-    while not probe.exists() and probe.parent != probe:
-        probe = probe.parent
-    if not probe.is_dir():
-        raise UsageError(f"{what} {str(p)!r}: {str(probe)!r} is a file, not a directory")
+    try:
+        if p.is_dir():
+            raise UsageError(f"{what} {shown(p)} is a directory (give a file name, e.g. {shown(p / 'report.html')})")
+        check_target(p)
+        probe = p.parent
+        while not probe.exists() and probe.parent != probe:
+            probe = probe.parent
+        if not probe.is_dir():
+            raise UsageError(f"{what} {shown(p)}: {shown(probe)} is a file, not a directory")
+    except OSError as exc:
+        if isinstance(exc, UsageError):
+            raise
+        raise UsageError(f"{what} {shown(p)}: cannot use ({exc.strerror or exc})") from None
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise UsageError(f"{what} {str(p)!r}: directory {str(probe)!r} is not writable")
+        raise UsageError(f"{what} {shown(p)}: directory {shown(probe)} is not writable")
 
 
 def cmd_report(args) -> int:
@@ -423,7 +469,7 @@ def cmd_report(args) -> int:
 
     _check_output_file(args.output)
     write_report(args.files, args.output, png_dir=args.png_dir, keep_going=args.keep_going)
-    print(f"report: {args.output}")
+    print(f"report: {printable(args.output)}")
     return 0
 
 
@@ -460,6 +506,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     global _ARGV
     _ARGV = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
+    shown, warnings.showwarning = warnings.showwarning, _show_warning
     try:
         args = parser.parse_args(_ARGV)
         if args.version:
@@ -472,7 +519,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         return COMMANDS[args.command](args)
     except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {printable(exc, None)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -482,16 +529,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         if os.environ.get("XPUBENCH_DEBUG"):
             raise
-        name = f" {str(exc.filename)!r}" if exc.filename else ""
-        print(f"error: cannot use{name} ({exc.strerror or exc})", file=sys.stderr)
+        name = f" {printable(repr(str(exc.filename)))}" if exc.filename else ""
+        print(f"error: cannot use{name} ({printable(exc.strerror or exc)})", file=sys.stderr)
         return 2
     except Exception as exc:  # a bug: one line, not a traceback
         if os.environ.get("XPUBENCH_DEBUG"):
             raise
-        text = " ".join(str(exc).split())[:300]
+        text = printable(" ".join(str(exc).split()), 300)
         print(f"error: internal error: {type(exc).__name__}: {text} (run with XPUBENCH_DEBUG=1 for the traceback)",
               file=sys.stderr)
         return EXIT_INTERNAL
+    finally:
+        warnings.showwarning = shown
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Prints a Python warning (a library's, e.g. matplotlib's) with its control characters escaped."""
+    from bench.text import printable_lines
+
+    text = printable_lines(warnings.formatwarning(message, category, filename, lineno, line))
+    try:
+        (file or sys.stderr).write(text)
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

@@ -22,7 +22,12 @@ Every reply records the node the trial ran on (``extra["node"]``, ``extra["node_
 every worker's hello the node it started on, so reports can group runs by node count.
 
 The private local Ray lives as long as the process (every strategy of a sweep uses it; it is
-stopped at exit or by :func:`shutdown`). Ray's own token authentication stays on. On a remote
+stopped at exit or by :func:`shutdown`). It keeps its session directory under a temporary
+directory of its own (``ray.init(_temp_dir=...)``, never ``/tmp/ray``), removed at shutdown, and a
+watchdog (:mod:`bench.reaper`) ends its processes, the dashboard and runtime-env agents
+included, and removes that directory as soon as this process ends, even by SIGKILL. Ray's own
+SIGTERM handler (installed by ``ray.init``) is replaced by the one that was there before, so
+SIGTERM still ends a sweep as Ctrl-C does. Ray's own token authentication stays on. On a remote
 cluster, this checkout's ``bench`` and ``workloads`` packages are shipped with the job
 (``runtime_env.py_modules``); the nodes need Python, TensorFlow and xpubench's dependencies.
 The driver's sampler sees only this machine's processes: on a remote cluster the trials' own
@@ -39,12 +44,18 @@ import json
 import logging
 import os
 import re
+import secrets
+import shutil
+import signal
 import socket
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
 
+from bench import reaper
 from bench.dispatch import Dispatcher, Slot
 from bench.errors import UsageError, WorkerStartError
 from bench.pool import STARTUP_TIMEOUT_S, stderr_tail
@@ -68,6 +79,10 @@ _ADDRESS_RE = re.compile(r"^(ray://)?(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):(\d{1,5
 _LOCAL_STARTED = False  # True while a Ray started by this module runs in this process
 _RESTORE: dict[str, Any] = {}  # what start_local_ray changed, put back by shutdown
 _ATEXIT = False
+# The local Ray this module started: "temp_dir" (its session lives there), "token" (in its
+# processes' environment), "reaper" and "fd" (the watchdog and the pipe that keeps it waiting).
+_OWNED: dict[str, Any] = {}
+TEMP_PREFIX = "xpubench-ray-"
 
 
 def _ray():
@@ -196,7 +211,10 @@ def start_local_ray(num_cpus: int | None = None) -> None:
     """Starts a private Ray on this machine: loopback only, no dashboard, no usage reporting.
 
     Every Ray server (GCS, raylet, workers, agents) listens on 127.0.0.1 only, so nothing is
-    reachable from the network; the object store is kept small (replies are tiny JSON).
+    reachable from the network; the object store is kept small (replies are tiny JSON). Its
+    session directory is under a new temporary directory (``xpubench-ray-*``), and a watchdog
+    (:mod:`bench.reaper`) ends its processes and removes that directory when this process ends,
+    however it ends; :func:`shutdown` does both at once.
 
     Args:
         num_cpus: CPUs Ray may hand out (default: the CPUs this process may use).
@@ -219,12 +237,19 @@ def start_local_ray(num_cpus: int | None = None) -> None:
     # Ray's own processes; the constant is what this (already imported) Ray reads.
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     ray_constants.ENABLE_RAY_CLUSTER = False
+    if not _ATEXIT:
+        atexit.register(shutdown)
+        _ATEXIT = True
+    _own_session()
+    sigterm = _sigterm_handler()
+    os.environ[reaper.TOKEN_VAR] = _OWNED["token"]  # inherited by this Ray's processes only
     try:
         ray.init(
             address="local",  # a new Ray, even if RAY_ADDRESS or `ray start` points to another one
             num_cpus=num_cpus or usable_cores(),
             include_dashboard=False,
             _node_ip_address=LOOPBACK,
+            _temp_dir=_OWNED["temp_dir"],
             object_store_memory=LOCAL_OBJECT_STORE_BYTES,
             log_to_driver=False,
             configure_logging=True,
@@ -232,11 +257,79 @@ def start_local_ray(num_cpus: int | None = None) -> None:
             namespace="xpubench",
         )
     except Exception as exc:  # Ray raises many kinds here
+        _end_session()
         raise WorkerStartError(f"could not start a local Ray: {_first_line(exc)}") from exc
+    finally:
+        os.environ.pop(reaper.TOKEN_VAR, None)
+        _restore_sigterm(sigterm)
     _LOCAL_STARTED = True
-    if not _ATEXIT:
-        atexit.register(shutdown)
-        _ATEXIT = True
+    _watch_ray_processes()
+
+
+def temp_base() -> str:
+    """Where the local Ray's own directory is made: where Ray itself would put ``ray/`` (RAY_TMPDIR,
+    else TMPDIR, else ``/tmp`` on Linux and macOS: short enough for Ray's socket paths)."""
+    if os.environ.get("RAY_TMPDIR"):
+        return os.environ["RAY_TMPDIR"]
+    if sys.platform.startswith("linux") and os.environ.get("TMPDIR"):
+        return os.environ["TMPDIR"]
+    if sys.platform.startswith(("linux", "darwin")) and os.path.isdir("/tmp"):
+        return "/tmp"
+    return tempfile.gettempdir()
+
+
+def _own_session() -> None:
+    """Makes the temporary directory and starts the watchdog of the local Ray about to start."""
+    _end_session()  # a session left by an earlier start that failed
+    temp_dir = tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=temp_base())
+    token = f"{os.getpid()}-{secrets.token_hex(8)}"
+    _OWNED.update(temp_dir=temp_dir, token=token)
+    started = reaper.start(token, temp_dir)
+    if started is not None:
+        _OWNED["reaper"], _OWNED["fd"] = started
+
+
+def _watch_ray_processes() -> None:
+    """Tells the watchdog which processes are this local Ray's (called after start and per pool)."""
+    if "fd" not in _OWNED:
+        return
+    proc = _OWNED.get("reaper")
+    reaper.watch(_OWNED["fd"], reaper.ray_processes(_OWNED["token"], exclude={proc.pid} if proc else set()))
+
+
+def _end_session(timeout: float = 10.0) -> None:
+    """Ends the watchdog (which ends any process of the session still alive) and removes the directory."""
+    fd = _OWNED.pop("fd", None)
+    proc = _OWNED.pop("reaper", None)
+    temp_dir = _OWNED.pop("temp_dir", None)
+    _OWNED.clear()
+    if fd is not None:
+        try:
+            os.close(fd)  # end of its input: it ends what is left, removes the directory, exits
+        except OSError:
+            pass
+    if proc is not None:
+        try:
+            proc.wait(timeout)
+        except Exception:
+            proc.kill()
+    if temp_dir:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _sigterm_handler():
+    """The SIGTERM handler now (ray.init replaces it with its own), or None off the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.getsignal(signal.SIGTERM)
+
+
+def _restore_sigterm(handler) -> None:
+    if handler is not None and threading.current_thread() is threading.main_thread():
+        try:
+            signal.signal(signal.SIGTERM, handler)
+        except (ValueError, TypeError):
+            pass
 
 
 def connect(address: str | None = None) -> bool:
@@ -257,6 +350,7 @@ def connect(address: str | None = None) -> bool:
         return True
     ray = _ray()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    sigterm = _sigterm_handler()
     try:
         # This checkout's packages go with the job (a job-level runtime_env; each actor's own
         # runtime_env, its thread variables, is merged into it), so nodes run the same code.
@@ -268,15 +362,22 @@ def connect(address: str | None = None) -> bool:
             hint = (" (a cluster with token authentication, Ray's default, needs RAY_AUTH_MODE=token and its "
                     "token in RAY_AUTH_TOKEN or ~/.ray/auth_token when given an explicit address)")
         raise UsageError(f"cannot connect to the Ray cluster at {address!r}: {_first_line(exc)}{hint}") from None
+    finally:
+        _restore_sigterm(sigterm)
     return False
 
 
 def shutdown() -> None:
-    """Stops the local Ray this module started (a cluster connected to is only disconnected)."""
+    """Stops the local Ray this module started (a cluster connected to is only disconnected).
+
+    The local Ray's processes still alive after ``ray.shutdown()`` are ended and its temporary
+    directory removed; nothing of a cluster connected to is touched.
+    """
     global _LOCAL_STARTED
     if ray_is_up():
         sys.modules["ray"].shutdown()
     _LOCAL_STARTED = False
+    _end_session()
     if _RESTORE:  # cluster mode back as it was, for a later connection to a real cluster
         import ray._private.ray_constants as ray_constants
 
@@ -510,6 +611,8 @@ class RayPool(Dispatcher):
             raise WorkerStartError(f"Ray could not start a worker: {type(exc).__name__}: {_first_line(exc)}") from exc
         while any(s.state == "starting" for s in self.slots):
             self._poll(0.5, on_done=None)
+        if _LOCAL_STARTED:
+            _watch_ray_processes()  # the workers too (they also carry the session's token)
         if not any(s.state == "idle" for s in self.slots):
             fact = self.worker_facts[-1] if self.worker_facts else {}
             raise WorkerStartError(f"no Ray worker could start ({fact.get('failed_to_start', 'unknown reason')})")

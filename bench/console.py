@@ -1,4 +1,10 @@
-"""Console output for ``bench run``: a rich progress bar while trials run, a table per strategy."""
+"""Console output for ``bench run``: a rich progress bar while trials run, a table per strategy.
+
+Every string that came from a result file or the command line (labels, paths, trial ids, error
+messages, reasons, quality keys) reaches the terminal through :func:`cell` (a table cell),
+:func:`line` (a sentence) or :func:`value` (a value inside a markup line): control characters
+escaped and length bounded by :func:`bench.text.printable`, markup escaped.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,37 @@ from rich.table import Table
 from rich.text import Text
 
 from bench.results import Result, RunRecord
+from bench.text import printable
+
+LINE_CHARS = 2000  # the longest line :func:`line` prints
+
+
+def cell(v: object) -> Text:
+    """A table cell: plain text (never markup), control characters escaped, length bounded.
+
+    Args:
+        v: The cell's value.
+    """
+    return Text(printable(v))
+
+
+def line(v: object) -> Text:
+    """A whole plain-text line (a sentence built from values): control characters escaped, bounded
+    to :data:`LINE_CHARS` (a sentence may be longer than a cell; a huge value in it is not).
+
+    Args:
+        v: The line.
+    """
+    return Text(printable(v, LINE_CHARS))
+
+
+def value(v: object) -> str:
+    """A value to put inside a rich markup line: control characters escaped, bounded, markup escaped.
+
+    Args:
+        v: The value (a label, path, trial id, message...).
+    """
+    return escape(printable(v))
 
 
 def _fmt(v, spec: str = ".2f", unit: str = "") -> str:
@@ -70,15 +107,15 @@ def runs_table(runs: Sequence[RunRecord], title: str = "") -> Table:
     throughput, peak memory, start-up, quality; device, GPU and energy columns when measured."""
     done = [r for r in runs if r.status != "skipped"]
     columns = [c for c in _COLUMNS if not c[2] or any(c[1](r, r.summary) is not None for r in done)]
-    table = Table(title=Text(title) if title else None, show_lines=False)
+    table = Table(title=cell(title) if title else None, show_lines=False)
     for header, _, _ in columns:
         table.add_column(header, justify="left" if header in ("device", "quality") else "right", no_wrap=True)
     for r in runs:
         if r.status == "skipped":
             row = [str(r.strategy.get("device")), str(r.strategy.get("processes")), "", f"skipped: {r.skipped}"]
-            table.add_row(*map(Text, row), *[""] * (len(columns) - len(row)))
+            table.add_row(*map(cell, row), *[""] * (len(columns) - len(row)))
             continue
-        table.add_row(*[Text(get(r, r.summary) or "–") for _, get, _ in columns])  # values are text, not markup
+        table.add_row(*[cell(get(r, r.summary) or "–") for _, get, _ in columns])  # values are text, not markup
     return table
 
 
@@ -91,10 +128,125 @@ def _quality(r: RunRecord) -> str:
     return ", ".join(f"{k} {sum(v) / len(v):.4g}" for k, v in list(vals.items())[:2]) or "–"
 
 
-class ConsoleReporter:
-    """Receives runner events and shows progress; ``quiet`` shows only the final table."""
+def predict_modes_output(runs: Sequence[RunRecord]) -> list:
+    """predict_modes: a table of every (mode, batch) per strategy, then shard and chain lines.
 
-    def __init__(self, console: Console | None = None, quiet: bool = False):
+    Reads what the trials declare (:mod:`reports.predict`); empty for runs of other workloads.
+
+    Args:
+        runs: The sweep's runs.
+
+    Returns:
+        Renderables to print (a rich Table, then Text lines); strings from results are plain text.
+    """
+    from reports import predict as pr
+
+    done = [r for r in runs if r.status != "skipped" and r.workload == pr.WORKLOAD and pr.is_predict_run(r)]
+    if not done:
+        return []
+    multi = len(done) > 1
+    table = Table(title=Text("predict_modes: rows/s per mode"), show_lines=False)
+    headers = (["strategy"] if multi else []) + ["mode", "batch", "rows/s", "ms per row", "× per-row model.predict",
+                                                 "rows in timed table"]
+    for h in headers:
+        table.add_column(h, justify="left" if h == "mode" else "right", no_wrap=True)
+    out: list = [table]
+    for r in done:
+        where = f"{r.strategy.get('device')}×{r.strategy.get('processes')}p"
+        for m in pr.mode_rows(r):
+            ratio = pr.times(m["ratio"]) + (" (baseline)" if m["baseline"] else "")
+            cells = ([where] if multi else []) + [
+                m["mode"], _fmt(m["batch"], "d"), _fmt(m["rows_per_s"], ",.0f"), _fmt(m["ms_per_row"], ".3g"), ratio,
+                _fmt(m["rows_timed"], ",.0f")]
+            table.add_row(*map(cell, cells))
+        if not pr.baseline_declared(r):
+            out.append(cell(f"{where}: the trials do not declare a per-row "
+                            "model.predict baseline (older result): no ratios"))
+        shards = pr.shard_text(r)
+        if shards:
+            out.append(cell(f"{where}: {shards}"))
+        agreement = pr.agreement_text(pr.mode_rows(r))
+        if agreement:
+            out.append(cell(f"{where}: {agreement}"))
+    for c in pr.chains(done):
+        out.append(cell(f"seed 000's chain, measured: {c['text']}"))
+    return out
+
+
+def _inputs(results: Sequence[tuple[Result, object]]):
+    """The report's view (:class:`reports.load.Inputs`) of results just written, for shared sentences."""
+    from reports.load import Inputs, from_result
+
+    sources, order = [], 0
+    for result, path in results:
+        sources.append(from_result(result, str(path), order))
+        order += len(result.runs)
+    return Inputs(sources=tuple(sources))
+
+
+def config_tables_output(result: Result, path: object = "") -> list:
+    """The per-configuration tables of a sweep (:mod:`reports.configs`), compact, best marked.
+
+    Args:
+        result: The sweep's result.
+        path: Where it was written.
+
+    Returns:
+        Renderables to print: per table a rich Table, then its best line(s); all plain text.
+    """
+    from reports.configs import config_tables
+
+    out: list = []
+    for t in config_tables(_inputs([(result, path)]).runs):
+        table = Table(title=cell(t.title), show_lines=False)
+        for i, h in enumerate(t.columns):
+            table.add_column(cell(h), justify="right" if i in t.numeric else "left", no_wrap=True)
+        for row in t.rows:
+            table.add_row(*map(cell, row))
+        out.append(table)
+        out.extend(line(b[:1].upper() + b[1:]) for b in t.best)
+    return out
+
+
+def headline_output(results: Sequence[tuple[Result, object]]) -> list:
+    """The headline block (:mod:`reports.headline`): the same sentences as the report's top.
+
+    Args:
+        results: ``(result, path)`` of each sweep (one for ``bench run``, every one for ``bench suite``).
+
+    Returns:
+        Renderables to print (plain text lines).
+    """
+    from reports.headline import headlines
+
+    blocks = headlines(_inputs(results))
+    if not blocks:
+        return []
+    out: list = [Text("Is it worth it?", style="bold")]
+    for h in blocks:
+        out.extend(line(text) for text in h.text())
+    return out
+
+
+def print_headline(console: Console, results: Sequence[tuple[Result, object]]) -> None:
+    """Prints the headline block of ``results`` (the end of ``bench run`` and ``bench suite``).
+
+    Args:
+        console: Where to print.
+        results: ``(result, path)`` of each sweep.
+    """
+    for renderable in headline_output(results):
+        console.print(renderable, highlight=False)
+
+
+class ConsoleReporter:
+    """Receives runner events and shows progress; ``quiet`` shows only the final table.
+
+    ``headline=False`` leaves the headline block out of each sweep's output (``bench suite``
+    prints one block for every workload at its end).
+    """
+
+    def __init__(self, console: Console | None = None, quiet: bool = False, headline: bool = True):
         if console is None:
             import sys
 
@@ -102,6 +254,7 @@ class ConsoleReporter:
             console = Console(width=None if sys.stdout.isatty() else 240)
         self.console = console
         self.quiet = quiet
+        self.headline = headline
         self.progress: Progress | None = None
         self.task = None
 
@@ -112,7 +265,7 @@ class ConsoleReporter:
 
     def on_sweep_start(self, total, path, workload, size, **_):
         if not self.quiet:
-            self.console.print(f"[bold]{escape(workload)}[/] ({escape(size)}): {total} trials → {escape(str(path))}")
+            self.console.print(f"[bold]{value(workload)}[/] ({value(size)}): {total} trials → {value(path)}")
             self.progress = Progress(
                 TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                 TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=self.console, transient=False,
@@ -126,22 +279,22 @@ class ConsoleReporter:
             self.progress.update(self.task, advance=n, **kw)
 
     def on_strategy_start(self, strategy, trials, resumed=0, **_):
-        self._advance(resumed, f"{strategy.device} × {strategy.processes} proc: starting workers")
+        self._advance(resumed, f"{value(strategy.device)} × {value(strategy.processes)} proc: starting workers")
 
     def on_workers_ready(self, strategy, workers, **_):
-        self._advance(0, f"{strategy.device} × {strategy.processes} proc")
+        self._advance(0, f"{value(strategy.device)} × {value(strategy.processes)} proc")
 
     def on_strategy_skipped(self, strategy, reason, trials, **_):
         self._advance(trials)
-        self.console.print(f"[yellow]skipped[/] {escape(strategy.device)}: {escape(str(reason))}")
+        self.console.print(f"[yellow]skipped[/] {value(strategy.device)}: {value(reason)}")
 
     def on_trial_done(self, trial, strategy, **_):
         self._advance(1)
         if trial.error is not None:
-            self.console.print(f"[red]trial {escape(trial.id)} failed[/] ({escape(trial.error.kind)}): {escape(trial.error.message)}")
+            self.console.print(f"[red]trial {value(trial.id)} failed[/] ({value(trial.error.kind)}): {value(trial.error.message)}")
 
     def on_worker_died(self, worker, reason, **_):
-        self.console.print(f"[yellow]worker {worker} ended[/]: {escape(str(reason))}")
+        self.console.print(f"[yellow]worker {value(worker)} ended[/]: {value(reason)}")
 
     def stop(self):
         if self.progress is not None:
@@ -151,7 +304,13 @@ class ConsoleReporter:
     def on_sweep_done(self, result: Result, path, **_):
         self.stop()
         self.console.print(runs_table(result.runs, title=f"{result.runs[0].workload if result.runs else ''}"))
+        for renderable in predict_modes_output(result.runs):
+            self.console.print(renderable, highlight=False)
+        for renderable in config_tables_output(result, path):
+            self.console.print(renderable, highlight=False)
         data = {r.data.get("source") for r in result.runs if r.data}
         if "synthetic" in data:
             self.console.print("[bold yellow]data: synthetic[/] (real data not cached; see README)")
-        self.console.print(f"result: {escape(str(path))}", highlight=False)
+        self.console.print(f"result: {value(path)}", highlight=False)
+        if self.headline:
+            print_headline(self.console, [(result, path)])

@@ -523,7 +523,8 @@ class XpuBenchmark:
             threads: Threads per worker (default usable cores // processes).
             rounds: Measured sweeps (default ``--xpu-rounds``).
             warmup_rounds: Discarded sweeps first (default ``--xpu-warmup-rounds``).
-            sample_interval: Sampler interval in seconds (default 0.5).
+            sample_interval: Sampler interval in seconds (default 0.5; at least 0.05, below that
+                the test fails with the floor named).
             allow_failures: Do not fail the test when trials fail.
 
         Returns:
@@ -538,7 +539,8 @@ class XpuBenchmark:
         from bench.devices import get_device
         from bench.errors import UsageError
         from bench.runner import finalize_runs, run_sweep
-        from bench.sampler import DEFAULT_INTERVAL_S
+        from bench.sampler import DEFAULT_INTERVAL_S, check_interval
+        from bench.text import printable
         from bench.strategy import parse_count
         from bench.workload import SIZES, get_workload
 
@@ -553,6 +555,8 @@ class XpuBenchmark:
             if size not in SIZES:
                 raise UsageError(f"unknown size {size!r} (choose from: {', '.join(SIZES)})")
             processes = parse_count(processes)
+            if sample_interval is not None:
+                sample_interval = check_interval(sample_interval, "sample_interval")
             work = get_workload(workload)
             work.checked_trials(size, opts)
             reason = get_device(device).availability()
@@ -586,7 +590,8 @@ class XpuBenchmark:
             if run.status == "skipped":
                 pytest.skip(f"device {device!r} unavailable: {run.skipped}")
             if run.status != "complete":
-                pytest.fail(f"{workload} {device}×{processes}p: run {run.status}: {'; '.join(run.notes)}", pytrace=False)
+                pytest.fail(f"{workload} {device}×{processes}p: run {run.status}: {printable('; '.join(run.notes), None)}",
+                            pytrace=False)
         walls = [float(r.summary.get("wall_s") or 0.0) for r in runs]
         run = sorted(runs, key=lambda r: r.summary.get("wall_s") or 0.0)[(len(runs) - 1) // 2]
 
@@ -603,7 +608,7 @@ class XpuBenchmark:
             first = next(t for t in run.trials if t.error is not None)
             pytest.fail(
                 f"{workload} {device}×{processes}p: {failed} of {len(run.trials)} trials failed; "
-                f"first ({first.id}): {first.error.kind}: {first.error.message}",
+                f"first ({printable(first.id)}): {first.error.kind}: {printable(first.error.message, 1000)}",
                 pytrace=False,
             )
         return run

@@ -3,6 +3,10 @@
 speedup = wall(1 process) / wall(N processes); efficiency = speedup / N;
 CPU-time/wall = CPU seconds of the whole process tree / wall seconds (how many cores were busy);
 per-process CPU/wall = mean over workers of that worker's CPU seconds / wall (seed 001's figure).
+Noise is the spread between measurements of the same thing only (trials with an identical
+config; see :func:`trial_noise`), never across different configurations. Busy cores is the
+median of the per-core CPU samples summed. GFLOP/s is the trials' analytic FLOPs
+(``extra["flops"]``, :mod:`bench.flops`) over the run's wall seconds.
 GPU utilisation and memory p50/p95 come from the NVML samples; energy (CPU package from RAPL,
 GPU from NVML) is joules over the run's window, per finished trial and per 1,000 samples, or
 "unavailable" with the reason (see bench.energy).
@@ -10,6 +14,7 @@ GPU from NVML) is joules over the run's window, per finished trial and per 1,000
 
 from __future__ import annotations
 
+import json
 import statistics
 from typing import Iterable, Mapping, Sequence
 
@@ -83,6 +88,69 @@ def gpu_percentiles(samples: Sequence[Mapping]) -> dict:
     }
 
 
+NOT_REPEATED = "no repeated measurement"
+
+
+def config_identity(config: Mapping) -> str:
+    """The identity of a trial configuration: the whole config dict, canonically serialised.
+
+    Strict on purpose: two trials measure the same thing only when every key matches (id, fold,
+    seed and repeat included); trials that differ in any key are different measurements.
+
+    Args:
+        config: A trial's config.
+    """
+    return json.dumps(config, sort_keys=True, default=str)
+
+
+def trial_noise(trials: Iterable) -> dict:
+    """Timing noise between measurements of the same thing: trials with an identical config.
+
+    A sweep runs each configuration once per strategy, so one run alone normally has nothing
+    repeated: then noise is not measured (``{"measured": False, "reason": ...}``), rather than
+    a spread across different configurations passed off as noise. Given the trials of repeated
+    runs of one strategy together, each configuration measured more than once contributes the
+    coefficient of variation of its wall times.
+
+    Args:
+        trials: TrialRecords (failed ones are left out).
+
+    Returns:
+        ``{"measured": True, "configs": k, "measurements": n, "cv_median", "cv_max", "worst"}``
+        (worst: the id of the configuration with the largest CV) or ``{"measured": False, "reason"}``.
+    """
+    groups: dict[str, list] = {}
+    for t in trials:
+        if t.error is None and t.wall_s > 0:
+            groups.setdefault(config_identity(t.config), []).append(t)
+    cvs = []
+    for group in groups.values():
+        if len(group) >= 2:
+            walls = [t.wall_s for t in group]
+            mean = statistics.fmean(walls)
+            cvs.append((statistics.stdev(walls) / mean, group[0].id, len(group)))
+    if not cvs:
+        return {"measured": False, "reason": NOT_REPEATED}
+    worst = max(cvs)
+    return {
+        "measured": True, "configs": len(cvs), "measurements": sum(n for _, _, n in cvs),
+        "cv_median": statistics.median(c for c, _, _ in cvs), "cv_max": worst[0], "worst": worst[1],
+    }
+
+
+def busy_cores(samples: Sequence[Mapping]) -> float | None:
+    """Median over samples of the machine's busy cores: the sum of per-core CPU % / 100.
+
+    Args:
+        samples: Sampler timeline (``cpu_percent``: one value per core).
+    """
+    per_sample = [
+        sum(float(v) for v in s["cpu_percent"] if isinstance(v, (int, float))) / 100.0
+        for s in samples if isinstance(s.get("cpu_percent"), list) and s["cpu_percent"]
+    ]
+    return statistics.median(per_sample) if per_sample else None
+
+
 def summarize(
     trials: Iterable,
     samples: Sequence[Mapping],
@@ -137,6 +205,12 @@ def summarize(
     }
     out.update(gpu_percentiles(samples))
     out["energy"] = energy_summary(samples, len(ok), total_samples)
+    out["noise"] = trial_noise(ok)
+    out["busy_cores_p50"] = busy_cores(samples)
+    flops = [t.extra.get("flops") for t in ok]
+    if ok and all(isinstance(f, (int, float)) and not isinstance(f, bool) for f in flops):
+        out["flops"] = float(sum(flops))
+        out["gflops"] = out["flops"] / wall_s / 1e9 if wall_s > 0 else None
     return out
 
 
@@ -159,10 +233,22 @@ def speedup_over_cpu(runs: Sequence) -> list[float | None]:
     ]
 
 
+AMDAHL_MIN_COUNTS = 3
+
+
 def amdahl_fit(points: Mapping[int, float]) -> float | None:
-    """Serial fraction f that best fits speedup(N) = 1 / (f + (1-f)/N) (least squares over N>1)."""
+    """Serial fraction f that best fits speedup(N) = 1 / (f + (1-f)/N) (least squares over N>1).
+
+    A fit needs at least :data:`AMDAHL_MIN_COUNTS` distinct process counts, the 1-process
+    baseline every speedup is measured against included (1, 2, 4: two points to fit). With one
+    point the curve passes through it exactly and its limit 1/f is an extrapolation from one
+    measurement, so None is returned.
+
+    Args:
+        points: Speedup by process count (the 1-process entry, if given, is the baseline).
+    """
     pairs = [(n, s) for n, s in points.items() if n > 1 and s]
-    if not pairs:
+    if len(pairs) + 1 < AMDAHL_MIN_COUNTS:
         return None
     best, best_err = 0.0, float("inf")
     for i in range(1001):

@@ -11,11 +11,12 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
-from bench.errors import ResultFileError
+from bench.errors import ResultFileError, UsageError
+from bench.text import printable
+from bench.safefile import atomic_write_bytes, atomic_write_text, read_regular
 
 SCHEMA = 1
 TOOL = "xpubench"
@@ -153,64 +154,17 @@ def dumps(result: Result) -> str:
     return json.dumps(to_dict(result), indent=1, allow_nan=False)
 
 
-def _new_file_mode() -> int:
-    """The mode a plain ``open(path, "w")`` would give a new file (0o666 minus the umask)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """:func:`atomic_write_bytes` of ``text`` encoded as UTF-8."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Writes a file so that readers see the old or the new content, never half of it.
-
-    The data goes to a temporary file in the same directory, is flushed and fsynced, and the
-    temporary file is renamed over ``path`` (then the directory is fsynced). On any failure,
-    Ctrl-C included, the temporary file is removed and ``path`` keeps its old content.
-
-    Args:
-        path: The file to (re)place. An existing file keeps its permission bits.
-        data: The whole new content.
-
-    Returns:
-        ``path`` as a Path.
-    """
-    path = Path(path)
-    try:
-        mode = path.stat().st_mode & 0o7777
-    except OSError:
-        mode = _new_file_mode()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fchmod(f.fileno(), mode)  # mkstemp makes 0600 files
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:  # pragma: no cover - some filesystems refuse directory fsync
-        pass
-    return path
+# the one atomic writer (atomic_write_bytes / atomic_write_text, imported above and importable
+# from here) lives in bench.safefile: regular files only, an OSError becomes FileWriteError.
+__all__ = ["atomic_write_bytes", "atomic_write_text"]  # re-exported
 
 
 def save(result: Result, path: str | os.PathLike) -> Path:
-    """Atomically writes a result file."""
+    """Atomically writes a result file (see :func:`bench.safefile.atomic_write_bytes`).
+
+    Raises:
+        FileWriteError: naming the path (a full disk, a read-only directory, not a regular file).
+    """
     return atomic_write_text(path, dumps(result) + "\n")
 
 
@@ -219,8 +173,18 @@ def save(result: Result, path: str | os.PathLike) -> Path:
 # The loader is a validator: it reads JSON (json.loads only: no pickle, no eval, no object hooks
 # that build anything but dicts and lists), then checks every field the tool or a report relies
 # on, and raises ResultFileError naming the file, the place and the first problem.
+#
+# Before any field is read, one walk of the whole parsed document (check_tree) bounds what every
+# consumer may meet anywhere, also in free-form objects (a trial's config and extra, data, env):
+# nesting at most MAX_DEPTH levels, whole numbers within 64 bits, other numbers within
+# +-MAX_MAGNITUDE (far beyond any measured figure, far from where sums, ratios and chart axes
+# overflow). The file itself is read only if it is a regular file of at most max_file_bytes().
 
-MAX_FILE_BYTES = 1 << 30
+MAX_FILE_BYTES = 256 << 20  # default limit on a result file's size (XPUBENCH_MAX_RESULT_MB overrides)
+ENV_MAX_MB = "XPUBENCH_MAX_RESULT_MB"
+MAX_DEPTH = 64
+MAX_INT = 2**63  # whole numbers lie in [-MAX_INT, MAX_INT)
+MAX_MAGNITUDE = 1e100
 
 _NUM = (int, float)
 
@@ -230,13 +194,131 @@ _SUMMARY_NUMBERS = (
     "per_process_cpu_wall_ratio", "throughput", "peak_tree_rss_bytes", "peak_tree_uss_bytes",
     "peak_worker_rss_bytes", "compute_offset_s", "baseline_wall_s", "gpu_util_p50", "gpu_util_p95",
     "gpu_mem_used_p50_bytes", "gpu_mem_used_p95_bytes", "resumed_trials",
+    # the sampler's own cost (bench.sampler.Sampler.cost); absent in files written before it
+    "sampler_cpu_s", "sampler_wall_s", "sampler_cpu_share", "sampler_samples", "sampler_interval_s",
 )
 _SUMMARY_SPREADS = ("trial_wall_s", "startup_s")
 _SAMPLE_NUMBERS = (
     "t", "tree_cpu_s", "tree_rss_bytes", "tree_uss_bytes", "processes", "sys_mem_used_bytes", "sys_mem_total_bytes",
 )
-_MACHINE_STRINGS = ("label", "hostname", "cpu", "os", "python")
-_MACHINE_NUMBERS = ("physical_cores", "logical_cores", "usable_cores", "os_cpu_count", "ram_bytes")
+_MACHINE_STRINGS = (
+    "label", "hostname", "cpu", "os", "platform", "python", "python_implementation", "executable", "tensorflow",
+    "keras", "numpy", "xpubench", "gpu_status", "cuda_visible_devices",
+)
+_MACHINE_NUMBERS = ("physical_cores", "logical_cores", "usable_cores", "os_cpu_count", "ram_bytes", "cpu_mhz_max")
+_MACHINE_OBJECTS = ("energy", "thread_env", "tensorflow_build")
+_CALIBRATION_NUMBERS = ("matmul_gflops", "matmul_gflops_all_cores", "matmul_gflops_1thread", "usable_cores",
+                        "load_avg_1m")
+
+
+def max_file_bytes() -> int:
+    """The largest result file a load accepts: 256 MiB, or ``XPUBENCH_MAX_RESULT_MB`` MiB.
+
+    Raises:
+        UsageError: the variable is set to something other than a positive number.
+    """
+    text = os.environ.get(ENV_MAX_MB, "").strip()
+    if not text:
+        return MAX_FILE_BYTES
+    try:
+        mb = float(text)
+    except ValueError:
+        mb = math.nan
+    if not (0 < mb < 2**40):
+        raise UsageError(f"bad {ENV_MAX_MB} {text[:40]!r} (expected a positive number of MiB, e.g. 1024)")
+    return int(mb * 2**20)
+
+
+def _where(path: tuple) -> str:
+    """``("runs", 0, "trials", 3, "extra")`` -> ``runs[0].trials[3].extra`` (each key cut to 40 chars)."""
+    out = ""
+    for key in path:
+        if isinstance(key, int):
+            out += f"[{key}]"
+        else:
+            key = str(key)
+            out += ("." if out else "") + (key if len(key) <= 40 else key[:39] + "…")
+    return out or "top level"
+
+
+def _tree_problem(value: Any) -> str | None:
+    """What is wrong with one value of a document (not looking inside), or None."""
+    t = type(value)
+    if t is int:
+        if -MAX_INT <= value < MAX_INT:
+            return None
+        digits = int(value.bit_length() * 0.30103) + 1
+        return f"a whole number of about {digits} digits is out of range (at most 19 digits)"
+    if t is float:
+        if -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE:
+            return None
+        if math.isnan(value):
+            return "NaN is not a number"
+        return f"number {value:.3g} is out of range (at most ±{MAX_MAGNITUDE:.0e})"
+    if t is str or t is bool or value is None:
+        return None
+    return f"{t.__name__} is not a JSON value"
+
+
+def check_tree(doc: Any, source: str, max_depth: int = MAX_DEPTH) -> None:
+    """Checks every value of a parsed JSON document against the bounds every consumer relies on.
+
+    Objects and lists nest at most ``max_depth`` levels; whole numbers fit in 64 bits; other
+    numbers are finite and within ±MAX_MAGNITUDE; object keys are strings. One iterative pass
+    (no recursion, whatever the depth); a second pass only to name the place of a problem.
+
+    Args:
+        doc: What ``json.loads`` returned (or any Python value).
+        source: The file name used in error messages.
+
+    Raises:
+        ResultFileError: ``SOURCE: runs[0].trials[2].extra.x: ...``.
+    """
+    stack = [(doc, 0)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        value, depth = pop()
+        t = type(value)
+        if t is dict or t is list:
+            if depth >= max_depth:
+                break
+            if t is dict:
+                for k, v in value.items():
+                    if type(k) is not str:
+                        break
+                    push((v, depth + 1))
+                else:
+                    continue
+                break
+            for v in value:
+                push((v, depth + 1))
+        elif t is not str and _tree_problem(value) is not None:
+            break
+    else:
+        return
+    _locate_problem(doc, source, max_depth)
+
+
+def _locate_problem(doc: Any, source: str, max_depth: int) -> None:
+    stack = [(doc, ())]
+    while stack:
+        value, path = stack.pop()
+        t = type(value)
+        if t is dict or t is list:
+            if len(path) >= max_depth:
+                raise ResultFileError(f"{source}: {_where(path[:8])}…: nested deeper than {max_depth} levels")
+            if t is dict:
+                for k, v in value.items():
+                    if type(k) is not str:
+                        raise ResultFileError(f"{source}: {_where(path)}: key {str(k)[:40]!r} is not a string")
+                    stack.append((v, path + (k,)))
+            else:
+                stack.extend((v, path + (i,)) for i, v in enumerate(value))
+            continue
+        problem = _tree_problem(value)
+        if problem is not None:
+            raise ResultFileError(f"{source}: {_where(path)}: {problem}")
+    raise ResultFileError(f"{source}: invalid document")  # pragma: no cover - the first pass found a problem
 
 
 def _is_num(value: Any) -> bool:
@@ -253,7 +335,7 @@ class _Checker:
     """Field access that raises ResultFileError naming the file, the place and the problem."""
 
     def __init__(self, source: str):
-        self.source = source
+        self.source = printable(source)  # a path of any length shows as at most ~200 characters
 
     def fail(self, where: str, what: str) -> ResultFileError:
         return ResultFileError(f"{self.source}: {where}: {what}")
@@ -306,7 +388,8 @@ class _Checker:
 
 def _tname(types) -> str:
     types = types if isinstance(types, tuple) else (types,)
-    names = {dict: "an object", list: "a list", str: "a string", int: "a number", float: "a number", bool: "true/false"}
+    names = {dict: "an object", list: "a list", str: "a string", int: "a number", float: "a number", bool: "true/false",
+             type(None): "null"}
     return " or ".join(dict.fromkeys(names.get(t, t.__name__) for t in types))
 
 
@@ -355,16 +438,7 @@ def _trial_from(d: Any, c: _Checker, where: str) -> TrialRecord:
 
 def _summary_from(d: Mapping, c: _Checker, where: str) -> dict:
     summary = c.get(d, "summary", dict, where, None) or {}
-    w = where + ".summary"
-    c.numbers(summary, _SUMMARY_NUMBERS, w)
-    c.get(summary, "throughput_unit", str, w, None)
-    for key in _SUMMARY_SPREADS:
-        spread = c.get(summary, key, dict, w, None)
-        if spread:
-            c.numbers(spread, list(spread), f"{w}.{key}")
-    failures = c.get(summary, "failures", dict, w, None)
-    if failures:
-        c.numbers(failures, list(failures), f"{w}.failures")
+    check_summary(summary, c, where + ".summary")
     return summary
 
 
@@ -383,11 +457,14 @@ def _run_from(d: Any, c: _Checker, where: str) -> RunRecord:
     seen: set[str] = set()
     for i, t in enumerate(records):
         if t.id in seen:
-            raise c.fail(f"{where}.trials[{i}]", f"duplicate trial id {t.id!r}")
+            raise c.fail(f"{where}.trials[{i}]", f"duplicate trial id {t.id[:100]!r}")
         seen.add(t.id)
     samples = c.list_of(d, "samples", dict, where)
     for i, s in enumerate(samples):
-        c.numbers(s, _SAMPLE_NUMBERS, f"{where}.samples[{i}]")
+        w = f"{where}.samples[{i}]"
+        c.get(s, "t", _NUM, w, 0.0)  # a sample's time is a number (missing: 0), never null
+        c.numbers(s, _SAMPLE_NUMBERS, w)
+        c.list_of(s, "cpu_percent", _NUM + (type(None),), w)
     return RunRecord(
         workload=c.get(d, "workload", str, where),
         size=c.get(d, "size", str, where),
@@ -407,6 +484,58 @@ def _run_from(d: Any, c: _Checker, where: str) -> RunRecord:
     )
 
 
+def check_machine(machine: Mapping, c: "_Checker", where: str = "machine") -> None:
+    """Checks the fingerprint fields a report or the memory guard reads (strings, numbers, calibration).
+
+    Args:
+        machine: A result's ``machine`` object (or pytest-benchmark's ``machine_info.xpubench``).
+        c: The checker of the file.
+        where: Its place in the file, for messages.
+    """
+    for key in _MACHINE_STRINGS:
+        c.get(machine, key, str, where, None)
+    c.numbers(machine, _MACHINE_NUMBERS, where)
+    c.list_of(machine, "gpus", (dict, str), where)
+    c.list_of(machine, "tensorflow_devices", str, where)
+    for key in _MACHINE_OBJECTS:
+        c.get(machine, key, dict, where, None)
+    cal = c.get(machine, "calibration", dict, where, None)
+    if cal:
+        w = f"{where}.calibration"
+        c.numbers(cal, _CALIBRATION_NUMBERS, w)
+        c.get(cal, "measured_at", str, w, None)
+        eff = c.get(cal, "parallel_efficiency", (dict, list), w, None)
+        if isinstance(eff, dict):
+            c.numbers(eff, list(eff), f"{w}.parallel_efficiency")
+        elif isinstance(eff, list):
+            for i, point in enumerate(c.list_of(cal, "parallel_efficiency", dict, w)):
+                c.numbers(point, ("processes", "efficiency"), f"{w}.parallel_efficiency[{i}]")
+
+
+def check_summary(summary: Mapping, c: "_Checker", where: str) -> None:
+    """Checks a run's summary: every figure a number or null, spreads and failure counts objects of numbers.
+
+    Args:
+        summary: A run's ``summary`` object.
+        c: The checker of the file.
+        where: Its place in the file, for messages.
+    """
+    c.numbers(summary, _SUMMARY_NUMBERS, where)
+    c.get(summary, "throughput_unit", str, where, None)
+    for key in _SUMMARY_SPREADS:
+        spread = c.get(summary, key, dict, where, None)
+        if spread:
+            c.numbers(spread, list(spread), f"{where}.{key}")
+    failures = c.get(summary, "failures", dict, where, None)
+    if failures:
+        c.numbers(failures, list(failures), f"{where}.failures")
+
+
+def checker(source: str) -> "_Checker":
+    """The field checker for one file (its errors name ``source``), for other loaders of result data."""
+    return _Checker(source)
+
+
 def from_dict(doc: Any, source: str = "<result>") -> Result:
     """Validates a parsed JSON document and builds a Result.
 
@@ -417,9 +546,11 @@ def from_dict(doc: Any, source: str = "<result>") -> Result:
     Raises:
         ResultFileError: naming the source and the first thing wrong.
     """
+    source = printable(source)
     c = _Checker(source)
     if not isinstance(doc, dict):
         raise c.fail("top level", f"expected a JSON object, got {_jname(doc)}")
+    check_tree(doc, source)
     if "schema" not in doc or "runs" not in doc:
         hint = " (it looks like pytest-benchmark JSON)" if "benchmarks" in doc else ""
         raise c.fail("top level", f"not an xpubench result file (no 'schema'/'runs'){hint}")
@@ -436,10 +567,7 @@ def from_dict(doc: Any, source: str = "<result>") -> Result:
         raise c.fail("tool", f"written by {name!r:.60}, not {TOOL}")
     c.get(tool, "version", str, "tool", None)
     machine = c.get(doc, "machine", dict, "top level")
-    for key in _MACHINE_STRINGS:
-        c.get(machine, key, str, "machine", None)
-    c.numbers(machine, _MACHINE_NUMBERS, "machine")
-    c.get(machine, "gpus", list, "machine", None)
+    check_machine(machine, c)
     runs = c.get(doc, "runs", list, "top level")
     return Result(
         schema=schema,
@@ -464,53 +592,78 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def loads(text: str, source: str = "<result>") -> Result:
-    """Parses and validates the text of a result file.
+def parse(data: str | bytes, source: str = "<result>") -> Any:
+    """The JSON document of a file's text or bytes (not yet validated as a result: see :func:`from_dict`).
 
     Args:
-        text: The file's text.
+        data: The file's content (bytes are decoded as UTF-8; a leading byte-order mark is dropped).
         source: The file name used in error messages.
 
     Raises:
-        ResultFileError: empty, not JSON (truncated?), or invalid as a result.
+        ResultFileError: empty, not UTF-8, not JSON (truncated?), NaN/Infinity, nested too deeply.
     """
-    if not text.strip():
+    source = printable(source)
+    if isinstance(data, (bytes, bytearray)):
+        if data.startswith(b"\xef\xbb\xbf"):  # tolerate the byte-order mark some editors add
+            data = data[3:]
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ResultFileError(f"{source}: not a text file (not UTF-8)") from None
+    if not data.strip():
         raise ResultFileError(f"{source}: empty file")
     try:
-        doc = json.loads(text, parse_constant=_no_constants, parse_float=_finite_float)
+        return json.loads(data, parse_constant=_no_constants, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
         raise ResultFileError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno}; truncated?)") from None
     except ValueError as exc:  # NaN/Infinity, a number out of range, an integer with too many digits
         raise ResultFileError(f"{source}: not valid JSON ({str(exc)[:100]})") from None
     except RecursionError:
         raise ResultFileError(f"{source}: JSON nested too deeply") from None
-    return from_dict(doc, source)
+
+
+def loads(text: str | bytes, source: str = "<result>") -> Result:
+    """Parses and validates the text of a result file.
+
+    Args:
+        text: The file's text (or bytes).
+        source: The file name used in error messages.
+
+    Raises:
+        ResultFileError: empty, not JSON (truncated?), or invalid as a result.
+    """
+    return from_dict(parse(text, source), source)
+
+
+def read(path: str | os.PathLike) -> bytes:
+    """The bytes of an input file: a regular file (not a FIFO, device or directory) within the size limit.
+
+    Args:
+        path: The file.
+
+    Raises:
+        ResultFileError: missing, not a regular file, too large (``XPUBENCH_MAX_RESULT_MB``), unreadable.
+    """
+    limit = max_file_bytes()
+    try:
+        return read_regular(path, limit)
+    except ResultFileError as exc:
+        if "too large" in str(exc):
+            raise ResultFileError(f"{exc} (set {ENV_MAX_MB} to read larger files)") from None
+        raise
 
 
 def load(path: str | os.PathLike) -> Result:
     """Reads and validates a result file. Never executes anything from the file.
 
+    Only a regular file is opened (never a FIFO or a device such as ``/dev/zero``, also not through
+    a link), and only up to :func:`max_file_bytes`.
+
     Args:
         path: An xpubench result file.
 
     Raises:
-        ResultFileError: the file is missing, unreadable, corrupt, of another tool or a newer schema.
+        ResultFileError: the file is missing, not a regular file, too large, unreadable, corrupt,
+            of another tool or a newer schema.
     """
-    path = Path(path)
-    try:
-        if path.is_file() and path.stat().st_size > MAX_FILE_BYTES:
-            raise ResultFileError(f"{path}: too large for a result file ({path.stat().st_size} bytes)")
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ResultFileError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ResultFileError(f"{path}: is a directory, not a result file") from None
-    except OSError as exc:
-        raise ResultFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if raw.startswith(b"\xef\xbb\xbf"):  # tolerate the byte-order mark some editors add
-        raw = raw[3:]
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ResultFileError(f"{path}: not a text file (not UTF-8)") from None
-    return loads(text, str(path))
+    return loads(read(path), str(path))

@@ -30,12 +30,13 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 from bench import childenv, memguard, results
 from bench.devices import get_device
 from bench.engines import get_engine
-from bench.errors import ResultWriteError, UsageError
+from bench.errors import ResultWriteError, UsageError, shown
 from bench.machine import fingerprint
 from bench.ratios import summarize, tree_cpu_seconds
 from bench.results import Result, RunRecord, TrialError, TrialRecord
+from bench.safefile import claim_new
 from bench.ratios import speedup_over_cpu
-from bench.sampler import DEFAULT_INTERVAL_S, Sampler
+from bench.sampler import DEFAULT_INTERVAL_S, Sampler, check_interval, merge_sampler_cost
 from bench.strategy import Strategy, make_strategies
 from bench.workload import Workload, get_workload, trial_seed
 
@@ -99,19 +100,23 @@ def check_out_dir(out: str | os.PathLike) -> Path:
         UsageError: naming the path and what is wrong with it.
     """
     path = Path(out)
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"output path {str(path)!r} is a file, not a directory (give a directory with --out)")
-    probe = path
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
+    try:
+        exists = path.exists()
+        probe = path
+        while not probe.exists():
+            if probe.parent == probe:
+                break
+            probe = probe.parent
+    except OSError as exc:  # a name too long, a loop of links...
+        raise UsageError(f"cannot use output directory {shown(path)} ({exc.strerror or exc})") from None
+    if exists and not path.is_dir():
+        raise UsageError(f"output path {shown(path)} is a file, not a directory (give a directory with --out)")
     if probe.exists() and not probe.is_dir():
-        raise UsageError(f"cannot create output directory {str(path)!r}: {str(probe)!r} is a file")
+        raise UsageError(f"cannot create output directory {shown(path)}: {shown(probe)} is a file")
     if not os.access(probe, os.W_OK | os.X_OK):
         if probe == path:
-            raise UsageError(f"output directory {str(path)!r} is not writable")
-        raise UsageError(f"cannot create output directory {str(path)!r}: {str(probe)!r} is not writable")
+            raise UsageError(f"output directory {shown(path)} is not writable")
+        raise UsageError(f"cannot create output directory {shown(path)}: {shown(probe)} is not writable")
     return path
 
 
@@ -125,30 +130,71 @@ def prepare_out_dir(out: str | os.PathLike) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UsageError(f"cannot create output directory {str(path)!r} ({exc.strerror or exc})") from None
+        raise UsageError(f"cannot create output directory {shown(path)} ({exc.strerror or exc})") from None
     if not os.access(path, os.W_OK | os.X_OK):  # pragma: no cover - checked above
-        raise UsageError(f"output directory {str(path)!r} is not writable")
+        raise UsageError(f"output directory {shown(path)} is not writable")
     return path
+
+
+NAME_LABEL_BYTES = 64  # of a label in a result file's name (UTF-8); the whole label stays in the file
+
+
+def name_part(text: str, limit: int = NAME_LABEL_BYTES) -> str:
+    """``text`` made safe for a file name: letters, digits, ``-_.`` kept, anything else ``_``.
+
+    No ``/``, no control character, no leading ``.``; at most ``limit`` UTF-8 bytes. A text that
+    had to be cut ends in ``~`` and 8 hex digits of its SHA-256, so two long labels that differ
+    only after the cut still get different names.
+
+    Args:
+        text: A label (or any text) to put into a file name.
+        limit: The most UTF-8 bytes returned (at least 16).
+    """
+    import hashlib
+
+    safe = "".join(c if (c.isalnum() and c.isprintable()) or c in "-_." else "_" for c in str(text)).lstrip(".")
+    if len(safe.encode("utf-8")) <= limit:
+        return safe
+    digest = hashlib.sha256(str(text).encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    room, kept = limit - 9, []
+    for c in safe:
+        room -= len(c.encode("utf-8"))
+        if room < 0:
+            break
+        kept.append(c)
+    return "".join(kept) + "~" + digest
 
 
 def result_path(out_dir: Path, workload: str, size: str, label: str | None = None) -> Path:
-    """A new file name in ``out_dir``: ``WORKLOAD-SIZE-STAMP[-LABEL].json``, never an existing one.
+    """Claims a new result file in ``out_dir``: ``WORKLOAD-SIZE-STAMP[-LABEL].json`` (else ``...-2.json``...).
+
+    The name is claimed atomically (:func:`bench.safefile.claim_new`: an empty file created with
+    ``O_CREAT | O_EXCL``), so sweeps started at the same second into one directory with the same
+    label each get their own file; nothing existing is ever replaced. The label part of the name
+    is :func:`name_part` of the label (bounded and sanitised); the full label is in the file.
 
     Args:
-        out_dir: The output directory.
+        out_dir: The output directory (it exists).
         workload: Workload name.
         size: Workload size.
         label: Machine label, if given.
+
+    Returns:
+        The claimed (empty) file; write the result over it with :func:`bench.results.save`.
+
+    Raises:
+        FileWriteError: the directory does not accept a new file.
     """
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    stem = f"{workload}-{size}-{stamp}" + (f"-{label}" if label else "")
-    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)
-    path = out_dir / f"{stem}.json"
-    n = 1
-    while path.exists():
-        n += 1
-        path = out_dir / f"{stem}-{n}.json"
-    return path
+    stem = f"{name_part(workload, 40)}-{name_part(size, 16)}-{stamp}" + (f"-{name_part(label)}" if label else "")
+    return claim_new(out_dir, stem, ".json")
+
+
+def _is_empty(path: Path) -> bool:
+    try:
+        return os.stat(path).st_size == 0
+    except OSError:
+        return False
 
 
 def workload_ref(workload: Workload) -> str:
@@ -301,7 +347,7 @@ class Sweep:
         self.configs = self.workload.checked_trials(size, self.options)
         self.strategies = list(strategies)
         self.trial_timeout = trial_timeout
-        self.sample_interval = sample_interval
+        self.sample_interval = check_interval(sample_interval, "sample_interval")
         self.on_event = on_event or (lambda kind, **info: None)
         self.resume_from = resume_from
         self.engine = engine
@@ -325,7 +371,10 @@ class Sweep:
             self.history += [(f"in {path or 'the resumed file'}", r) for r in resume_from.runs]
         self._preflight_memory()
         prepare_out_dir(out)
-        self.path = Path(path) if path else result_path(out, self.workload.name, size, label)
+        self._out, self._label = out, label
+        # a new file's name is claimed when the sweep starts (run()), not here: a suite builds every
+        # sweep before it runs any, and an interrupted suite must not leave empty files behind
+        self.path: Path | None = Path(path) if path else None
         self.result = Result(
             machine=machine,
             created=resume_from.created if resume_from is not None and resume_from.created else _now(),
@@ -333,6 +382,7 @@ class Sweep:
             command=tuple(command if command is not None else sys.argv),
             decisions=tuple(resume_from.decisions) + decisions if resume_from is not None else (self._identity(),),
         )
+        self._claimed: Path | None = None  # the new file claimed, until a result is in it
         self.runs: list[RunRecord] = []
         self._current: RunRecord | None = None  # the run in progress, as last written
         self._consumed: set[tuple] = set()  # keys of resumed runs whose replacement is in self.runs/_current
@@ -354,6 +404,8 @@ class Sweep:
     def _write(self, current: RunRecord | None = None, complete: bool = False) -> None:
         """Writes the whole result: carried-over runs, finished runs, the current one, then earlier runs
         of a resumed file that nothing has replaced yet (so an interrupt never drops them)."""
+        if self.path is None:
+            self._claim()
         pending = ()
         if self.resume_from is not None:
             carried = {r.key for r in self.carried}
@@ -362,11 +414,32 @@ class Sweep:
         self.result = self.result.replace(runs=runs, complete=complete)
         try:
             results.save(self.result, self.path)
-        except OSError as exc:
+        except OSError as exc:  # FileWriteError included (a full disk, not a regular file any more)
+            if self._claimed is not None and self._claimed == self.path and _is_empty(self.path):
+                self._unclaim()
+                raise ResultWriteError(
+                    f"cannot write result file {shown(self.path)} ({exc.strerror or exc}); nothing was written"
+                ) from None
             raise ResultWriteError(
-                f"cannot write result file {str(self.path)!r} ({exc.strerror or exc}); "
+                f"cannot write result file {shown(self.path)} ({exc.strerror or exc}); "
                 "it still holds the last complete write"
             ) from None
+        self._claimed = None  # it holds a result now: never removed
+
+    def _claim(self) -> None:
+        """Claims this sweep's new result file (see :func:`result_path`)."""
+        try:
+            self.path = self._claimed = result_path(self._out, self.workload.name, self.size, self._label)
+        except OSError as exc:
+            raise ResultWriteError(f"cannot create a result file in {shown(self._out)} ({exc.strerror or exc})") from None
+
+    def _unclaim(self) -> None:
+        """Removes the claimed file while it is still empty (nothing was ever written to it)."""
+        try:
+            os.unlink(self._claimed)
+        except OSError:
+            pass
+        self._claimed = None
 
     def _decide(self, record: Mapping[str, Any]) -> None:
         self.result = self.result.replace(decisions=self.result.decisions + (dict(record),))
@@ -517,6 +590,8 @@ class Sweep:
             SweepInterrupted: on Ctrl-C, after ending the workers and writing what finished.
             ResultWriteError: the result file could not be written (the last good copy stays).
         """
+        if self.path is None:
+            self._claim()
         self.on_event("sweep_start", total=self.total_trials, path=self.path, workload=self.workload.name, size=self.size)
         try:
             self._write()
@@ -644,7 +719,8 @@ class Sweep:
                         run, trials=tuple(trials), samples=tuple(sampler.samples), workers=tuple(pool.worker_facts),
                         status="running",
                     )
-                    partial = dataclasses.replace(partial, summary=self._summary(partial, t_end - t_compute, compute_offset))
+                    partial = dataclasses.replace(partial, summary={
+                        **self._summary(partial, t_end - t_compute, compute_offset), **sampler.cost()})
                     self._current = partial
                     self._consumed.add(self._key(strategy))
                     self._write(current=partial)
@@ -668,7 +744,8 @@ class Sweep:
         if status == "interrupted":
             done = {t.id for t in trials}
             notes += (f"interrupted: {len(todo) - len(done - set(kept))} of {len(self.configs)} trials not finished",)
-        run = dataclasses.replace(run, summary=self._summary(run, wall, compute_offset), notes=run.notes + notes)
+        run = dataclasses.replace(run, summary={**self._summary(run, wall, compute_offset), **sampler.cost()},
+                                  notes=run.notes + notes)
         if old is not None:
             run = self._merge_resumed(old, run, wall)
         if status == "interrupted":
@@ -702,6 +779,7 @@ class Sweep:
             vals = [v for v in (old.summary.get(key), summary.get(key)) if isinstance(v, (int, float))]
             summary[key] = max(vals, default=None)
         summary["resumed_trials"] = len(kept)
+        summary.update(merge_sampler_cost(old.summary, new.summary))
         summary["segments"] = [{"t0": 0.0, "wall_s": old_wall}, {"t0": shift, "wall_s": new_wall}]
         note = f"resumed: {len(kept)} trials kept from an earlier run ({old_wall:.1f} s), {len(new.trials) - len(kept)} run now"
         return dataclasses.replace(merged, samples=samples, summary=summary, notes=tuple(new.notes) + (note,))

@@ -23,13 +23,51 @@ from bench.energy import CpuEnergyMeter, Rapl, POWERCAP_ROOT
 from bench.nvml import nvml
 
 DEFAULT_INTERVAL_S = 0.5
+# Below this the sampler costs a large share of a core and slows the trials it measures
+# (at 1e-9 s it burnt a full core and made trials 2x slower).
+MIN_INTERVAL_S = 0.05
+
+
+def check_interval(value: float, what: str = "--sample-interval") -> float:
+    """Refuses a sampler interval below the floor :data:`MIN_INTERVAL_S` (or not a positive number).
+
+    Args:
+        value: Seconds between samples, as given.
+        what: How the caller names the setting in the message (option or argument name).
+
+    Returns:
+        The interval as a float.
+
+    Raises:
+        UsageError: ``--sample-interval 1e-09 is below the floor 0.05 s ...``.
+    """
+    from bench.errors import UsageError
+
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"bad {what} {value!r} (expected a number of seconds, at least {MIN_INTERVAL_S:g})") from None
+    if not v == v or v == float("inf") or v <= 0:
+        raise UsageError(f"bad {what} {value!r} (expected a number of seconds, at least {MIN_INTERVAL_S:g})")
+    if v < MIN_INTERVAL_S:
+        raise UsageError(
+            f"{what} {v:g} is below the floor {MIN_INTERVAL_S:g} s (sampling that often costs a large share "
+            f"of a core and slows the trials it measures; give at least {MIN_INTERVAL_S:g}, default {DEFAULT_INTERVAL_S:g})"
+        )
+    return v
 
 
 class Sampler:
     """Samples per-core CPU %, process-tree CPU time and memory, system memory and GPUs.
 
+    Its own cost is measured: :attr:`overhead_cpu_s` is the CPU time of the sampler thread (read
+    with ``time.thread_time()`` inside it, waits and wake-ups included) plus what ``start()`` and
+    the final sample in ``stop()`` cost the caller's thread; :meth:`cost` gives the summary fields.
+    The sampler runs in this process, so that CPU time is part of the tree's ``tree_cpu_s``.
+
     Args:
-        interval: Seconds between samples (default 0.5: about 1 % of one core).
+        interval: Seconds between samples (default 0.5: about 1 % of one core), at least
+            :data:`MIN_INTERVAL_S`.
         root_pid: The tree's root (default: this process); every descendant is included.
         gpu: Also sample NVML (lazily initialised; "unavailable" fields without a GPU).
         uss_every: Read USS (costlier: /proc/PID/smaps_rollup) every this many samples.
@@ -51,8 +89,8 @@ class Sampler:
         energy: bool = True,
         rapl_root: str | os.PathLike = POWERCAP_ROOT,
     ):
-        if not interval > 0:
-            raise ValueError(f"sampler interval must be > 0, got {interval!r}")
+        if not interval >= MIN_INTERVAL_S:
+            raise ValueError(f"sampler interval must be at least {MIN_INTERVAL_S} s, got {interval!r}")
         self.interval = float(interval)
         self.root = psutil.Process(root_pid or os.getpid())
         self.gpu = gpu
@@ -66,8 +104,10 @@ class Sampler:
         self._thread: threading.Thread | None = None
         self._t0 = 0.0
         self._n = 0
-        self._self_cpu0 = 0.0
-        self.overhead_cpu_s = 0.0
+        self._thread_cpu_s = 0.0  # CPU time of the sampler thread so far
+        self._caller_cpu_s = 0.0  # CPU time start() and the final sample took on the caller's thread
+        self._t_end: float | None = None
+        self._started = False
         self.gpu_indices = None if gpu_indices is None else [int(i) for i in gpu_indices]
         self.energy = energy
         self.rapl_root = rapl_root
@@ -76,10 +116,14 @@ class Sampler:
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> "Sampler":
+        c0 = time.thread_time()
         self._t0 = self.clock()
+        self._t_end = None
+        self._started = True
         psutil.cpu_percent(percpu=True)  # primes the per-core counters
         if self.energy and self._cpu_energy is None:
             self._cpu_energy = CpuEnergyMeter(Rapl(self.rapl_root))
+        self._caller_cpu_s += time.thread_time() - c0
         self._thread = threading.Thread(target=self._loop, name="xpubench-sampler", daemon=True)
         self._thread.start()
         return self
@@ -90,8 +134,36 @@ class Sampler:
             self._stop.set()
             self._thread.join()
             self._thread = None
+            c0 = time.thread_time()
             self._take()
+            self._caller_cpu_s += time.thread_time() - c0
+            self._t_end = self.clock()
         return self.samples
+
+    @property
+    def overhead_cpu_s(self) -> float:
+        """CPU seconds the sampler itself used so far (its thread, plus start and the final sample)."""
+        return self._thread_cpu_s + self._caller_cpu_s
+
+    def cost(self) -> dict:
+        """The sampler's own cost, as run-summary fields.
+
+        Returns:
+            ``sampler_cpu_s`` (CPU seconds it used), ``sampler_wall_s`` (seconds it ran),
+            ``sampler_cpu_share`` (``sampler_cpu_s / sampler_wall_s``: the fraction of one core it
+            kept busy; None before it ran), ``sampler_samples`` (samples taken) and
+            ``sampler_interval_s``.
+        """
+        end = self._t_end if self._t_end is not None else self.clock()
+        wall = max(0.0, end - self._t0) if self._started else 0.0
+        cpu = self.overhead_cpu_s
+        return {
+            "sampler_cpu_s": round(cpu, 6),
+            "sampler_wall_s": round(wall, 6),
+            "sampler_cpu_share": round(cpu / wall, 6) if wall > 0 else None,
+            "sampler_samples": len(self.samples),
+            "sampler_interval_s": self.interval,
+        }
 
     def __enter__(self) -> "Sampler":
         return self.start()
@@ -101,16 +173,21 @@ class Sampler:
         return False
 
     def _loop(self) -> None:
-        self._take()
-        due = self.clock()
-        while True:
-            due += self.interval
-            now = self.clock()
-            if due < now:  # fell behind (a slow read): skip missed slots, keep the phase
-                due += ((now - due) // self.interval + 1) * self.interval
-            if self._stop.wait(due - now):
-                return
+        c0 = time.thread_time()  # this thread's own CPU clock
+        try:
             self._take()
+            due = self.clock()
+            while True:
+                self._thread_cpu_s = time.thread_time() - c0
+                due += self.interval
+                now = self.clock()
+                if due < now:  # fell behind (a slow read): skip missed slots, keep the phase
+                    due += ((now - due) // self.interval + 1) * self.interval
+                if self._stop.wait(due - now):
+                    return
+                self._take()
+        finally:
+            self._thread_cpu_s = time.thread_time() - c0
 
     # ------------------------------------------------------------ one sample
 
@@ -126,7 +203,6 @@ class Sampler:
         return out
 
     def _take(self) -> None:
-        c0 = time.thread_time()
         self._n += 1
         want_uss = self._n % self.uss_every == 1 or self.uss_every == 1
         rss = uss = 0
@@ -167,4 +243,34 @@ class Sampler:
             nv = nvml()
             sample["gpus"] = nv.sample(self.gpu_indices) if nv.available else "unavailable"
         self.samples.append(sample)
-        self.overhead_cpu_s += time.thread_time() - c0
+
+
+SAMPLER_COST_KEYS = ("sampler_cpu_s", "sampler_wall_s", "sampler_cpu_share", "sampler_samples", "sampler_interval_s")
+
+
+def merge_sampler_cost(old: dict, new: dict) -> dict:
+    """The sampler-cost summary fields of a resumed run: the earlier part's and this part's added up.
+
+    Args:
+        old: The earlier run's summary (a file written before these fields existed has none).
+        new: This part's summary (from :meth:`Sampler.cost`; absent when nothing ran now).
+
+    Returns:
+        The ``sampler_*`` fields that at least one part recorded.
+    """
+
+    def num(d: dict, key: str) -> float | None:
+        v = d.get(key)
+        return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+    out: dict = {}
+    for key in ("sampler_cpu_s", "sampler_wall_s", "sampler_samples"):
+        parts = [v for v in (num(old, key), num(new, key)) if v is not None]
+        if parts:
+            out[key] = sum(parts)
+    if "sampler_cpu_s" in out and out.get("sampler_wall_s"):
+        out["sampler_cpu_share"] = round(out["sampler_cpu_s"] / out["sampler_wall_s"], 6)
+    interval = num(new, "sampler_interval_s") or num(old, "sampler_interval_s")
+    if interval is not None:
+        out["sampler_interval_s"] = interval
+    return out

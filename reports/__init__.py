@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from bench.errors import UsageError
+from bench.errors import UsageError, shown
 from bench.results import atomic_write_bytes, atomic_write_text
 
 __all__ = ["write_report", "compare", "build_report", "load_inputs"]
@@ -55,28 +55,34 @@ def build_report(inputs, prices=None, title=None, comparison_first=False, png_na
 def _check_output(output: str | os.PathLike) -> Path:
     path = Path(output)
     if path.is_dir():
-        raise UsageError(f"report output {str(path)!r} is a directory (give a file name such as report.html)")
+        raise UsageError(f"report output {shown(path)} is a directory (give a file name such as report.html)")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UsageError(f"cannot create directory for report {str(path)!r} ({exc.strerror})") from None
+        raise UsageError(f"cannot create directory for report {shown(path)} ({exc.strerror})") from None
     if not os.access(path.parent, os.W_OK | os.X_OK):
-        raise UsageError(f"cannot write report {str(path)!r} (directory not writable)")
+        raise UsageError(f"cannot write report {shown(path)} (directory not writable)")
     return path
 
 
 def _check_png_dir(png_dir: str | os.PathLike) -> Path:
     path = Path(png_dir)
     if path.exists() and not path.is_dir():
-        raise UsageError(f"--png-dir {str(path)!r} is a file, not a directory")
+        raise UsageError(f"--png-dir {shown(path)} is a file, not a directory")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UsageError(f"cannot create --png-dir {str(path)!r} ({exc.strerror})") from None
+        raise UsageError(f"cannot create --png-dir {shown(path)} ({exc.strerror})") from None
     return path
 
 
 def _write(report, output: Path, png_dir: Path | None) -> None:
+    from bench.safefile import check_target
+
+    # every target is checked before any is written: a device/FIFO/socket is never replaced
+    for path in [png_dir / f"{c.name}.png" for c in report.charts] if png_dir is not None else []:
+        check_target(path)
+    check_target(output)
     if png_dir is not None:
         for chart in report.charts:
             atomic_write_bytes(png_dir / f"{chart.name}.png", chart.png)
@@ -148,5 +154,7 @@ def compare(
         labels = inputs.labels
         title = f"xpubench comparison: {labels[0]} vs {', '.join(labels[1:])}"
         _write(build_report(inputs, prices=price_map, title=title, comparison_first=True), out, None)
-        print(f"report: {out}", file=file or sys.stdout)
+        from bench.text import printable
+
+        print(f"report: {printable(out)}", file=file or sys.stdout)
     return 0

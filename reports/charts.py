@@ -58,11 +58,10 @@ def slug(text: str) -> str:
 
 
 def _t(text, limit: int = 60) -> str:
-    """Text from a result file made safe for matplotlib (no math text) and short enough."""
-    s = str(text)
-    if len(s) > limit:
-        s = s[: limit - 1] + "…"
-    return s.replace("$", r"\$")
+    """Text from a result file made safe for matplotlib (no math text, control characters escaped) and short enough."""
+    from bench.text import printable
+
+    return printable(text, limit).replace("$", r"\$")
 
 
 def _figure(width: float, height: float, ncols: int = 1, nrows: int = 1, **kw):
@@ -278,22 +277,60 @@ def devices_chart(name: str, title: str, rows: pd.DataFrame) -> Chart:
 
 
 def predict_chart(rows: pd.DataFrame) -> Chart:
-    """Rows/s per predict mode on a log scale, with the ratio to per-row ``model.predict``."""
-    fig, axes = _figure(9, 0.42 * len(rows) + 1.8)
+    """Rows/s per predict mode on a log scale, with the ratio to per-row ``model.predict``.
+
+    Args:
+        rows: :func:`reports.predict.predict_frame` rows (``label``, ``strategy``, ``mode_label``,
+            ``rows_per_s``, ``ratio``, ``baseline``), fastest first; drawn with the fastest at the top.
+    """
+    from reports.predict import times
+
+    rows = rows.iloc[::-1]
+    fig, axes = _figure(11, 0.42 * len(rows) + 1.8)
     ax = axes[0][0]
     y = np.arange(len(rows))
     multi = rows["label"].nunique() > 1
     colors = [COLORS[1] if b else COLORS[0] for b in rows["baseline"]]
     ax.barh(y, rows["rows_per_s"], color=colors)
     for i, r in enumerate(rows.itertuples()):
-        text = f"  {r.rows_per_s:,.0f} rows/s" + (f"  ({r.ratio:,.1f}× per-row predict)" if ok(r.ratio) else "")
+        text = f"  {r.rows_per_s:,.0f} rows/s" + (f"  ({times(r.ratio)})" if ok(r.ratio) else "")
         ax.text(r.rows_per_s, i, text, va="center", fontsize=8)
     ax.set_xscale("log")
-    ax.set_xlim(right=float(rows["rows_per_s"].max()) * 200)
+    ax.set_xlim(right=float(rows["rows_per_s"].max()) * 3000)
     ax.set_yticks(y, [_t(f"{r.label}: {r.mode_label}" if multi else r.mode_label) for r in rows.itertuples()], fontsize=8)
-    ax.set_xlabel("rows per second (log scale); red = per-row model.predict baseline")
+    ax.set_xlabel("rows per second (log scale); (×) = over per-row model.predict, the red bar")
     ax.grid(axis="x", alpha=0.3, which="both")
-    return _chart("predict-modes", "predict_modes: rows/s per way of predicting", fig)
+    strategies = ", ".join(dict.fromkeys(_t(s) for s in rows["strategy"])) if "strategy" in rows else ""
+    return _chart("predict-modes", "predict_modes: rows/s per way of predicting" + (f" ({strategies})" if strategies else ""),
+                  fig)
+
+
+# ---------------------------------------------------------------- time to accuracy
+
+
+def time_to_accuracy_chart(name: str, title: str, curves: Sequence[tuple[str, Sequence[tuple[float, float]]]]) -> Chart:
+    """Accuracy reached vs training seconds, one line per trial (a point per epoch).
+
+    Args:
+        name: Chart file-name stem.
+        title: Chart title.
+        curves: ``(trial name, [(training seconds so far, accuracy), ...])`` per trial.
+    """
+    fig, axes = _figure(7, 4)
+    ax = axes[0][0]
+    for i, (label, points) in enumerate(curves):
+        xs = [float(x) for x, _ in points]
+        ys = [float(y) for _, y in points]
+        ax.plot(xs, ys, "o-", color=COLORS[i % len(COLORS)], label=_t(label))
+        for k, (x, y) in enumerate(zip(xs, ys)):
+            ax.annotate(f"epoch {k + 1}", (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    right = max((float(x) for _, points in curves for x, _ in points), default=1.0)
+    ax.set_xlabel("training seconds so far (held-out scoring excluded)")
+    ax.set_ylabel("held-out accuracy after the epoch")
+    ax.set_xlim(0, right * 1.18)  # room for the last epoch's label
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    return _chart(name, title, fig, dict(left=0.1, right=0.97, bottom=0.13, top=0.88))
 
 
 # ---------------------------------------------------------------- machines, cluster, timings
@@ -359,5 +396,5 @@ def timings_chart(rows: pd.DataFrame, limit: int = 40) -> Chart:
 
 __all__ = [
     "Chart", "cluster_chart", "cpu_wall_chart", "devices_chart", "machines_chart", "predict_chart",
-    "speedup_chart", "timeline_chart", "timings_chart", "slug",
+    "speedup_chart", "time_to_accuracy_chart", "timeline_chart", "timings_chart", "slug",
 ]

@@ -264,7 +264,8 @@ def timing_cells(
 
 
 def print_terminal(inputs: Inputs, prices: Mapping[str, float], file=None) -> None:
-    """Prints the comparison as rich tables (every string from a file shown as plain text, no markup).
+    """Prints the comparison as rich tables (every string from a file shown as plain text, no markup,
+    its control characters escaped and its length bounded by :func:`bench.text.printable`).
 
     Args:
         inputs: Loaded inputs (at least two machine labels).
@@ -275,15 +276,18 @@ def print_terminal(inputs: Inputs, prices: Mapping[str, float], file=None) -> No
     from rich.table import Table
     from rich.text import Text
 
+    from bench.text import printable
+
     labels = inputs.labels
     names = {lab: _letter(i) for i, lab in enumerate(labels)}
     width = shutil.get_terminal_size((160, 24)).columns
     console = Console(file=file or sys.stdout, width=max(width, 100), highlight=False, soft_wrap=False)
     for lab in labels:
         m = inputs.machine(lab)
-        files = ", ".join(s.path for s in inputs.sources if s.label == lab)
+        files = ", ".join(printable(s.path) for s in inputs.sources if s.label == lab)
         price = f", {money(prices[lab])}/hour" if lab in prices else ""
-        console.print(Text(f"{names[lab]} = {lab}: {m.get('cpu') or '?'}, {m.get('usable_cores') or m.get('logical_cores') or '?'} "
+        cores = m.get('usable_cores') or m.get('logical_cores') or '?'
+        console.print(Text(f"{names[lab]} = {printable(lab)}: {printable(m.get('cpu') or '?')}, {printable(cores)} "
                            f"usable cores{price} ({files})"))
     tables = []
     mt = machines_table(_frame(inputs), labels, prices)
@@ -293,15 +297,15 @@ def print_terminal(inputs: Inputs, prices: Mapping[str, float], file=None) -> No
     if len(tt):
         tables.append(("pytest-benchmark timings", *timing_cells(tt, labels, prices, names)))
     if not tables:
-        console.print(Text(f"no workload × strategy was measured on both {labels[0]} and another machine "
-                           f"({', '.join(labels)})"))
+        console.print(Text(f"no workload × strategy was measured on both {printable(labels[0])} and another machine "
+                           f"({', '.join(printable(lab) for lab in labels)})"))
         return
     for title, cols, rows in tables:
         t = Table(title=Text(title), show_lines=False)
         for i, c in enumerate(cols):
-            t.add_column(Text(c), justify="left" if i < 2 else "right", overflow="fold")
+            t.add_column(Text(printable(c)), justify="left" if i < 2 else "right", overflow="fold")
         for cells in rows:
-            t.add_row(*[Text(c if c else DASH) for c in cells])
+            t.add_row(*[Text(printable(c) if c else DASH) for c in cells])
         console.print(t)
     console.print(Text("'B vs A' > 1×: B is faster. Time/trial = wall / finished trials (trials overlap "
                        "when processes > 1)."))

@@ -6,6 +6,21 @@ import math
 from typing import Any
 
 DASH = "–"
+SHOWN_CHARS = 200  # the longest value a table cell shows (the full value stays in the result file)
+TEXT_CHARS = 1000  # the longest string anywhere in a report (paragraphs built from several values)
+ELLIPSIS = "…"
+
+
+def clip(value: Any, limit: int = SHOWN_CHARS) -> str:
+    """A string from a result file or the command line, as a report shows it: at most ``limit``
+    characters, a longer one cut and ending in ``…`` (a 200 MB label shows as 200 characters).
+
+    Args:
+        value: Anything (``str(value)`` is shown).
+        limit: The most characters returned (at least 1).
+    """
+    text = value if isinstance(value, str) else str(value)
+    return text if len(text) <= limit else text[: max(limit - 1, 0)] + ELLIPSIS
 
 
 def ok(value: Any) -> bool:

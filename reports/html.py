@@ -12,6 +12,8 @@ from typing import Any, Sequence
 
 import jinja2
 
+from reports import fmt
+
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
@@ -32,6 +34,11 @@ class Table:
     caption: str = ""
     numeric: Sequence[int] = ()
     note: str = ""
+
+    def __post_init__(self):
+        # every cell is bounded here, in one place (fmt.clip): a huge label or message from a
+        # result file shows as its first 200 characters and "…"
+        self.rows = [[fmt.clip(cell) if isinstance(cell, str) else cell for cell in row] for row in self.rows]
 
 
 @dataclasses.dataclass
@@ -55,14 +62,24 @@ class Section:
     notes: list[str] = dataclasses.field(default_factory=list)
 
 
+def _bounded(value: Any) -> Any:
+    """Every ``{{ value }}`` of the template: a string is cut to ``fmt.TEXT_CHARS`` (not the
+    template's own markup, not a chart's data URI), so no value from a file can blow up the page."""
+    if type(value) is str and len(value) > fmt.TEXT_CHARS and not value.startswith("data:image/"):
+        return fmt.clip(value, fmt.TEXT_CHARS)
+    return value
+
+
 def environment() -> jinja2.Environment:
-    """The report's jinja2 environment: autoescape on for every template, undefined names fail."""
+    """The report's jinja2 environment: autoescape on for every template, undefined names fail,
+    every string bounded (:func:`_bounded`)."""
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=_bounded,
     )
 
 

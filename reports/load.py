@@ -12,7 +12,7 @@ Every problem raises :class:`bench.errors.ResultFileError` naming the file and w
 from __future__ import annotations
 
 import dataclasses
-import json
+import hashlib
 import math
 import os
 import statistics
@@ -23,6 +23,8 @@ from typing import Any, Mapping, Sequence
 from bench import results
 from bench.errors import ResultFileError, UsageError
 from bench.results import SCHEMA, TrialRecord
+from bench.text import printable
+from reports import fmt
 
 XPUBENCH = "xpubench"
 PYTEST_BENCHMARK = "pytest-benchmark"
@@ -181,16 +183,25 @@ def mean_quality(trials: Sequence[TrialRecord]) -> dict[str, float]:
     return {k: statistics.fmean(v) for k, v in values.items() if v}
 
 
+def shown_name(value: Any) -> str:
+    """A name from a file (machine label, workload, device...) as a report shows and groups by it.
+
+    Whole up to ``fmt.SHOWN_CHARS`` characters; a longer one is cut and ends in ``~`` and 8 hex
+    digits of its SHA-256, so two long names stay apart. The file keeps the whole value; the
+    report never carries a 200 MB label into every row, chart and sentence.
+
+    Args:
+        value: The value (``str(value)`` is used).
+    """
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= fmt.SHOWN_CHARS:
+        return text
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return fmt.clip(text, fmt.SHOWN_CHARS - 9) + "~" + digest
+
+
 def _fail(source: str, where: str, what: str) -> ResultFileError:
-    return ResultFileError(f"{source}: {where}: {what}")
-
-
-def _sniff(path: Path) -> Any:
-    """The parsed JSON of a file, or None when it cannot be read or parsed (the loader says why)."""
-    try:
-        return json.loads(path.read_bytes().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
-        return None
+    return ResultFileError(f"{printable(source)}: {where}: {what}")
 
 
 # ---------------------------------------------------------------- xpubench results
@@ -205,7 +216,7 @@ def from_result(result: results.Result, path: str, order: int = 0) -> Source:
         order: Position of its first run among all runs loaded.
     """
     machine = dict(result.machine)
-    label = str(machine.get("label") or Path(path).stem)
+    label = shown_name(machine.get("label") or Path(path).stem)
     runs = []
     for i, r in enumerate(result.runs):
         s = r.strategy
@@ -215,13 +226,13 @@ def from_result(result: results.Result, path: str, order: int = 0) -> Source:
                 file=path,
                 origin=XPUBENCH,
                 label=label,
-                workload=r.workload,
-                size=r.size,
-                device=str(s.get("device")),
+                workload=shown_name(r.workload),
+                size=shown_name(r.size),
+                device=shown_name(s.get("device")),
                 processes=int(s["processes"]),
                 threads=threads if isinstance(threads, int) and not isinstance(threads, bool) else None,
-                engine=str(s.get("engine") or "local"),
-                status=r.status,
+                engine=shown_name(s.get("engine") or "local"),
+                status=shown_name(r.status),
                 skipped=r.skipped,
                 summary=dict(r.summary),
                 quality=mean_quality(r.trials),
@@ -266,7 +277,7 @@ def _pb_run(xb: Any, bench: Mapping, path: str, where: str, label: str, created:
         raise _fail(path, where, "should be an object")
     schema = xb.get("schema", 1)
     if not isinstance(schema, int) or isinstance(schema, bool) or schema < 1:
-        raise _fail(path, where, f"field 'schema' should be a positive integer, got {schema!r}")
+        raise _fail(path, where, f"field 'schema' should be a positive integer, got {schema!r:.40}")
     if schema > SCHEMA:
         raise _fail(path, where, f"schema {schema} is newer than this xpubench reads ({SCHEMA}): upgrade xpubench")
     for key in ("workload", "strategy"):
@@ -279,10 +290,18 @@ def _pb_run(xb: Any, bench: Mapping, path: str, where: str, label: str, created:
         raise _fail(path, where, "field 'strategy' should be an object")
     processes = strategy.get("processes")
     if not isinstance(processes, int) or isinstance(processes, bool) or processes < 1:
-        raise _fail(path, where + ".strategy", f"field 'processes' should be a positive number, got {processes!r}")
+        raise _fail(path, where + ".strategy", f"field 'processes' should be a positive number, got {processes!r:.40}")
     for key, typ in (("summary", dict), ("quality", dict), ("data", dict)):
         if key in xb and not isinstance(xb[key], typ):
             raise _fail(path, where, f"field '{key}' should be an object")
+    c = results.checker(path)
+    results.check_summary(xb.get("summary") or {}, c, where + ".summary")
+    for key in ("size", "status", "skipped"):
+        c.get(xb, key, str, where, None)
+    for key in ("device", "engine"):
+        c.get(strategy, key, str, where + ".strategy", None)
+    if strategy.get("threads_per_process") is not None:
+        c.count(strategy, "threads_per_process", where + ".strategy", minimum=1)
     summary = dict(xb.get("summary") or {})
     stats = bench.get("stats") or {}
     if _num(summary.get("wall_s")) is None and _num(stats.get("mean")) is not None:
@@ -293,19 +312,19 @@ def _pb_run(xb: Any, bench: Mapping, path: str, where: str, label: str, created:
         file=path,
         origin=PYTEST_BENCHMARK,
         label=label,
-        workload=xb["workload"],
-        size=str(xb.get("size") or "?"),
-        device=str(strategy.get("device") or "cpu"),
+        workload=shown_name(xb["workload"]),
+        size=shown_name(xb.get("size") or "?"),
+        device=shown_name(strategy.get("device") or "cpu"),
         processes=processes,
         threads=threads if isinstance(threads, int) and not isinstance(threads, bool) else None,
-        engine=str(strategy.get("engine") or "local"),
-        status=str(xb.get("status") or "complete"),
+        engine=shown_name(strategy.get("engine") or "local"),
+        status=shown_name(xb.get("status") or "complete"),
         skipped=xb.get("skipped") if isinstance(xb.get("skipped"), str) else None,
         summary=summary,
         quality=quality,
         data=dict(xb.get("data") or {}),
         created=created,
-        name=str(bench.get("name", "")),
+        name=shown_name(bench.get("name", "")),
         order=order,
     )
 
@@ -321,6 +340,10 @@ def from_pytest_benchmark(doc: Mapping[str, Any], path: str, order: int = 0) -> 
     Raises:
         ResultFileError: naming the file and the first field that is missing or of the wrong type.
     """
+    if not isinstance(doc, dict):
+        raise _fail(path, "top level", "expected a JSON object")
+    results.check_tree(doc, printable(path))
+    c = results.checker(path)
     info = doc.get("machine_info")
     if not isinstance(info, dict):
         raise _fail(path, "top level", "missing field 'machine_info'" if info is None else "field 'machine_info' should be an object")
@@ -330,8 +353,10 @@ def from_pytest_benchmark(doc: Mapping[str, Any], path: str, order: int = 0) -> 
     xinfo = info.get(XPUBENCH)
     if xinfo is not None and not isinstance(xinfo, dict):
         raise _fail(path, "machine_info.xpubench", "should be an object")
+    if xinfo:
+        results.check_machine(xinfo, c, "machine_info.xpubench")
     machine = dict(xinfo) if xinfo else _machine_from_info(info)
-    label = str(machine.get("label") or info.get("node") or Path(path).stem)
+    label = shown_name(machine.get("label") or info.get("node") or Path(path).stem)
     machine["label"] = label
     created = str(doc.get("datetime") or "")
     runs, timings = [], []
@@ -347,6 +372,7 @@ def from_pytest_benchmark(doc: Mapping[str, Any], path: str, order: int = 0) -> 
             raise _fail(path, where, "missing field 'stats'" if stats is None else "field 'stats' should be an object")
         if _num(stats.get("mean")) is None:
             raise _fail(path, where + ".stats", "missing or non-numeric field 'mean'")
+        c.numbers(stats, ("median", "min", "max", "stddev", "rounds"), where + ".stats")
         extra = b.get("extra_info", {})
         if extra is None:
             extra = {}
@@ -360,9 +386,9 @@ def from_pytest_benchmark(doc: Mapping[str, Any], path: str, order: int = 0) -> 
             Timing(
                 file=path,
                 label=label,
-                name=name,
-                group=str(b.get("group") or ""),
-                fullname=str(b.get("fullname") or name),
+                name=shown_name(name),
+                group=shown_name(b.get("group") or ""),
+                fullname=shown_name(b.get("fullname") or name),
                 mean=float(stats["mean"]),
                 median=_num(stats.get("median")),
                 min=_num(stats.get("min")),
@@ -400,17 +426,16 @@ def load_file(path: str | os.PathLike, order: int = 0) -> Source:
         ResultFileError: one line naming the file and what is wrong (missing, not JSON, truncated,
             unknown format, newer schema, wrong field types).
     """
-    p = Path(path)
-    doc = _sniff(p)
+    # read once (a regular file within the size limit: never a FIFO or /dev/zero), parse once
+    doc = results.parse(results.read(path), str(path))
     if isinstance(doc, dict) and "benchmarks" in doc and "schema" not in doc and "runs" not in doc:
         return from_pytest_benchmark(doc, str(path), order)
     if isinstance(doc, dict) and "schema" not in doc and "runs" not in doc:
         raise ResultFileError(
-            f"{path}: unknown format: neither an xpubench result file (no 'schema'/'runs') "
+            f"{printable(path)}: unknown format: neither an xpubench result file (no 'schema'/'runs') "
             "nor pytest-benchmark JSON (no 'benchmarks')"
         )
-    # xpubench results (and every unreadable file: the loader says what is wrong)
-    return from_result(results.load(p), str(path), order)
+    return from_result(results.from_dict(doc, str(path)), str(path), order)
 
 
 def load_inputs(files: Sequence[str | os.PathLike], keep_going: bool = False, warn=None) -> Inputs:

@@ -15,10 +15,10 @@ import pandas as pd
 
 from reports.fmt import nbytes, ok, pct
 from reports.load import Inputs
-from reports.tables import measured
+from reports.tables import calibration, measured
+from reports.why import LOW_GPU_UTIL  # p50 % below which a GPU is reported as starved (one threshold)
 
 HEADROOM = 0.20  # fraction of RAM kept free for the OS, the parent process and page cache
-LOW_GPU_UTIL = 30.0  # p50 % below which a GPU is reported as starved
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,8 +86,10 @@ def _recommend_one(label: str, workload: str, size: str, g: pd.DataFrame, machin
                      "(run with --processes 1,2 or --device all)")
     elif int(best["processes"]) > 1 and ok(base_wall):
         sp = base_wall / float(best["wall"])
+        ceiling = calibration(machine)[0].get(int(best["processes"]))
+        against = f"; this machine's ceiling {pct(ceiling)}" if ceiling else ""
         parts.append(f"the fastest was {best['strategy']}, {sp:.2f}× the 1-process run "
-                     f"(efficiency {pct(sp / int(best['processes']))})")
+                     f"(efficiency {pct(sp / int(best['processes']))}{against})")
     elif int(best["processes"]) == 1 and len(local) > 1:
         other = local[local["processes"] > 1].sort_values("tph", ascending=False).iloc[0]
         sp = base_wall / float(other["wall"]) if ok(base_wall) else math.nan

@@ -12,19 +12,23 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
+from bench import ratios
 from bench.results import _version
 from reports import charts as ch
 from reports import fmt
 from reports.comparison import machines_table, table_cells, timing_cells, timings_table
+from reports.configs import ConfigTable, config_tables
+from reports.headline import NOISE_LIMIT, headlines, noise_between
 from reports.html import Section, Table, render
 from reports.load import PYTEST_BENCHMARK, Inputs, Run
 from reports.recommend import HEADROOM, recommend
 from reports.tables import (
-    calibration, cluster_frame, devices_frame, measured, predict_frame, runs_frame, scaling_frame, timings_frame,
+    calibration, cluster_frame, devices_frame, runs_frame, scaling_frame, timings_frame,
 )
+from reports import predict as pr
 
 MAX_TIMELINES = 12
-CV_LIMIT = 0.10
+CV_LIMIT = NOISE_LIMIT  # noise between measurements of the same thing above this is "unstable"
 
 
 @dataclasses.dataclass
@@ -173,17 +177,14 @@ def warnings_for(inputs: Inputs, df: pd.DataFrame) -> list[str]:
                        + (f" [{', '.join(kinds)}]" if kinds else "") + first)
         if r.data.get("source") == "synthetic":
             out.append(f"{where} used synthetic data, not the real dataset")
-    for row in df.itertuples():
-        if fmt.ok(row.cv) and row.cv > CV_LIMIT:
-            out.append(f"{row.workload} ({row.size}) {row.strategy} on {row.label}: unstable timings, "
-                       f"trial wall-time CV {fmt.pct(row.cv)} (> {fmt.pct(CV_LIMIT)})")
-    m = measured(df)
-    for key, g in m.groupby(["label", "workload", "size", "strategy"], sort=False):
-        if len(g) >= 2 and g["wall_s"].mean() > 0:
-            cv = g["wall_s"].std() / g["wall_s"].mean()
-            if cv > CV_LIMIT:
-                out.append(f"{key[1]} ({key[2]}) {key[3]} on {key[0]}: {len(g)} repeated runs vary by "
-                           f"CV {fmt.pct(cv)} (> {fmt.pct(CV_LIMIT)})")
+    groups: dict[tuple, list[Run]] = {}
+    for r in inputs.runs:
+        if r.status == "complete" and r.ok_trials:
+            groups.setdefault((r.label, r.workload, r.size), []).append(r)
+    for (label, workload, size), runs in groups.items():
+        noise = noise_between(runs)
+        if noise.get("measured") and noise["cv"] > CV_LIMIT:
+            out.append(f"{workload} ({size}) on {label}: unstable timings, {noise['what']} (> {fmt.pct(CV_LIMIT)})")
     for t in inputs.timings:
         if not t.has_xpubench and fmt.ok(t.stddev) and t.mean > 0 and t.stddev / t.mean > CV_LIMIT:
             out.append(f"{t.name} on {t.label}: unstable pytest-benchmark timing, CV {fmt.pct(t.stddev / t.mean)} "
@@ -218,25 +219,62 @@ def recommendations_section(df: pd.DataFrame, inputs: Inputs) -> Section | None:
     )
 
 
+def config_table_html(t: ConfigTable) -> Table:
+    """A per-configuration table (:mod:`reports.configs`) as a report table; its best named under it."""
+    note = " ".join([(" ".join(b[:1].upper() + b[1:] + "." for b in t.best)), t.note]).strip()
+    return Table(columns=list(t.columns), rows=[list(r) for r in t.rows], caption=t.title, numeric=t.numeric, note=note)
+
+
+def config_sections(inputs: Inputs, charts: _Charts) -> list[Section]:
+    """One section per workload with per-configuration tables (networks, cross-validation,
+    epochs), the best marked; the time-to-accuracy chart where epochs were scored."""
+    by_workload: dict[str, Section] = {}
+    for t in config_tables(inputs.runs):
+        sec = by_workload.get(t.workload)
+        if sec is None:
+            what = {"networks": "per network", "cv": "per configuration", "epochs": "per epoch"}[t.kind]
+            sec = by_workload[t.workload] = Section(id=f"configs-{ch.slug(t.workload)}",
+                                                    title=f"{t.workload}: {what}")
+        if t.curves:
+            sec.charts.append(charts.add(ch.time_to_accuracy_chart(
+                f"time-to-accuracy-{ch.slug(t.workload + '-' + t.label + '-' + t.strategy)}",
+                f"{t.workload} ({t.size}) on {t.label}, {t.strategy}: accuracy vs training seconds", t.curves)))
+        sec.tables.append(config_table_html(t))
+    return list(by_workload.values())
+
+
+def headline_blocks(inputs: Inputs) -> list[dict]:
+    """The headline blocks (:mod:`reports.headline`) for the template."""
+    return [{"title": h.title, "lines": list(h.lines), "why": list(h.why)} for h in headlines(inputs)]
+
+
 def scaling_sections(df: pd.DataFrame, inputs: Inputs, charts: _Charts) -> list[Section]:
     """A section per workload (speedup, efficiency, Amdahl fit, ceiling) and one of CPU/wall charts."""
     sc = scaling_frame(df, inputs)
     if sc.empty:
         return []
     speed, cpu = [], []
-    has_ceiling = sc["ceiling"].notna().any()
     has_gflops = sc["gflops"].notna().any()
     for workload, g in sc.groupby("workload", sort=False):
         multi_n = any(gg["processes"].nunique() > 1 for _, gg in g.groupby(["label", "size", "device"], sort=False))
-        intro = []
+        intro, notes = [], []
         for key, gg in g.groupby(["label", "size", "device"], sort=False):
             f = gg["serial_fraction"].iloc[0]
+            counts = sorted({int(n) for n in gg["processes"]} | ({1} if gg["speedup"].notna().any() else set()))
             if fmt.ok(f):
                 cap = f"at most {1 / f:.1f}× with any number of processes" if f > 0 else "no serial part found"
-                intro.append(f"{key[0]} / {key[2]} / {key[1]}: fitted Amdahl serial fraction {f:.2f} ({cap}).")
-        cols = ["machine", "size", "device", "processes", "runs", "wall", "speedup", "efficiency"]
-        if has_ceiling:
-            cols += ["machine ceiling", "efficiency vs ceiling"]
+                intro.append(f"{key[0]} / {key[2]} / {key[1]}: fitted Amdahl serial fraction {f:.2f} over "
+                             f"{len(counts)} process counts ({cap}).")
+            elif len(counts) > 1:
+                intro.append(f"{key[0]} / {key[2]} / {key[1]}: no Amdahl fit: it needs at least "
+                             f"{ratios.AMDAHL_MIN_COUNTS} distinct process counts and "
+                             f"{', '.join(map(str, counts))} were measured (one point would fit any curve); run "
+                             "with more counts, e.g. --processes 1,2,4, to estimate the serial fraction.")
+            if gg["ceiling"].isna().all():
+                notes.append(f"{key[0]}: this machine's parallel ceiling was not measured, so efficiency vs "
+                             "ceiling is not shown: run bench calibrate (under 10 s) before the sweep.")
+        cols = ["machine", "size", "device", "processes", "runs", "wall", "speedup", "efficiency",
+                "machine ceiling", "efficiency vs ceiling"]
         cols += ["CPU/wall (tree)", "CPU/wall per process", "throughput"]
         if has_gflops:
             cols += ["GFLOP/s", "share of peak"]
@@ -244,14 +282,14 @@ def scaling_sections(df: pd.DataFrame, inputs: Inputs, charts: _Charts) -> list[
         for r in g.itertuples():
             cells = [r.label, r.size, r.device, str(r.processes), str(r.n), fmt.seconds(r.wall_s), fmt.times(r.speedup),
                      fmt.pct(r.efficiency)]
-            if has_ceiling:
-                cells += [fmt.pct(r.ceiling), fmt.pct(r.eff_vs_ceiling)]
+            cells += [fmt.pct(r.ceiling), fmt.pct(r.eff_vs_ceiling)] if fmt.ok(r.ceiling) else ["not measured"] * 2
             cells += [fmt.num(r.cpu_wall_ratio), fmt.num(r.per_proc_ratio), f"{fmt.num(r.throughput)} {r.unit}"]
             if has_gflops:
                 cells += [fmt.num(r.gflops), fmt.pct(r.gflops_share)]
             rows.append(cells)
         table = Table(columns=cols, rows=rows, numeric=tuple(range(3, len(cols))))
-        sec = Section(id=f"scaling-{ch.slug(workload)}", title=f"Scaling: {workload}", intro=intro, tables=[table])
+        sec = Section(id=f"scaling-{ch.slug(workload)}", title=f"Scaling: {workload}", intro=intro, tables=[table],
+                      notes=list(dict.fromkeys(notes)))
         if multi_n:
             sec.charts.append(charts.add(ch.speedup_chart(workload, g)))
         else:
@@ -312,20 +350,64 @@ def devices_section(df: pd.DataFrame, charts: _Charts) -> Section | None:
 
 
 def predict_section(inputs: Inputs, charts: _Charts) -> Section | None:
-    """predict_modes rows/s per mode with the ratio to per-row predict; None without such runs."""
-    pf = predict_frame(inputs)
+    """predict_modes: every (mode, batch) per machine × size × strategy, shards, seed 000's chain.
+
+    Reads only what the trials declare (:mod:`reports.predict`); None without such runs.
+    """
+    pf = pr.predict_frame(inputs)
     if pf.empty:
         return None
+    complete = [r for r in inputs.runs if r.workload == pr.WORKLOAD and r.status == "complete"]
     sec = Section(id="predict-modes", title="predict_modes: rows per second",
-                  charts=[charts.add(ch.predict_chart(pf))])
-    multi = pf["label"].nunique() > 1
-    rows = [([r.label] if multi else []) + [r.mode_label, fmt.num(r.rows_per_s), fmt.times(r.ratio), fmt.num(r.rows)]
-            for r in pf.iloc[::-1].itertuples()]
-    off = 1 if multi else 0
-    sec.tables.append(Table(columns=(["machine"] if multi else []) + ["mode", "rows/s", "vs per-row predict", "rows timed"],
-                            rows=rows, numeric=(1 + off, 2 + off, 3 + off)))
-    if not pf["baseline"].any():
-        sec.notes.append("No per-row model.predict mode was found, so no ratios are shown.")
+                  intro=["Each row is one (mode, batch) as the trial declared it. Per-row modes are timed on the "
+                         "first rows of the table only ('rows in timed table'); fast modes repeat whole passes "
+                         "('rows predicted (all passes)'). × per-row model.predict is rows/s over the rows/s of the "
+                         "trial that declares itself the per-row model.predict baseline. At more than one process "
+                         "the other workers ran other trials at the same time, so those rates include that contention."])
+    for c in pr.chains(complete):
+        sec.intro.append(f"Seed 000's chain on {c['label']} ({c['size']}, {c['device']}), every step measured: "
+                         f"{c['text']}.")
+    keys = ["label", "size", "device", "model"]
+    lowest = pf[pf["processes"] == pf.groupby(keys, sort=False, dropna=False)["processes"].transform("min")]
+    chart = charts.add(ch.predict_chart(lowest))
+    sec.charts.append(chart)
+    numeric = (1, 2, 3, 4, 5, 6, 7)
+    for (label, size, strategy, model), g in pf.groupby(["label", "size", "strategy", "model"], sort=False, dropna=False):
+        rows = [[r.mode_label, fmt.plain(int(r.batch)) if fmt.ok(r.batch) else fmt.DASH, fmt.num(r.rows_per_s),
+                 fmt.num(r.ms_per_row), pr.times(r.ratio) + (" (baseline)" if r.baseline else ""),
+                 fmt.num(r.rows_timed), fmt.num(r.rows_predicted), fmt.num(r.passes)] for r in g.itertuples()]
+        caption = f"{label}: {model} model, {size}, {strategy}" + (f" ({int(g['runs'].max())} runs, median)"
+                                                                    if g["runs"].max() > 1 else "")
+        sec.tables.append(Table(caption=caption, rows=rows, numeric=numeric,
+                                columns=["mode", "batch", "rows/s", "ms per row", "× per-row model.predict",
+                                         "rows in timed table", "rows predicted (all passes)", "passes"]))
+        if not g["baseline_declared"].all():
+            sec.notes.append(f"{label} {size} {strategy}: these trials do not declare which mode is the per-row "
+                             "model.predict baseline (a result from an older xpubench), so no ratios are shown.")
+        elif not g["baseline"].any():
+            sec.notes.append(f"{label} {size} {strategy}: no per-row model.predict trial ran, so no ratios are shown.")
+    shard_rows = []
+    for r in complete:
+        whole = pr.whole_table(r.trials)
+        if whole is None:
+            continue
+        metric = (f"{whole['metric']} {whole['metric_value']:.6g}" if whole["metric"] and fmt.ok(whole["metric_value"])
+                  else fmt.DASH)
+        shard_rows.append([r.label, r.size, r.strategy, str(whole["shards"]), str(whole["concurrency"]),
+                           fmt.seconds(whole["window_s"]), fmt.num(whole["rows_per_s"]), metric])
+    for r in complete:
+        agreement = pr.agreement_text(pr.mode_rows(r))
+        if agreement:
+            sec.notes.append(f"{r.label} {r.size} {r.strategy}: {agreement}.")
+    if shard_rows:
+        sec.tables.append(Table(
+            caption="The whole table scored in shards (one trial per shard, batched model.evaluate)",
+            columns=["machine", "size", "strategy", "shards", "scored at once", "seconds measured",
+                     "rows/s of the whole table", "metric (whole table)"],
+            rows=shard_rows, numeric=(3, 4, 5, 6),
+            note="Rows/s of the whole table: rows all shards scored during the seconds in which the most shards "
+                 "were being scored at the same time, over those seconds (measured, not multiplied).",
+        ))
     return sec
 
 
@@ -404,6 +486,14 @@ def timings_section(inputs: Inputs, charts: _Charts) -> Section | None:
     )
 
 
+def noise_cell(noise) -> str:
+    """A run's recorded noise (``summary["noise"]``): ``CV up to 3 % (2 configs repeated)`` or ``not measured``."""
+    if isinstance(noise, dict) and noise.get("measured") and fmt.ok(noise.get("cv_max")):
+        n = noise.get("configs")
+        return f"CV up to {fmt.pct(noise['cv_max'])} ({int(n) if fmt.ok(n) else '?'} configs repeated)"
+    return "not measured"
+
+
 def runs_table(df: pd.DataFrame) -> Table:
     """Every run with its headline figures."""
     rows = []
@@ -411,16 +501,17 @@ def runs_table(df: pd.DataFrame) -> Table:
         gpu = (f"{fmt.pct(r.gpu_util_p50, 1)} / {fmt.pct(r.gpu_util_p95, 1)}" if fmt.ok(r.gpu_util_p50) else fmt.DASH)
         rows.append([
             r.label, f"{r.workload} ({r.size})", r.strategy, r.status + (f": {r.skipped}" if r.skipped else ""),
-            f"{r.ok_trials}/{r.trials}", fmt.seconds(r.wall_s), fmt.seconds(r.time_per_trial_s), fmt.pct(r.cv),
+            f"{r.ok_trials}/{r.trials}", fmt.seconds(r.wall_s), fmt.seconds(r.time_per_trial_s), noise_cell(r.noise),
             f"{fmt.num(r.throughput)} {r.unit}" if fmt.ok(r.throughput) else fmt.DASH, fmt.times(r.rec_speedup),
-            fmt.num(r.cpu_wall_ratio), fmt.nbytes(r.peak_worker_rss), fmt.nbytes(r.peak_tree_rss),
-            fmt.nbytes(r.peak_tree_uss), gpu, r.quality_text or fmt.DASH, r.data_source or fmt.DASH, r.file,
+            fmt.num(r.cpu_wall_ratio),
+            f"{100 * r.sampler_cpu_share:.1f} %" if fmt.ok(r.sampler_cpu_share) else fmt.DASH,
+            fmt.nbytes(r.peak_worker_rss), fmt.nbytes(r.peak_tree_rss), fmt.nbytes(r.peak_tree_uss), gpu, r.quality_text or fmt.DASH, r.data_source or fmt.DASH, r.file,
         ])
     return Table(
-        columns=["machine", "workload", "strategy", "status", "ok/trials", "wall", "time/trial", "trial CV",
-                 "throughput", "speedup", "CPU/wall", "peak worker RSS", "peak tree RSS", "peak tree USS",
-                 "GPU p50/p95", "quality", "data", "file"],
-        rows=rows, numeric=tuple(range(4, 15)),
+        columns=["machine", "workload", "strategy", "status", "ok/trials", "wall", "time/trial", "noise",
+                 "throughput", "speedup", "CPU/wall", "sampler CPU (of a core)", "peak worker RSS", "peak tree RSS",
+                 "peak tree USS", "GPU p50/p95", "quality", "data", "file"],
+        rows=rows, numeric=tuple(range(4, 16)),
     )
 
 
@@ -446,6 +537,7 @@ def build(inputs: Inputs, prices: Mapping[str, float] | None = None, title: str 
     sections = [comparison, recommendations_section(df, inputs)]
     if not comparison_first:
         sections.append(machines_section(df, inputs, prices, charts))
+    sections += config_sections(inputs, charts)
     sections += scaling_sections(df, inputs, charts)
     sections += [
         timeline_section(inputs, charts), devices_section(df, charts), predict_section(inputs, charts),
@@ -460,9 +552,10 @@ def build(inputs: Inputs, prices: Mapping[str, float] | None = None, title: str 
         "skipped_files": list(inputs.skipped),
         "data_used": data_used(inputs.runs),
         "warnings": warnings,
-        "warning_notes": (["Trial wall-time CV spans a run's different trial configurations, so it mixes "
-                           "their different costs with noise; repeated runs of one strategy measure noise alone."]
-                          if any("trial wall-time CV" in w for w in warnings) else []),
+        "warning_notes": ["Noise is measured only between measurements of the same thing (repeated runs of a "
+                          "strategy, or trials of an identical configuration), never across different "
+                          "configurations."],
+        "headline": headline_blocks(inputs),
         "sections": [s for s in sections if s is not None],
         "runs": runs_table(df),
     }

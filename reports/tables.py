@@ -21,7 +21,8 @@ RUN_COLUMNS = [
     "strategy", "status", "skipped", "trials", "ok_trials", "failed", "wall_s", "rec_speedup",
     "cpu_wall_ratio", "per_proc_ratio", "throughput", "unit", "trials_per_hour", "time_per_trial_s",
     "cv", "peak_worker_rss", "peak_tree_rss", "peak_tree_uss", "gpu_util_p50", "gpu_util_p95",
-    "quality_key", "quality", "quality_text", "data_source", "nodes", "samples_total", "gflops", "name",
+    "quality_key", "quality", "quality_text", "data_source", "nodes", "samples_total", "gflops", "name", "noise",
+    "sampler_cpu_share",
 ]
 
 
@@ -108,7 +109,7 @@ def run_row(run: Run) -> dict:
         "unit": str(s.get("throughput_unit") or "samples/s"),
         "trials_per_hour": (n_ok / wall * 3600.0) if n_ok and ok(wall) and wall > 0 else math.nan,
         "time_per_trial_s": _time_per_trial(run, wall, n_ok),
-        "cv": _f(spread.get("cv")),
+        "cv": _f(spread.get("cv")),  # spread across the run's configurations: not noise
         "peak_worker_rss": _f(s.get("peak_worker_rss_bytes")) if ok(s.get("peak_worker_rss_bytes")) else _f(
             max((t.peak_rss_bytes for t in run.trials), default=0) or None
         ),
@@ -116,6 +117,7 @@ def run_row(run: Run) -> dict:
         "peak_tree_uss": _f(s.get("peak_tree_uss_bytes")),
         "gpu_util_p50": _f(s.get("gpu_util_p50")),
         "gpu_util_p95": _f(s.get("gpu_util_p95")),
+        "sampler_cpu_share": _f(s.get("sampler_cpu_share")),  # the sampler's own cost, a fraction of one core
         "quality_key": qkey,
         "quality": _f(run.quality.get(qkey)) if qkey else math.nan,
         "quality_text": quality_text(run.quality),
@@ -124,6 +126,8 @@ def run_row(run: Run) -> dict:
         "samples_total": float(samples_total) if samples_total else math.nan,
         "gflops": _gflops(run, wall),
         "name": run.name,
+        # noise between measurements of the same thing, as recorded (old files: none)
+        "noise": dict(s["noise"]) if isinstance(s.get("noise"), Mapping) else None,
     }
 
 
@@ -285,70 +289,6 @@ def cluster_frame(df: pd.DataFrame) -> pd.DataFrame:
             "efficiency": sp / procs if ok(sp) else math.nan,
         })
     return pd.DataFrame(rows, columns=cols).sort_values(["workload", "nodes", "processes"], kind="stable")
-
-
-# ---------------------------------------------------------------- predict_modes
-
-_RATE_KEYS = ("rows_per_s", "rows_per_second", "rows_s", "throughput")
-_BASELINE_NAMES = {"predict_row", "row_predict", "per_row_predict", "predict_per_row", "model_predict_row", "predict"}
-
-
-def _norm(text: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in text.lower()).strip("_")
-
-
-def is_per_row_predict(mode: str, batch_size: Any) -> bool:
-    """Whether a predict mode is the per-row ``model.predict`` baseline (by its name)."""
-    name = _norm(mode)
-    if name in _BASELINE_NAMES and not ok(batch_size):
-        return True
-    words = set(name.split("_"))
-    return "predict" in words and ("row" in words or "per" in words) and not words & {"batch", "on", "df", "apply", "pandas"}
-
-
-def predict_frame(inputs: Inputs) -> pd.DataFrame:
-    """Rows/s per predict mode (median over repeats) and the ratio to per-row ``model.predict``.
-
-    Modes come from each trial's config (``mode``, optional ``batch_size``); the rate from the
-    trial's ``extra`` (``rows_per_s`` or similar) or else its samples / wall seconds.
-    """
-    rows = []
-    for run in inputs.runs:
-        if run.workload != "predict_modes" or run.status != "complete":
-            continue
-        for t in run.ok_trials:
-            mode = t.config.get("mode", t.extra.get("mode"))
-            if mode is None:
-                continue
-            bs = t.config.get("batch_size", t.extra.get("batch_size"))
-            rate = next((float(t.extra[k]) for k in _RATE_KEYS if ok(t.extra.get(k))), None)
-            if rate is None and t.samples > 0 and t.wall_s > 0:
-                rate = t.samples / t.wall_s
-            if rate is None or rate <= 0:
-                continue
-            label = str(mode) + (f" (batch {int(bs)})" if ok(bs) else "")
-            rows.append({
-                "label": run.label, "mode": str(mode), "batch_size": float(bs) if ok(bs) else math.nan,
-                "mode_label": label, "rows_per_s": rate, "rows": float(t.samples),
-                "baseline": bool(t.extra.get("baseline")) or is_per_row_predict(str(mode), bs),
-            })
-    cols = ["label", "mode_label", "mode", "batch_size", "rows_per_s", "rows", "baseline", "ratio"]
-    if not rows:
-        return pd.DataFrame(columns=cols)
-    df = pd.DataFrame(rows)
-    agg = (
-        df.groupby(["label", "mode_label"], sort=False)
-        .agg(mode=("mode", "first"), batch_size=("batch_size", "first"), rows_per_s=("rows_per_s", "median"),
-             rows=("rows", "median"), baseline=("baseline", "any"))
-        .reset_index()
-    )
-    out = []
-    for _, g in agg.groupby("label", sort=False):
-        g = g.copy()
-        base = g.loc[g["baseline"], "rows_per_s"]
-        g["ratio"] = g["rows_per_s"] / float(base.iloc[0]) if len(base) else math.nan
-        out.append(g.sort_values("rows_per_s"))
-    return pd.concat(out, ignore_index=True)[cols]
 
 
 # ---------------------------------------------------------------- plain pytest-benchmark timings

@@ -1,5 +1,6 @@
 """The command line end to end: list, run, suite (the README's main job), python -m bench."""
 
+import os
 import subprocess
 import sys
 
@@ -7,8 +8,9 @@ from bench import results
 from bench.workload import workload_names
 
 
-def _bench(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+def _bench(*args, cwd=None, env=None):
+    return subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True, cwd=cwd, timeout=600,
+                          env=None if env is None else {**os.environ, **env})
 
 
 def test_list_names_every_workload_device_and_engine():
@@ -22,12 +24,17 @@ def test_list_names_every_workload_device_and_engine():
 
 
 def test_suite_runs_workloads_and_writes_results_and_report(tmp_path):
-    out = _bench("suite", "--workloads", "lorenz", "--opt", "epochs=1", "-p", "1,2", "--out", str(tmp_path), "-q")
+    cache = tmp_path / "xdg-cache"  # no calibration cached yet: the suite measures one first, once
+    out = _bench("suite", "--workloads", "lorenz", "--opt", "epochs=1", "-p", "1,2", "--out", str(tmp_path), "-q",
+                 env={"XDG_CACHE_HOME": str(cache)})
     assert out.returncode == 0, out.stderr[-2000:]
+    assert list((cache / "xpubench").glob("calibration-*.json"))
     files = sorted(tmp_path.glob("lorenz-quick-*.json"))
     assert len(files) == 1
     result = results.load(files[0])
     assert [r.strategy["processes"] for r in result.runs] == [1, 2]
+    assert result.machine["calibration"]["parallel_efficiency"]["2"] > 0  # the headline's ceiling
+    assert "this machine's ceiling" in out.stdout and "ceiling not measured" not in out.stdout
     assert all(len(r.trials) == 8 and r.summary["failed"] == 0 for r in result.runs)
     report = tmp_path / "report.html"
     html = report.read_text()

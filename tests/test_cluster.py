@@ -3,15 +3,19 @@
 One Ray runtime is started for the whole module (Ray takes ~10 s to start) and shut down at the
 end. On it: a quick Lorenz sweep at 1 and 2 workers in which one trial raises, resumed
 afterwards; a worker SIGKILLed mid-trial and a trial over its time limit; the results compared
-with a local worker's.
+with a local worker's. Its shutdown must leave no process and no directory of it behind, and
+(before it starts) a ``bench run --cluster ray`` SIGKILLed mid-sweep must not either.
 """
 
 from __future__ import annotations
 
+import glob
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -111,22 +115,138 @@ def test_without_ray_the_engine_says_how_to_install(monkeypatch):
     assert "pip install 'xpubench[cluster]'" in str(err.value)
 
 
+# ---------------------------------------------------------------- clean-up of a local Ray
+
+RAY_SESSIONS = "/tmp/ray/session_*"  # where Ray puts sessions by default (never used by xpubench)
+
+
+def _own_dirs() -> set[str]:
+    return set(glob.glob(os.path.join(cluster.temp_base(), cluster.TEMP_PREFIX + "*")))
+
+
+def _still_running(procs) -> list[str]:
+    """The processes of ``procs`` (psutil.Process) still running (not zombies, not pid-reused)."""
+    import psutil
+
+    alive = []
+    for p in procs:
+        try:
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                alive.append(f"{p.pid} {p.name()}")
+        except psutil.NoSuchProcess:
+            continue
+    return alive
+
+
+def _wait_gone(procs, within: float) -> list[str]:
+    deadline = time.monotonic() + within
+    while (alive := _still_running(procs)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return alive
+
+
+@pytest.mark.slow
+def test_sigkilled_ray_run_leaves_no_ray_process_or_directory(tmp_path):
+    """SIGKILL of ``bench run --cluster ray`` mid-sweep: every Ray process of it (the dashboard
+    and runtime-env agents included) ends within seconds, and its directory is removed."""
+    pytest.importorskip("ray")
+    import psutil
+
+    dirs, sessions = _own_dirs(), set(glob.glob(RAY_SESSIONS))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "XPUBENCH_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    env.pop("RAY_ADDRESS", None)
+    log = (tmp_path / "stderr").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "run", "lorenz", "--cluster", "ray", "--opt", "epochs=1",
+                             "-q", "--out", str(tmp_path / "out")], env=env, stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        parent = psutil.Process(proc.pid)
+        deadline = time.monotonic() + 180
+        tree: list = []
+        while time.monotonic() < deadline and proc.poll() is None:
+            tree = parent.children(recursive=True)
+            names = []
+            for p in tree:
+                try:
+                    names.append(p.name() + " " + " ".join(p.cmdline()))
+                except psutil.Error:
+                    pass
+            if any("TrialActor" in n for n in names):  # a worker is running a trial
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, (tmp_path / "stderr").read_text()[-2000:]
+        tree = parent.children(recursive=True)
+        kinds = " ".join(p.name() for p in tree)
+        assert "DashboardAgent" in kinds and "RuntimeEnvAgent" in kinds and "raylet" in kinds, kinds
+        new_dirs = _own_dirs() - dirs
+        assert len(new_dirs) == 1, new_dirs  # the run's session lives in a directory of its own
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        left = _wait_gone(tree, within=10)
+        assert not left, f"Ray processes alive 10 s after the SIGKILL: {left}"
+        assert not any(os.path.exists(d) for d in new_dirs)
+        assert set(glob.glob(RAY_SESSIONS)) <= sessions
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+
+
 # ---------------------------------------------------------------- a real local Ray
 
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """One private local Ray (2 CPUs, loopback, no dashboard) for every test below."""
+    """One private local Ray (2 CPUs, loopback, no dashboard) for every test below.
+
+    At the end, its shutdown leaves none of its processes and no directory behind.
+    """
     pytest.importorskip("ray")
     before = os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
+    sessions = set(glob.glob(RAY_SESSIONS))
     with pytest.MonkeyPatch.context() as mp:
         # a private Ray is started even when the environment names another cluster
         mp.setenv("RAY_ADDRESS", "127.0.0.1:9")
         cluster.start_local_ray(num_cpus=2)
+    temp_dir = cluster._OWNED["temp_dir"]
     yield
+    import psutil
+
+    from bench import reaper
+
+    watchdog = cluster._OWNED["reaper"]
+    ours = reaper.ray_processes(cluster._OWNED["token"], exclude={watchdog.pid})
+    tree = [psutil.Process(watchdog.pid)] + [psutil.Process(pid) for pid, _ in ours]  # Ray's processes, workers
+    assert len(tree) >= 6
     cluster.shutdown()
     assert not cluster.ray_is_up()
     assert os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") == before  # loopback-only mode undone
+    left = _wait_gone(tree, within=10)
+    assert not left, f"processes alive 10 s after shutdown: {left}"
+    assert not os.path.exists(temp_dir) and not cluster._OWNED
+    assert set(glob.glob(RAY_SESSIONS)) <= sessions  # nothing under /tmp/ray either
+
+
+@pytest.mark.slow
+def test_local_ray_keeps_its_session_in_its_own_directory_and_is_watched(local_ray):
+    import ray
+
+    from bench import reaper
+
+    temp_dir = cluster._OWNED["temp_dir"]
+    assert os.path.basename(temp_dir).startswith(cluster.TEMP_PREFIX)
+    session = ray._private.worker._global_node.get_session_dir_path()
+    assert session.startswith(temp_dir + os.sep)
+    watchdog = cluster._OWNED["reaper"]
+    assert watchdog.poll() is None  # waiting on the pipe only this process holds
+    watched = {pid for pid, _ in reaper.ray_processes(cluster._OWNED["token"], exclude={watchdog.pid})}
+    import psutil
+
+    names = {psutil.Process(pid).name() for pid in watched}
+    assert {"gcs_server", "raylet", "ray::DashboardAgent", "ray::RuntimeEnvAgent"} <= names, names
+    assert os.getpid() not in watched and reaper.TOKEN_VAR not in os.environ  # only Ray's processes carry it
+    # ray.init installs a SIGTERM handler that exits at once; the one that was there is back
+    assert signal.getsignal(signal.SIGTERM) is not None
+    assert getattr(signal.getsignal(signal.SIGTERM), "__module__", "") != "ray._private.worker"
 
 
 def _sweep(out: Path, **kwargs):

@@ -307,6 +307,14 @@ def test_fixture_fails_cleanly_on_an_unknown_workload(pytester):
     assert "Traceback" not in result.stdout.str()
 
 
+def test_fixture_refuses_a_sample_interval_below_the_floor(pytester):
+    pytester.makepyfile("def test_x(xpu):\n    xpu('lorenz', sample_interval=1e-9)\n")
+    result = pytester.runpytest(*PLUGIN, "-p", "no:randomly")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*xpu('lorenz', processes=1, device='cpu'): sample_interval 1e-09 is below the floor 0.05 s*"])
+    assert "Traceback" not in result.stdout.str()
+
+
 def test_fixture_skips_an_unavailable_device_without_measuring(pytester, monkeypatch):
     from bench.devices import device_names, get_device
 

@@ -93,3 +93,11 @@ def test_one_recommendation_per_machine_and_workload_in_the_report(tmp_path):
     html = build_report(load_inputs([str(tmp_path / "0.json"), str(tmp_path / "1.json")])).html
     for rec in r.values():
         assert rec.reason in html
+
+
+def test_efficiency_in_the_reason_stands_beside_the_measured_ceiling(tmp_path):
+    cal = {"parallel_efficiency": {"1": 1.0, "2": 0.9}, "matmul_gflops": 40.0}
+    res = synth.make_result(synth.scaling_runs(walls={1: 8.0, 2: 4.6}), label="cal", calibration=cal)
+    r = recs(tmp_path, res)[("cal", "lorenz")]
+    assert f"(efficiency {fmt.pct(8.0 / 4.6 / 2)}; this machine's ceiling 90 %)" in r.reason
+    assert one_sentence(r.reason), r.reason

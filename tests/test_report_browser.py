@@ -44,12 +44,26 @@ PROBE = """<script>
   });
   window.addEventListener("load", function () {
     var imgs = Array.prototype.slice.call(document.images);
+    function shown(el) {
+      var r = el.getBoundingClientRect(), st = window.getComputedStyle(el);
+      return r.width > 0 && r.height > 0 && st.visibility !== "hidden" && st.display !== "none";
+    }
+    var head = document.getElementById("headline");
+    var first = document.querySelector("main > section");
+    var configs = Array.prototype.slice.call(document.querySelectorAll("section[id^='configs-']")).map(function (s) {
+      var tables = Array.prototype.slice.call(s.querySelectorAll("table"));
+      return {id: s.id, tables: tables.length, shown: shown(s) && tables.every(shown),
+              best: s.innerText.indexOf("\u2605 best") >= 0};
+    });
     var out = {
       images: imgs.length,
       widths: imgs.map(function (i) { return i.complete ? i.naturalWidth : -1; }),
       log: log,
       height: document.documentElement.scrollHeight,
-      label_shown: document.body.innerText.indexOf(LABEL) >= 0
+      label_shown: document.body.innerText.indexOf(LABEL) >= 0,
+      headline: head ? {first: first === head, shown: shown(head), text: head.innerText,
+                        top: head.getBoundingClientRect().top} : null,
+      configs: configs
     };
     var pre = document.createElement("pre");
     pre.id = "xpubench-probe";
@@ -95,6 +109,12 @@ def test_report_of_real_results_renders_in_chromium(lorenz_quick_result, tmp_pat
     assert all(w > 0 for w in found["widths"]), found["widths"]
     assert found["log"] == []
     assert found["label_shown"], "the <script> label should be visible as text"
+    # the headline block opens the page, visible in the first screen; each per-configuration table shows
+    head = found["headline"]
+    assert head and head["first"] and head["shown"] and head["top"] < 800, head
+    assert "Is it worth it?" in head["text"] and "2 processes:" in head["text"] and "lorenz (quick)" in head["text"]
+    assert [c["id"] for c in found["configs"]] == ["configs-lorenz"]
+    assert all(c["shown"] and c["tables"] >= 1 and c["best"] for c in found["configs"]), found["configs"]
     assert console_lines(run.stderr) == []
 
     # the report as shipped (its CSP forbids every script): no console output, and a screenshot

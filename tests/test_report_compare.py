@@ -51,7 +51,7 @@ def test_terminal_table_and_html(two_machines, tmp_path, capsys):
     assert f"report: {out}" in text
     html = out.read_text()
     ids = re.findall(r'<section id="([^"]+)"', html)
-    assert ids[:4] == ["machines", "data", "warnings", "machine-comparison"]
+    assert ids[:5] == ["headline", "machines", "data", "warnings", "machine-comparison"]
     sec = re.search(r'<section id="machine-comparison">(.*?)</section>', html, re.S).group(1)
     assert "$/trial cloud" in sec and fmt.money(0.9 * B_WALLS[2] / 3600 / TRIALS) in sec
     assert "<img src=\"data:image/png;base64," in sec

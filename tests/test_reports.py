@@ -192,24 +192,28 @@ def test_header_shows_fingerprint_versions_and_synthetic_data(tmp_path):
     assert "imdb_cnn_lstm" in data and "synthetic data" in data and "not the real dataset" in data
 
 
-def test_warnings_cv_skipped_failed_incomplete(tmp_path):
-    walls = [1.0, 1.5, 1.0, 1.6]
-    unstable = synth.make_run(trial_walls=walls, failed=2)
-    stable = synth.make_run(workload="steady", trial_walls=[1.0, 1.01, 0.99, 1.0])
+def test_warnings_noise_skipped_failed_incomplete(tmp_path):
+    walls = [1.0, 1.5, 1.0, 1.6]  # four different configurations: their spread is not noise
+    varied = synth.make_run(trial_walls=walls, failed=2)
     skipped = synth.make_run(device="gpu", status="skipped", skipped="no GPU visible to TensorFlow (no NVML)")
-    res = synth.make_result([unstable, stable, skipped], label="lab", complete=False)
-    html = build_report(load_inputs([save(tmp_path, "a.json", res)])).html
+    res = synth.make_result([varied, skipped], label="lab", complete=False)
+    # the same strategy run twice: repeated measurements of the same trials
+    again = [synth.make_result([synth.make_run(workload="steady", trial_walls=[1.0] * 4, wall_s=w)], label="lab")
+             for w in (4.0, 5.2)]
+    files = [save(tmp_path, "a.json", res), save(tmp_path, "b.json", again[0]), save(tmp_path, "c.json", again[1])]
+    html = build_report(load_inputs(files)).html
     warnings = html_lib.unescape(section(html, "warnings"))
-    cv = ratios.spread(walls)["cv"]
-    assert cv > 0.10
-    assert f"trial wall-time CV {fmt.pct(cv)} (> 10 %)" in warnings
-    assert "steady" not in warnings  # CV under 10 %
+    assert ratios.spread(walls)["cv"] > 0.10
+    assert "lorenz (quick) on lab: unstable" not in warnings and "trial wall-time CV" not in warnings
+    cv = ratios.spread([4.0, 5.2])["cv"]
+    assert f"steady (quick) on lab: unstable timings, CV {fmt.pct(cv)} between 2 repeated runs of cpu×1p×2t (> 10 %)" \
+        in warnings
     assert "skipped: no GPU visible to TensorFlow (no NVML)" in warnings
     assert "2 of 6 trials failed [crash] (first: worker killed by SIGKILL)" in warnings
     assert "did not finish" in warnings
 
 
-# ---------------------------------------------------------------- devices, predict_modes, cluster
+# ---------------------------------------------------------------- devices, cluster
 
 
 def test_device_comparison_shows_time_quality_and_gpu_percentiles(tmp_path):
@@ -226,29 +230,7 @@ def test_device_comparison_shows_time_quality_and_gpu_percentiles(tmp_path):
     assert len(imgs(sec)) == 1
 
 
-def test_predict_modes_rows_per_second_and_ratio_to_per_row_predict(tmp_path):
-    modes = [("predict_row", None, 16.0), ("tf_function_row", None, 2100.0), ("predict_batch", 256, 17000.0),
-             ("predict_on_batch", 1024, 800000.0)]
-    configs = [{"id": f"{m}-{b}", "mode": m, **({"batch_size": b} if b else {})} for m, b, _ in modes]
-    extras = [{"rows_per_s": r} for _, _, r in modes]
-    run = synth.make_run("predict_modes", trial_walls=[1.0] * len(modes), configs=configs, extras=extras)
-    html = build_report(load_inputs([save(tmp_path, "a.json", synth.make_result([run]))])).html
-    sec = section(html, "predict-modes")
-    c = cells(sec)
-    for mode, bs, rate in modes:
-        label = mode + (f" (batch {bs})" if bs else "")
-        i = c.index(label)
-        assert c[i + 1] == fmt.num(rate) and c[i + 2] == fmt.times(rate / 16.0)
-    assert len(imgs(sec)) == 1
-
-
-def test_predict_modes_rate_falls_back_to_samples_over_wall(tmp_path):
-    configs = [{"id": "a", "mode": "predict_row"}, {"id": "b", "mode": "predict_on_batch", "batch_size": 64}]
-    run = synth.make_run("predict_modes", trial_walls=[10.0, 0.5], configs=configs, samples_per_trial=200.0)
-    html = build_report(load_inputs([save(tmp_path, "a.json", synth.make_result([run]))])).html
-    c = cells(section(html, "predict-modes"))
-    i = c.index("predict_on_batch (batch 64)")
-    assert c[i + 1] == fmt.num(400.0) and c[i + 2] == fmt.times(400.0 / 20.0)
+# predict_modes: tests/test_report_predict.py (built from a real quick sweep)
 
 
 def test_cluster_runs_grouped_by_nodes_against_local_baseline(tmp_path):
@@ -497,7 +479,9 @@ def test_real_quick_sweep_end_to_end(lorenz_quick_result, tmp_path, capsys):
     assert two.summary["speedup"] == pytest.approx(speedup)
     sec = section(html, "scaling-lorenz")
     assert fmt.times(speedup) in cells(sec) and fmt.pct(speedup / 2) in cells(sec)
-    assert "serial fraction" in sec
+    # two process counts: no Amdahl fit is claimed, the report says more counts are needed
+    assert "fitted Amdahl serial fraction" not in sec and "at most" not in sec
+    assert "no Amdahl fit: it needs at least 3 distinct process counts and 1, 2 were measured" in sec
     assert len(imgs(section(html, "timelines"))) == 2
     assert len(list(pngs.glob("*.png"))) == len(imgs(html))
     rmse = sum(t.quality["rmse"] for t in two.trials if t.ok) / sum(1 for t in two.trials if t.ok)
@@ -507,3 +491,46 @@ def test_real_quick_sweep_end_to_end(lorenz_quick_result, tmp_path, capsys):
     assert rec[0] == "lorenz (quick)"
     fastest = min((one, two), key=lambda r: r.summary["wall_s"])
     assert rec[1].startswith(f"cpu×{fastest.strategy['processes']}p")
+
+
+# ---------------------------------------------------------------- Amdahl, ceiling and noise on real runs
+
+
+def test_amdahl_fit_needs_three_process_counts():
+    assert ratios.amdahl_fit({1: 1.0, 2: 1.8}) is None
+    assert ratios.amdahl_fit({2: 1.8}) is None
+    f = ratios.amdahl_fit({1: 1.0, 2: 1.8, 4: 3.0})
+    assert f is not None and 0 < f < 1
+    assert ratios.amdahl_fit({2: 1.8, 4: 3.0}) == f  # speedups over a 1-process baseline measured elsewhere
+
+
+def test_efficiency_against_ideal_and_the_measured_ceiling_of_a_real_run(pose_quick_result, lorenz_quick_result):
+    result, path = pose_quick_result
+    sec = section(build_report(load_inputs([str(path)])).html, "scaling-pose-classifier")
+    by_n = {r.strategy["processes"]: r for r in result.runs}
+    sp = by_n[1].summary["wall_s"] / by_n[2].summary["wall_s"]
+    ceiling = result.machine["calibration"]["parallel_efficiency"]["2"]
+    row = next(r for r in re.findall(r"<tr>(.*?)</tr>", sec, re.S) if "<td" in r and cells(r)[3] == "2")
+    c = cells(row)
+    assert c[6:10] == [fmt.times(sp), fmt.pct(sp / 2), fmt.pct(ceiling), fmt.pct(sp / 2 / ceiling)]
+    # a machine that never ran bench calibrate: the columns stay, saying so
+    result, path = lorenz_quick_result
+    if not result.machine.get("calibration"):
+        sec = section(build_report(load_inputs([str(path)])).html, "scaling-lorenz")
+        assert cells(sec).count("not measured") == 4 and "run bench calibrate" in sec
+
+
+def test_noise_not_measured_for_one_run_and_for_old_files(lorenz_quick_result, tmp_path):
+    result, path = lorenz_quick_result
+    for run in result.runs:
+        assert run.summary["noise"] == {"measured": False, "reason": "no repeated measurement"}
+    doc = results.to_dict(result)
+    for run in doc["runs"]:
+        del run["summary"]["noise"]  # a file written before the noise field existed
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(doc))
+    for p in (path, old):
+        html = build_report(load_inputs([str(p)])).html
+        assert "unstable timings," not in section(html, "warnings")
+        assert cells(section(html, "runs")).count("not measured") == len(result.runs)
+        assert "noise not measured (no repeated measurement)" in section(html, "headline")

@@ -4,6 +4,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -76,5 +77,125 @@ def test_cost_is_small_at_default_interval():
 
 
 def test_bad_interval():
-    with pytest.raises(ValueError):
-        Sampler(interval=0)
+    for bad in (0, 1e-9, 0.049):
+        with pytest.raises(ValueError, match="at least 0.05"):
+            Sampler(interval=bad)
+
+
+def test_own_cpu_cost_is_measured_positive_and_small():
+    s = Sampler(interval=0.05, gpu=False)
+    with s:
+        time.sleep(1.0)
+    cost = s.cost()
+    assert cost["sampler_samples"] == len(s.samples) >= 15
+    assert cost["sampler_interval_s"] == 0.05
+    assert 0.9 < cost["sampler_wall_s"] < 5.0
+    # the thread's own CPU clock: above zero (it did work), far below a core at the floor interval
+    assert 0 < cost["sampler_cpu_s"] < 0.5 * cost["sampler_wall_s"]
+    assert cost["sampler_cpu_share"] == pytest.approx(cost["sampler_cpu_s"] / cost["sampler_wall_s"], rel=1e-3)
+    assert s.overhead_cpu_s == pytest.approx(cost["sampler_cpu_s"], abs=1e-5)
+    # and it is a measurement, not an estimate: a 20x denser schedule costs clearly more per second
+    sparse = Sampler(interval=1.0, gpu=False)
+    with sparse:
+        time.sleep(1.0)
+    assert sparse.cost()["sampler_cpu_share"] < cost["sampler_cpu_share"]
+
+
+def test_sampler_cost_of_a_resumed_run_adds_both_parts():
+    from bench.sampler import merge_sampler_cost
+
+    old = {"sampler_cpu_s": 0.2, "sampler_wall_s": 10.0, "sampler_samples": 20, "sampler_interval_s": 0.5}
+    new = {"sampler_cpu_s": 0.1, "sampler_wall_s": 10.0, "sampler_samples": 21, "sampler_interval_s": 0.25}
+    merged = merge_sampler_cost(old, new)
+    assert merged == {"sampler_cpu_s": pytest.approx(0.3), "sampler_wall_s": 20.0, "sampler_samples": 41,
+                      "sampler_cpu_share": pytest.approx(0.015), "sampler_interval_s": 0.25}
+    assert merge_sampler_cost({}, {}) == {}  # a file from before these fields: nothing invented
+    assert merge_sampler_cost({"sampler_cpu_s": "x"}, new)["sampler_cpu_s"] == 0.1
+
+
+def _bench(*args):
+    import os
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "XPUBENCH_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+@pytest.mark.parametrize("value, shown", [("1e-9", "1e-09"), ("0.01", "0.01"), ("0.0499", "0.0499")])
+def test_cli_refuses_an_interval_below_the_floor(tmp_path, value, shown):
+    proc = _bench("run", "lorenz", "--sample-interval", value, "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"error: --sample-interval {shown} is below the floor 0.05 s (")
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()  # refused before anything was created
+
+
+def test_sweep_and_plugin_refuse_an_interval_below_the_floor(tmp_path):
+    from bench.errors import UsageError
+    from bench.runner import Sweep
+    from bench.strategy import make_strategies
+
+    with pytest.raises(UsageError, match=r"sample_interval 0.001 is below the floor 0.05 s"):
+        Sweep("lorenz", "quick", make_strategies(["cpu"], [1], 1), out_dir=tmp_path / "o", sample_interval=0.001)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.fixture(scope="module")
+def testload_run(tmp_path_factory):
+    """A real quick sweep (2 short trials, one real worker) of the test workload, and its file."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import xpubench_testload
+    from bench import workload
+    from bench.runner import run_sweep
+
+    out = tmp_path_factory.mktemp("sampler-cost")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(workload._REGISTRY, xpubench_testload.FaultyWorkload.name, xpubench_testload.FaultyWorkload)
+        result = run_sweep("xpubench_testload", "quick", processes=[1], threads=1, out_dir=out,
+                           options={"plan": "ok,ok,ok", "sleep": "0.3"}, sample_interval=0.05)
+    (path,) = out.glob("*.json")
+    return result, path
+
+
+def test_every_result_records_the_sampler_cost(testload_run):
+    from bench import results
+
+    result, path = testload_run
+    s = result.runs[0].summary
+    assert s["sampler_interval_s"] == 0.05
+    assert s["sampler_samples"] == len(result.runs[0].samples) >= 5
+    assert 0 < s["sampler_cpu_s"] < 0.5 * s["sampler_wall_s"]
+    assert s["sampler_wall_s"] >= s["wall_s"]  # it samples start-up too
+    assert 0 < s["sampler_cpu_share"] < 0.5
+    loaded = results.load(path).runs[0].summary
+    assert {k: loaded[k] for k in s if k.startswith("sampler_")} == {k: s[k] for k in s if k.startswith("sampler_")}
+
+
+def test_files_without_the_sampler_cost_still_load_and_bad_values_are_refused(testload_run, tmp_path):
+    import json
+
+    from bench import results
+    from bench.errors import ResultFileError
+
+    _, path = testload_run
+    doc = json.loads(path.read_text())
+    for key in [k for k in doc["runs"][0]["summary"] if k.startswith("sampler_")]:
+        del doc["runs"][0]["summary"][key]
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(doc))
+    assert "sampler_cpu_s" not in results.load(old).runs[0].summary
+    doc["runs"][0]["summary"]["sampler_cpu_s"] = "a lot"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc))
+    with pytest.raises(ResultFileError, match="sampler_cpu_s"):
+        results.load(bad)
+
+
+def test_the_report_shows_the_recorded_sampler_cost(testload_run, tmp_path):
+    from reports import write_report
+
+    result, path = testload_run
+    share = result.runs[0].summary["sampler_cpu_share"]
+    html = write_report([str(path)], tmp_path / "r.html").read_text()
+    runs = html[html.index('id="runs"'):]
+    assert "sampler CPU (of a core)" in runs
+    assert f"{100 * share:.1f} %" in runs  # the recorded figure, not a recomputed one

@@ -73,7 +73,7 @@ def release_keras() -> None:
     keras.backend.clear_session(free_memory=True)
 
 
-def fit_timed(model, x, y, epochs: int, batch_size: int) -> list[float]:
+def fit_timed(model, x, y, epochs: int, batch_size: int, callbacks=()) -> list[float]:
     """``model.fit`` (shuffled, silent); returns each epoch's seconds (the first includes tracing).
 
     Args:
@@ -82,6 +82,8 @@ def fit_timed(model, x, y, epochs: int, batch_size: int) -> list[float]:
         y: Targets.
         epochs: Epochs.
         batch_size: Batch size.
+        callbacks: More Keras callbacks; they run after the epoch's time is taken, so what they
+            do at an epoch's end is not counted in it.
     """
     import keras
 
@@ -91,5 +93,5 @@ def fit_timed(model, x, y, epochs: int, batch_size: int) -> list[float]:
         on_epoch_begin=lambda epoch, logs=None: starts.append(time.perf_counter()),
         on_epoch_end=lambda epoch, logs=None: times.append(time.perf_counter() - starts[-1]),
     )
-    model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0, shuffle=True, callbacks=[clock])
+    model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0, shuffle=True, callbacks=[clock, *callbacks])
     return times

@@ -31,6 +31,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from bench.errors import UsageError
+from bench.flops import model_flops
 from bench.workload import TrialContext, TrialOutput, Workload
 from workloads import synthetic
 from workloads._common import fit_timed, int_option, release_keras, rss_bytes
@@ -38,6 +39,7 @@ from workloads._common import fit_timed, int_option, release_keras, rss_bytes
 IMDB_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/imdb.npz"
 IMDB_SHA256 = "69664113be75683a8fe16e3ed0ab59fda8886cb3cd7ada244f7d9544e4676b9f"
 WORDS, EMBED, BATCH = 5000, 32, 64
+HELDOUT = 1024  # test reviews scored after every epoch (the time-to-accuracy curve)
 SYNTHETIC_SEED = 3
 # train/test reviews, padded length, epochs, repeats (trials)
 SETUPS = {
@@ -216,6 +218,33 @@ def load_imdb(n_train: int, n_test: int, maxlen: int, options: Mapping[str, Any]
     return (*data, "real" if path else "synthetic")
 
 
+def epoch_scorer(model, x, y):
+    """A Keras callback that, after each epoch, records the training accuracy Keras logged and
+    scores ``(x, y)`` (accuracy and the seconds it took). Given to :func:`fit_timed` after its
+    clock, so the scoring is not counted in the epoch's time.
+
+    Args:
+        model: The model being trained.
+        x: Held-out inputs.
+        y: Held-out labels.
+
+    Returns:
+        ``(callback, record)``; ``record`` holds ``train_accuracy``, ``accuracy`` and ``eval_s`` lists.
+    """
+    import keras
+
+    record: dict[str, list[float]] = {"train_accuracy": [], "accuracy": [], "eval_s": []}
+
+    def score(epoch, logs=None):
+        record["train_accuracy"].append(float((logs or {}).get("accuracy", float("nan"))))
+        t0 = time.perf_counter()
+        _, accuracy = model.evaluate(x, y, batch_size=256, verbose=0)
+        record["eval_s"].append(time.perf_counter() - t0)
+        record["accuracy"].append(float(accuracy))
+
+    return keras.callbacks.LambdaCallback(on_epoch_end=score), record
+
+
 def build_model(maxlen: int):
     """The seed's CNN-LSTM, compiled (Adam, binary cross-entropy, accuracy).
 
@@ -288,11 +317,14 @@ class ImdbCnnLstmWorkload(Workload):
         with ctx.scope():
             model = build_model(config["maxlen"])
         epochs = int(config["epochs"])
-        epoch_s = fit_timed(model, x_train, y_train, epochs, BATCH * ctx.replicas)
+        held = min(HELDOUT, len(x_test))
+        scorer, scored = epoch_scorer(model, x_test[:held], y_test[:held])
+        epoch_s = fit_timed(model, x_train, y_train, epochs, BATCH * ctx.replicas, callbacks=[scorer])
         fit_s, t0 = time.perf_counter() - t0, time.perf_counter()
         loss, accuracy = model.evaluate(x_test, y_test, batch_size=256, verbose=0)
         eval_s = time.perf_counter() - t0
         steady = epoch_s[1:] or epoch_s
+        train_s = np.cumsum(epoch_s).tolist()
         return TrialOutput(
             quality={"accuracy": float(accuracy), "loss": float(loss)},
             samples=float(epochs * len(x_train)),
@@ -303,6 +335,13 @@ class ImdbCnnLstmWorkload(Workload):
                 "train_samples_per_s": len(x_train) * len(steady) / sum(steady),
                 "params": int(model.count_params()), "rss_start_bytes": rss0, "rss_end_bytes": rss_bytes(),
                 "replicas": ctx.replicas, "global_batch": BATCH * ctx.replicas,
+                # per epoch: the first is the warm-up (tracing); held-out scoring is outside epoch_s
+                "epoch_samples_per_s": [len(x_train) / s for s in epoch_s],
+                "epoch_train_accuracy": scored["train_accuracy"], "epoch_heldout_accuracy": scored["accuracy"],
+                "epoch_eval_s": scored["eval_s"], "heldout": held,
+                # accuracy on the held-out reviews against training seconds so far (scoring excluded)
+                "time_to_accuracy": [{"train_s": t, "accuracy": a} for t, a in zip(train_s, scored["accuracy"])],
+                "flops": model_flops(model).trial(trained=epochs * len(x_train), evaluated=len(x_test) + epochs * held),
             },
         )
 

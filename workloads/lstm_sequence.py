@@ -16,6 +16,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from bench.flops import model_flops
 from bench.workload import TrialContext, TrialOutput, Workload
 from workloads import synthetic
 from workloads._common import fit_timed, int_options, release_keras, rss_bytes
@@ -57,6 +58,15 @@ def build_model(hidden: list[int]):
     model = keras.Sequential(layers)
     model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
     return model
+
+
+def config_key(config: Mapping[str, Any]) -> str:
+    """The configuration a trial belongs to (its id without the fold).
+
+    Args:
+        config: A trial config (``exercise``, ``hidden``).
+    """
+    return f"{config['exercise']}-lstm{'-'.join(map(str, config['hidden']))}"
 
 
 class LstmSequenceWorkload(Workload):
@@ -123,6 +133,9 @@ class LstmSequenceWorkload(Workload):
                 "train_samples_per_s": len(train) * len(steady) / sum(steady), "params": int(model.count_params()),
                 "data_source": "synthetic", "rss_start_bytes": rss0, "rss_end_bytes": rss_bytes(),
                 "replicas": ctx.replicas, "global_batch": BATCH * ctx.replicas,
+                "config_key": config_key(config), "fold": int(config["fold"]), "folds": int(config["folds"]),
+                "cv_group": config["exercise"],
+                "flops": model_flops(model).trial(trained=epochs * len(train), evaluated=len(valid)),
             },
         )
 

@@ -17,6 +17,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from bench.flops import model_flops
 from bench.workload import TrialContext, TrialOutput, Workload
 from workloads import synthetic
 from workloads._common import fit_timed, int_options, record_field, release_keras, rss_bytes
@@ -192,6 +193,8 @@ class PoseClassifierWorkload(Workload):
                 "eval_s": time.perf_counter() - t0, "params": int(model.count_params()), "data_source": "synthetic",
                 "rss_start_bytes": rss0, "rss_end_bytes": rss_bytes(),
                 "replicas": ctx.replicas, "global_batch": int(config["batch"]) * ctx.replicas,
+                "fold": int(config["fold"]), "folds": int(config["folds"]), "cv_group": config["task"],
+                "flops": model_flops(model).trial(trained=epochs * len(train), evaluated=len(valid)),
             },
         )
 
@@ -204,10 +207,11 @@ class PoseClassifierWorkload(Workload):
             options: Workload options (unused).
 
         Returns:
-            ``(model, x)``.
+            ``(model, x, y)``: ``y`` is each row's true exercise (0..3), from the same generator
+            as the training poses (a different seed); the model is compiled with ``accuracy``.
         """
         x, y = pose_data("multi", SETUPS[size]["samples"])
         model = build_model([64, 32], len(synthetic.EXERCISES))
         model.fit(x, y, epochs=5, batch_size=32, verbose=0)
-        rows_x, _ = synthetic.poses(rows, seed=DATA_SEED + 100, task="multi")
-        return model, rows_x
+        rows_x, rows_y = synthetic.poses(rows, seed=DATA_SEED + 100, task="multi")
+        return model, rows_x, rows_y

@@ -1,0 +1,253 @@
+"""The headline: one short block per workload and machine answering "is it worth it?".
+
+Every sentence is built from measured numbers only, and the console (end of ``bench run`` and
+``bench suite``) prints the same sentences the report shows at its top:
+
+- scaling: "2 processes: 1.72× faster than 1 (efficiency 86 %; this machine's ceiling 98 %)",
+  the Amdahl fit only with three or more process counts;
+- predict modes: the sentences of :func:`reports.predict.headline_lines` (when that module exists);
+- devices: "GPU vs CPU: 0.60×", or "no GPU on this machine: not measured";
+- memory: "fits 24 workers in RAM (measured 792 MiB each)" (:func:`reports.recommend.memory_max_processes`);
+- noise: measured between repeats of the same configuration, or "not measured";
+- why: the rules of :mod:`reports.why` that the numbers show.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from typing import Any, Mapping, Sequence
+
+from bench import ratios
+from reports import fmt
+from reports.fmt import ok
+from reports.load import Inputs, Run
+from reports.recommend import memory_max_processes
+from reports.tables import runs_frame, scaling_frame
+from reports.why import why_lines
+
+NOISE_LIMIT = 0.10  # CV between measurements of the same thing above which timings are unstable
+
+
+@dataclasses.dataclass(frozen=True)
+class Headline:
+    """The headline block of one workload on one machine.
+
+    Args:
+        label: Machine label.
+        workload: Workload name.
+        size: Workload size.
+        lines: The answers, one sentence each.
+        why: The "why" sentences the numbers show (may be empty).
+    """
+
+    label: str
+    workload: str
+    size: str
+    lines: tuple[str, ...]
+    why: tuple[str, ...] = ()
+
+    @property
+    def title(self) -> str:
+        """``lorenz (quick) on laptop``."""
+        return f"{self.workload} ({self.size}) on {self.label}"
+
+    def text(self) -> list[str]:
+        """The block as plain text lines (the console's form)."""
+        return [self.title + ":"] + [f"  {line}" for line in self.lines] + [f"  why: {w}" for w in self.why]
+
+
+# ---------------------------------------------------------------- noise
+
+
+def noise_between(runs: Sequence[Run]) -> dict:
+    """Timing noise between measurements of the same thing among one workload's runs on one machine.
+
+    Repeated runs of one strategy (several files, or the same sweep run again) are measurements
+    of the same trials: their trials are compared configuration by configuration
+    (:func:`bench.ratios.trial_noise`) and their run walls with each other. A single run's own
+    ``noise`` summary (written by :func:`bench.ratios.summarize`) is read as recorded; a file
+    written before that field existed has no noise figure ("not measured"), rather than the
+    spread across different configurations it used to show.
+
+    Args:
+        runs: Measured runs of one workload on one machine.
+
+    Returns:
+        ``{"measured": True, "cv": worst CV, "what": sentence}`` or ``{"measured": False, "reason"}``.
+    """
+    by_strategy: dict[tuple, list[Run]] = {}
+    for r in runs:
+        by_strategy.setdefault((r.size, r.device, r.processes, r.threads, r.engine), []).append(r)
+    found: list[tuple[float, str]] = []
+    for group in by_strategy.values():
+        if len(group) >= 2:
+            walls = [float(r.summary["wall_s"]) for r in group if ok(r.summary.get("wall_s"))]
+            if len(walls) >= 2 and statistics.fmean(walls) > 0:
+                cv = statistics.stdev(walls) / statistics.fmean(walls)
+                found.append((cv, f"CV {fmt.pct(cv)} between {len(walls)} repeated runs of {group[0].strategy}"))
+            noise = ratios.trial_noise([t for r in group for t in r.trials])
+        else:
+            noise = group[0].summary.get("noise")
+        if isinstance(noise, Mapping) and noise.get("measured") and ok(noise.get("cv_max")):
+            n = noise.get("measurements")
+            found.append((float(noise["cv_max"]), f"CV up to {fmt.pct(noise['cv_max'])} between "
+                          f"{int(n) if ok(n) else 'repeated'} measurements of the same configuration "
+                          f"({group[0].strategy})"))
+    if not found:
+        return {"measured": False, "reason": ratios.NOT_REPEATED}
+    worst = max(found)
+    return {"measured": True, "cv": worst[0], "what": worst[1]}
+
+
+def noise_sentence(noise: Mapping) -> str:
+    """``noise: CV 3 % between 2 repeated runs of cpu×1p×2t`` or ``noise not measured (...)``."""
+    if not noise.get("measured"):
+        return f"noise not measured ({noise.get('reason') or ratios.NOT_REPEATED})"
+    unstable = " (unstable: over 10 %)" if float(noise["cv"]) > NOISE_LIMIT else ""
+    return f"noise: {noise['what']}{unstable}"
+
+
+# ---------------------------------------------------------------- the sentences
+
+
+def scaling_lines(sc: Any) -> list[str]:
+    """Speedup over 1 process for each N > 1 (with efficiency against ideal and the ceiling).
+
+    Args:
+        sc: Rows of :func:`reports.tables.scaling_frame` for one machine, workload and size.
+    """
+    out = []
+    devices = list(dict.fromkeys(sc["device"]))
+    for device in devices:
+        g = sc[sc["device"] == device].sort_values("processes")
+        prefix = "" if devices == ["cpu"] else f"{device}, "
+        counts = [int(n) for n in g["processes"]]
+        if counts == [1]:
+            out.append(f"{prefix}1 process only: run with --processes 1,2 to see whether more processes pay off")
+            continue
+        if 1 not in counts and not g["speedup"].notna().any():
+            continue
+        for r in g.itertuples():
+            if int(r.processes) == 1 or not ok(r.speedup):
+                continue
+            ceiling = (f"this machine's ceiling {fmt.pct(r.ceiling)}" if ok(r.ceiling)
+                       else "this machine's ceiling not measured: run bench calibrate")
+            how = (f"{float(r.speedup):.2f}× faster than 1" if r.speedup >= 1
+                   else f"{float(r.speedup):.2f}× the speed of 1 (slower)")
+            out.append(f"{prefix}{int(r.processes)} processes: {how} (efficiency {fmt.pct(r.efficiency)}; {ceiling})")
+        f = g["serial_fraction"].iloc[0]
+        if ok(f):
+            cap = f"at most {1 / f:.1f}× with any number of processes" if f > 0 else "no serial part found"
+            out.append(f"{prefix}Amdahl fit over {len(set(counts) | {1})} process counts: serial fraction "
+                       f"{f:.2f} ({cap})")
+    return out
+
+
+def _uses_gpu(run: Run) -> bool:
+    return run.device.split(":")[0] == "gpu" or ok(run.summary.get("gpu_util_p50"))
+
+
+def gpu_line(runs: Sequence[Run], machine: Mapping[str, Any]) -> str:
+    """"GPU vs CPU: 0.60×" from the recorded ``speedup_vs_cpu``, or why it was not measured.
+
+    Args:
+        runs: Measured runs of one workload on one machine.
+        machine: The machine's fingerprint.
+    """
+    gpu = [r for r in runs if _uses_gpu(r) and ok(r.summary.get("speedup_vs_cpu"))]
+    if gpu:
+        best = max(gpu, key=lambda r: float(r.summary["speedup_vs_cpu"]))
+        return (f"GPU vs CPU: {float(best.summary['speedup_vs_cpu']):.2f}× ({best.strategy} against cpu with "
+                f"{best.processes} process{'es' if best.processes > 1 else ''})")
+    if not (isinstance(machine.get("gpus"), list) and machine["gpus"]):
+        return "no GPU on this machine: not measured"
+    if any(_uses_gpu(r) for r in runs):
+        return "GPU vs CPU: not measured (no cpu run with the same processes to compare with)"
+    return "GPU vs CPU: not measured (run with --device cpu,gpu)"
+
+
+def memory_line(runs: Sequence[Run], machine: Mapping[str, Any]) -> str | None:
+    """"fits 24 workers in RAM (measured 792 MiB each)" from the largest measured worker peak.
+
+    Args:
+        runs: Measured runs of one workload on one machine.
+        machine: The machine's fingerprint (``ram_bytes``).
+    """
+    peaks = [float(r.summary["peak_worker_rss_bytes"]) for r in runs if ok(r.summary.get("peak_worker_rss_bytes"))]
+    peaks += [float(t.peak_rss_bytes) for r in runs for t in r.trials if t.peak_rss_bytes]
+    if not peaks:
+        return None
+    peak = max(peaks)
+    n = memory_max_processes(peak, machine.get("ram_bytes"))
+    if n is None:
+        return None
+    if n < 1:
+        return f"one worker does not fit in RAM with headroom (measured {fmt.nbytes(peak)} per worker)"
+    return f"fits {n} worker{'s' if n != 1 else ''} in RAM (measured {fmt.nbytes(peak)} each)"
+
+
+def predict_lines(runs: Sequence[Run]) -> list[str]:
+    """The predict-mode sentences of :func:`reports.predict.headline_lines` for each run, named
+    by strategy when there are several, then seed 000's measured chain (:func:`reports.predict.chain`).
+
+    Args:
+        runs: Measured runs of one workload on one machine.
+    """
+    from reports.predict import chain, headline_lines
+
+    mine = [r for r in runs if r.workload == "predict_modes"]
+    out: list[str] = []
+    for r in mine:
+        prefix = f"{r.strategy}: " if len(mine) > 1 else ""
+        out.extend(prefix + line for line in headline_lines(r) if prefix + line not in out)
+    c = chain(mine) if mine else None
+    if c and c.get("text"):
+        out.append(str(c["text"]))
+    return out
+
+
+# ---------------------------------------------------------------- front
+
+
+def headlines(inputs: Inputs) -> list[Headline]:
+    """One block per (machine, workload, size) with at least one measured run, in input order.
+
+    Args:
+        inputs: Loaded result files.
+    """
+    df = runs_frame(inputs)
+    sc = scaling_frame(df, inputs)
+    groups: dict[tuple, list[Run]] = {}
+    for r in inputs.runs:
+        if r.status == "complete" and (r.ok_trials or ok(r.summary.get("wall_s"))):
+            groups.setdefault((r.label, r.workload, r.size), []).append(r)
+    out = []
+    for (label, workload, size), runs in groups.items():
+        machine = inputs.machine(label)
+        lines = []
+        mine = sc[(sc["label"] == label) & (sc["workload"] == workload) & (sc["size"] == size)]
+        if len(mine):
+            lines += scaling_lines(mine)
+        lines += predict_lines(runs)
+        lines.append(gpu_line(runs, machine))
+        mem = memory_line(runs, machine)
+        if mem:
+            lines.append(mem)
+        lines.append(noise_sentence(noise_between(runs)))
+        out.append(Headline(label=label, workload=workload, size=size, lines=tuple(lines),
+                            why=tuple(why_lines(runs, machine))))
+    return out
+
+
+def headline_text(inputs: Inputs) -> list[str]:
+    """Every headline block as plain text lines (what the console prints).
+
+    Args:
+        inputs: Loaded result files.
+    """
+    return [line for h in headlines(inputs) for line in h.text()]
+
+
+__all__ = ["Headline", "NOISE_LIMIT", "gpu_line", "headline_text", "headlines", "memory_line", "noise_between",
+           "noise_sentence", "predict_lines", "scaling_lines"]

@@ -13,8 +13,9 @@ Two short measurements (under 10 s together), no TensorFlow:
   workload's achieved GFLOP/s is compared with.
 
 The result is printed as a table, written as JSON where ``--out`` says, and cached per machine
-(``~/.cache/xpubench/calibration-<hostname>.json``), from where :func:`cached_calibration`
-puts it in every result's machine fingerprint as ``machine["calibration"]``.
+(``~/.cache/xpubench/calibration-<hostname>.json``), from where the runner and the pytest plugin
+read it with :func:`cached_calibration` and hand it to :func:`bench.machine.fingerprint`, so every
+result carries it as ``machine["calibration"]`` (bench.machine does not import this module).
 
 Processes are fresh interpreters (``subprocess``), never forks, as everywhere in xpubench.
 """

@@ -48,6 +48,7 @@ import secrets
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -58,8 +59,9 @@ from typing import Any, Callable
 from bench import reaper
 from bench.dispatch import Dispatcher, Slot
 from bench.errors import UsageError, WorkerStartError
-from bench.pool import STARTUP_TIMEOUT_S, stderr_tail
+from bench.pool import STARTUP_TIMEOUT_S, end_processes, stderr_tail
 
+LOG = logging.getLogger("bench")
 LOOPBACK = "127.0.0.1"
 INSTALL_HINT = "pip install 'xpubench[cluster]'"
 # Object store of the private local Ray: replies are small JSON, so keep /dev/shm free.
@@ -256,7 +258,8 @@ def start_local_ray(num_cpus: int | None = None) -> None:
             logging_level=logging.ERROR,
             namespace="xpubench",
         )
-    except Exception as exc:  # Ray raises many kinds here
+    except Exception as exc:  # noqa: BLE001 - ray.init raises many kinds (RuntimeError, ConnectionError, ValueError,
+        # RayError, grpc's): not swallowed, re-raised as the WorkerStartError the runner records as the strategy's note
         _end_session()
         raise WorkerStartError(f"could not start a local Ray: {_first_line(exc)}") from exc
     finally:
@@ -311,7 +314,7 @@ def _end_session(timeout: float = 10.0) -> None:
     if proc is not None:
         try:
             proc.wait(timeout)
-        except Exception:
+        except subprocess.TimeoutExpired:  # the watchdog is stuck: end it (Ray's own processes die with their starter)
             proc.kill()
     if temp_dir:
         shutil.rmtree(temp_dir, ignore_errors=True)
@@ -328,7 +331,7 @@ def _restore_sigterm(handler) -> None:
     if handler is not None and threading.current_thread() is threading.main_thread():
         try:
             signal.signal(signal.SIGTERM, handler)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError):  # not a handler Python can reinstall (set from C): Ray's stays
             pass
 
 
@@ -356,7 +359,8 @@ def connect(address: str | None = None) -> bool:
         # runtime_env, its thread variables, is merged into it), so nodes run the same code.
         ray.init(address=address, log_to_driver=False, configure_logging=True, logging_level=logging.ERROR,
                  namespace="xpubench", runtime_env={"py_modules": _code_modules()})
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - ray.init raises many kinds (ConnectionError, RuntimeError,
+        # PermissionError, RayError, grpc's): not swallowed, the one-line UsageError names the address and the cause
         hint = ""
         if address != "auto" and not os.environ.get("RAY_AUTH_MODE"):
             hint = (" (a cluster with token authentication, Ray's default, needs RAY_AUTH_MODE=token and its "
@@ -438,13 +442,16 @@ class TrialActor:
         device = get_device(device_spec).setup()
         self.runner = local_worker.TrialRunner(device_spec, device)
         self.node = socket.gethostname()
-        try:
-            import ray
+        import ray
 
+        node_error = ""
+        try:
             node_id = ray.get_runtime_context().get_node_id()
             node_ip = ray.util.get_node_ip_address()
-        except Exception:  # pragma: no cover - facts only
+        except (AttributeError, RuntimeError, OSError, ray.exceptions.RayError) as exc:  # pragma: no cover
+            # facts only (old Ray without the call, no runtime context): left empty, why is in the hello
             node_id, node_ip = "", ""
+            node_error = f"{type(exc).__name__}: {_first_line(exc)}"
         self.node_ip = node_ip
         try:
             log_path = os.readlink("/proc/self/fd/2")
@@ -460,6 +467,8 @@ class TrialActor:
             "node_id": node_id,
             "log_path": log_path if log_path.startswith("/") else "",
         }
+        if node_error:
+            self._hello["node_error"] = node_error
 
     def hello(self) -> dict:
         """The worker's facts (its first reply, as in the local worker protocol)."""
@@ -480,6 +489,18 @@ class TrialActor:
 _REMOTE_ACTOR = None
 
 
+def _local_process(hello: dict):
+    """The ``psutil.Process`` of a worker that said hello from this machine, else None."""
+    if hello.get("node") != socket.gethostname() or not hello.get("pid"):
+        return None
+    import psutil
+
+    try:
+        return psutil.Process(int(hello["pid"]))
+    except (psutil.Error, ValueError, TypeError):  # already gone (or a malformed pid): nothing to check at close
+        return None
+
+
 def _remote_actor():
     global _REMOTE_ACTOR
     if _REMOTE_ACTOR is None:
@@ -495,6 +516,7 @@ class _Slot(Slot):
     actor: Any
     hello_ref: Any = None
     job_ref: Any = None
+    proc: Any = None  # psutil.Process of the actor's worker when it runs on this machine (checked at close)
 
 
 class RayPool(Dispatcher):
@@ -517,6 +539,9 @@ class RayPool(Dispatcher):
     Raises:
         UsageError: a malformed address.
     """
+
+    end_wait_s = 5.0  # close(): seconds ended workers get to exit before SIGTERM
+    end_grace_s = 2.0  # and again after SIGTERM before SIGKILL, and after SIGKILL before "not ended"
 
     @staticmethod
     def validate_options(address: str | None = None, **_: Any) -> None:
@@ -551,17 +576,27 @@ class RayPool(Dispatcher):
         self._start_failures = 0
         self._closed = False
         self.local = self.address is None
+        self.placement = ""  # where the workers run, and how that was decided (recorded in each hello)
 
     # ------------------------------------------------------------ lifecycle
 
-    def _single_node_here(self) -> bool:
-        """True when the connected Ray is one node, this machine (its workers see this checkout)."""
+    def _single_node_here(self) -> tuple[bool, str]:
+        """Whether the connected Ray is one node, this machine (its workers see this checkout), and why.
+
+        A check that fails (an old Ray without a call, a lost connection, an odd node table) is
+        *not* taken for a real cluster: the Ray this process is on without an address stays
+        "this machine", and the reason says the check failed (it is recorded in every hello).
+        """
         ray = _ray()
         try:
             nodes = cluster_nodes()
-            return len(nodes) == 1 and nodes[0]["ip"] == ray.util.get_node_ip_address()
-        except Exception:  # Ray Client and old versions: assume a real cluster
-            return False
+            here = ray.util.get_node_ip_address()
+        except (ray.exceptions.RayError, ConnectionError, AttributeError, KeyError, TypeError) as exc:
+            return True, f"this machine (not detected: {type(exc).__name__}: {_first_line(exc)})"
+        if len(nodes) == 1 and nodes[0]["ip"] == here:
+            return True, "this machine (one node, this machine's address)"
+        ips = ", ".join(str(n["ip"]) for n in nodes)
+        return False, f"a cluster ({len(nodes)} node(s) at {ips}; this machine is {here})"
 
     def _spawn(self) -> _Slot:
         index = self._next_index
@@ -602,12 +637,16 @@ class RayPool(Dispatcher):
         """
         connect(self.address)
         # Local: this checkout's import path goes to the workers (a cluster gets the code shipped).
-        self.local = self.address is None and self._single_node_here()
+        if self.address is None:
+            self.local, self.placement = self._single_node_here()
+        else:
+            self.local, self.placement = False, f"the cluster at {self.address} (code shipped with the job)"
         self._check_capacity()
         try:
             for _ in range(self.n):
                 self._spawn()
-        except Exception as exc:  # Ray refused the actor (bad runtime_env, lost connection...)
+        except Exception as exc:  # noqa: BLE001 - Ray refused the actor (bad runtime_env, lost connection, grpc
+            # errors in Ray Client): not swallowed, re-raised as the WorkerStartError recorded as the strategy's note
             raise WorkerStartError(f"Ray could not start a worker: {type(exc).__name__}: {_first_line(exc)}") from exc
         while any(s.state == "starting" for s in self.slots):
             self._poll(0.5, on_done=None)
@@ -626,7 +665,8 @@ class RayPool(Dispatcher):
         if self._closed:
             return
         self._closed = True
-        if not ray_is_up():
+        if not ray_is_up():  # Ray was shut down (it ends its workers): still check none on this machine lives
+            self._check_ended()
             return
         ray = sys.modules["ray"]
         ended = []
@@ -634,6 +674,7 @@ class RayPool(Dispatcher):
             if not s.dead:
                 self._kill(s)
                 ended.append(s)
+        self._check_ended()
         if ended and _LOCAL_STARTED:
             # On the private local Ray every CPU is ours: wait (briefly) until the ended actors'
             # CPUs are free, so the next strategy's start-up time is its own.
@@ -642,18 +683,57 @@ class RayPool(Dispatcher):
                 total = ray.cluster_resources().get("CPU", 0.0)
                 while ray.available_resources().get("CPU", 0.0) < total and time.perf_counter() < deadline:
                     time.sleep(0.05)
-            except Exception:
-                pass
+            except (ray.exceptions.RayError, ConnectionError) as exc:
+                # only a courtesy to the next strategy's timing (the processes were checked above): logged
+                LOG.warning("xpubench: could not wait for Ray's CPUs to be free: %s", _first_line(exc))
+
+    def _check_ended(self) -> None:
+        """Checks every worker on this machine has ended: SIGTERM, then SIGKILL, where Ray did not end it.
+
+        A worker left alive would steal CPU from the next strategy's timing, so one that still runs is
+        recorded (``not_ended`` in its worker fact, a ``worker_not_ended`` event, a warning), and one
+        that needed a signal has ``ended_by`` in its fact.
+        """
+        slots = {s.proc.pid: s for s in self.slots if s.proc is not None}
+        if not slots:
+            return
+        for pid, how in end_processes([s.proc for s in slots.values()], self.end_wait_s, self.end_grace_s).items():
+            s = slots[pid]
+            if how.startswith("alive"):
+                self._not_ended(s, f"pid {pid} {how}")
+            elif how != "ended":
+                self._fact(s)["ended_by"] = how
+            s.proc = None
+
+    def _fact(self, s: _Slot) -> dict:
+        """The worker's fact (its hello) in ``worker_facts``, kept in the result file; made if missing."""
+        fact = next((f for f in reversed(self.worker_facts) if f.get("index") == s.index), None)
+        if fact is None:
+            fact = {"index": s.index}
+            self.worker_facts.append(fact)
+        return fact
+
+    def _not_ended(self, s: _Slot, reason: str) -> None:
+        self._fact(s)["not_ended"] = reason
+        LOG.warning("xpubench: Ray worker %s could not be ended: %s", s.index, reason)
+        self.on_event("worker_not_ended", worker=s.index, reason=reason)
 
     def _kill(self, s: _Slot) -> None:
         if s.dead:
             return
         s.dead = True
         s.job_ref = None  # a killed actor's reply never comes
+        ray = _ray()
         try:
-            _ray().kill(s.actor, no_restart=True)
-        except Exception:
-            pass
+            if not ray_is_up():  # ray.kill would start a new default Ray (auto-init) rather than fail
+                raise ray.exceptions.RaySystemError("Ray is not running any more")
+            ray.kill(s.actor, no_restart=True)
+        except (ray.exceptions.RayError, ConnectionError, ValueError) as exc:  # not connected, a stale handle
+            reason = f"ray.kill failed: {type(exc).__name__}: {_first_line(exc)}"
+            self._fact(s)["kill_error"] = reason
+            if s.proc is None:  # on another node (or never said hello): nothing this machine can check
+                self._not_ended(s, reason)
+            # on this machine: SIGTERM, then SIGKILL, and checked, by close() (_check_ended)
 
     @property
     def pids(self) -> list[int]:
@@ -712,13 +792,16 @@ class RayPool(Dispatcher):
         ray = _ray()
         try:
             hello = ray.get(ref)
-        except Exception as exc:
+        except (ray.exceptions.RayError, ConnectionError) as exc:  # the actor died starting (RayActorError,
+            # RuntimeEnvSetupError, unschedulable...): recorded as its failed_to_start fact
             self._kill(s)
             self._start_failed(s, _first_line(getattr(exc, "cause", None) or exc) or type(exc).__name__)
             return
         hello["startup_s"] = time.perf_counter() - s.started
         hello["index"] = s.index
+        hello["placement"] = self.placement
         s.hello = hello
+        s.proc = _local_process(hello)
         self._start_failures = 0
         self.worker_facts.append(hello)
         self.on_event("worker_ready", worker=s.index, startup_s=hello["startup_s"])
@@ -752,7 +835,8 @@ class RayPool(Dispatcher):
                 "message": f"{type(cause).__name__}: {_first_line(cause)}"[:500],
                 "stderr_tail": "\n".join(str(exc).strip().splitlines()[-8:]),
             }
-        except Exception as exc:  # the actor (its process) is gone
+        except (ray.exceptions.RayError, ConnectionError) as exc:  # the actor (its process) is gone (RayActorError,
+            # ActorDiedError, OutOfMemoryError...): recorded as this trial's crash/oom error reply
             self._kill(s)
             kind, message, exit_code = describe_actor_death(exc)
             reply = {

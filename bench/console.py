@@ -296,6 +296,10 @@ class ConsoleReporter:
     def on_worker_died(self, worker, reason, **_):
         self.console.print(f"[yellow]worker {value(worker)} ended[/]: {value(reason)}")
 
+    def on_worker_not_ended(self, worker, reason, **_):
+        self.console.print(f"[red]worker {value(worker)} could not be ended[/] (it may take CPU from later timings): "
+                           f"{value(reason)}")
+
     def stop(self):
         if self.progress is not None:
             self.progress.stop()

@@ -34,7 +34,7 @@ import re
 import subprocess
 import sys
 from importlib import metadata
-from typing import Callable, ClassVar, Mapping, Sequence
+from typing import Callable, ClassVar, Sequence
 
 from bench.errors import UsageError, choices_error
 
@@ -518,12 +518,6 @@ def _gpu_details(tf, gpus) -> list[dict]:
 _DEVICES: dict[str, type[DeviceStrategy]] = {"cpu": CpuDevice, "gpu": GpuDevice, "mirrored": MirroredDevice}
 
 
-def register_device(cls: type[DeviceStrategy]) -> type[DeviceStrategy]:
-    """Class decorator adding a device strategy to the registry."""
-    _DEVICES[cls.name] = cls
-    return cls
-
-
 def device_names() -> list[str]:
     return sorted(_DEVICES)
 
@@ -564,8 +558,3 @@ def parse_devices(text: str) -> list[str]:
         if spec not in out:
             out.append(spec)
     return out
-
-
-def mirrored_cpus_env(n: int) -> Mapping[str, str]:
-    """The worker environment that makes ``mirrored`` split the CPU into ``n`` logical devices."""
-    return {"CUDA_VISIBLE_DEVICES": "", MIRRORED_CPUS_VAR: str(int(n))}

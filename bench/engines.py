@@ -19,15 +19,6 @@ _ENGINES: dict[str, tuple[str, str | None, str]] = {
 }
 
 
-def engine_names() -> list[str]:
-    return sorted(_ENGINES)
-
-
-def register_engine(name: str, target: str, requires: str | None = None, install: str = "") -> None:
-    """Adds an engine ``name`` implemented by ``"module:Class"``."""
-    _ENGINES[name] = (target, requires, install)
-
-
 def get_engine(name: str):
     """The pool class of an engine.
 

@@ -5,6 +5,10 @@ TensorFlow knows (CUDA/cuDNN it was built with, devices it sees) are reported by
 runner adds them as ``tensorflow_build`` and ``tensorflow_devices``). GPU facts (name, memory,
 driver, power limit) come from NVML; ``energy`` says which energy readings this machine allows
 this user (RAPL for the CPU package, NVML for GPUs) and why not where it does not.
+
+The calibration (``bench calibrate``'s cached figures) is handed in by the caller (the runner, the
+pytest plugin), which reads it with :func:`bench.calibrate.cached_calibration`: this module does not
+import bench.calibrate (which imports :func:`cpu_brand` from here), so the two form no cycle.
 """
 
 from __future__ import annotations
@@ -49,11 +53,14 @@ def cpu_brand() -> str:
         return platform.processor() or "unknown"
 
 
-def fingerprint(label: str | None = None) -> dict:
+def fingerprint(label: str | None = None, calibration: dict | None = None) -> dict:
     """Facts about this machine that make two results comparable (or not).
 
     Args:
         label: A user's name for the machine (``laptop``, ``g5.xlarge``); default: hostname.
+        calibration: This machine's calibration as :func:`bench.calibrate.cached_calibration`
+            returns it (parallel-efficiency ceiling per process count, fp32 matmul GFLOP/s, when
+            measured), recorded as ``calibration``; None when it was never measured here.
     """
     vm = psutil.virtual_memory()
     freq = None
@@ -87,16 +94,6 @@ def fingerprint(label: str | None = None) -> dict:
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "energy": energy.sources(),
         "thread_env": {k: os.environ[k] for k in THREAD_VARS if k in os.environ},
-        "calibration": _calibration(),
+        "calibration": calibration,
     }
 
-
-# ---------------------------------------------------------------- calibration (bench/calibrate.py)
-
-
-def _calibration() -> dict | None:
-    """``bench calibrate``'s cached figures for this machine (parallel-efficiency ceiling per
-    process count, fp32 matmul GFLOP/s, when measured), or None if it was never run here."""
-    from bench.calibrate import cached_calibration
-
-    return cached_calibration()

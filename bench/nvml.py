@@ -14,6 +14,10 @@ import threading
 from typing import Any, Sequence
 
 UNAVAILABLE = "unavailable"
+# Besides pynvml.NVMLError, what a query can raise: AttributeError where an older nvidia-ml-py
+# lacks the function, TypeError/ValueError (UnicodeDecodeError included) where its answer is not
+# the shape the conversion expects.
+_QUERY_ERRORS: tuple[type[BaseException], ...] = (AttributeError, TypeError, ValueError)
 
 
 class Nvml:
@@ -21,7 +25,8 @@ class Nvml:
 
     Attributes:
         reason: Why NVML is not usable ("" when it is).
-        errors: The last failure of each per-GPU query, keyed ``"<field>[<index>]"``.
+        errors: The last failure of each per-GPU query, keyed ``"<field>[<index>]"`` (and of the
+            driver-wide ``driver_version`` and ``cuda_driver_version`` queries).
     """
 
     def __init__(self):
@@ -39,14 +44,14 @@ class Nvml:
             self._tried = True
             try:
                 import pynvml  # provided by nvidia-ml-py
-            except Exception as exc:  # ImportError or a broken install
+            except ImportError as exc:  # not installed (or a broken install): recorded as the reason
                 self.reason = f"pynvml not importable ({type(exc).__name__}); pip install nvidia-ml-py"
                 return
             try:
                 pynvml.nvmlInit()
                 count = pynvml.nvmlDeviceGetCount()
                 self._handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
-            except Exception as exc:
+            except pynvml.NVMLError as exc:  # no driver/library (NVMLError_LibraryNotFound...): recorded as the reason
                 self.reason = f"NVML unavailable ({_one_line(exc)})"
                 return
             self._nv = pynvml
@@ -66,7 +71,7 @@ class Nvml:
     def _q(self, fn_name: str, handle, *args, post=lambda v: v, key: str | None = None) -> Any:
         try:
             return post(getattr(self._nv, fn_name)(handle, *args))
-        except Exception as exc:
+        except _QUERY_ERRORS + (self._nv.NVMLError,) as exc:  # recorded in self.errors, the field is "unavailable"
             if key is not None:
                 self.errors[key] = f"{fn_name}: {_one_line(exc)}"
             return UNAVAILABLE
@@ -142,13 +147,13 @@ class Nvml:
         driver = cuda_driver = UNAVAILABLE
         try:
             driver = _text(nv.nvmlSystemGetDriverVersion())
-        except Exception:
-            pass
+        except _QUERY_ERRORS + (nv.NVMLError,) as exc:  # the field stays "unavailable"; why is in self.errors
+            self.errors["driver_version"] = f"nvmlSystemGetDriverVersion: {_one_line(exc)}"
         try:
             v = int(nv.nvmlSystemGetCudaDriverVersion())
             cuda_driver = f"{v // 1000}.{(v % 1000) // 10}"
-        except Exception:
-            pass
+        except _QUERY_ERRORS + (nv.NVMLError,) as exc:  # the field stays "unavailable"; why is in self.errors
+            self.errors["cuda_driver_version"] = f"nvmlSystemGetCudaDriverVersion: {_one_line(exc)}"
         out = []
         for i, h in enumerate(self._handles):
             mem = self._q("nvmlDeviceGetMemoryInfo", h)

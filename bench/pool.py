@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import selectors
 import signal
@@ -31,6 +32,8 @@ from bench.errors import WorkerStartError
 
 STARTUP_TIMEOUT_S = 600.0
 QUIT_GRACE_S = 0.1  # idle workers have sent every result: TensorFlow's ~1.5 s teardown is not worth waiting for
+KILL_WAIT_S = 30.0  # a SIGKILLed process that has not ended by then is stuck in the kernel (I/O, a driver)
+LOG = logging.getLogger("bench")
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -59,6 +62,54 @@ def stderr_tail(path: Path, lines: int = 12, limit: int = 2000) -> str:
     except OSError:
         return ""
     return "\n".join(text.strip().splitlines()[-lines:])[-limit:]
+
+
+def end_processes(procs: list, wait: float = 5.0, grace: float = 2.0) -> dict[int, str]:
+    """Makes sure processes have ended: waits for them, then SIGTERM, then SIGKILL, and checks.
+
+    Args:
+        procs: ``psutil.Process`` objects (each remembers its process's start time, so a pid
+            reused by another process is never signalled).
+        wait: Seconds they get to end on their own (they were already asked to).
+        grace: Seconds after SIGTERM, and again after SIGKILL, before they count as not ended.
+
+    Returns:
+        ``{pid: how}`` for every process: ``ended`` (on its own), ``SIGTERM``, ``SIGKILL`` (what
+        ended it), or ``alive: <why>`` for one still running (not ours to signal, or stuck).
+    """
+    import psutil
+
+    how: dict[int, str] = {}
+    _, alive = psutil.wait_procs(procs, timeout=wait)
+    alive = [p for p in alive if not _zombie(p)]  # ended, not yet reaped by its parent (Ray's raylet)
+    for sig_name, send in (("SIGTERM", "terminate"), ("SIGKILL", "kill")):
+        for proc in alive:
+            try:
+                getattr(proc, send)()
+            except psutil.NoSuchProcess:  # it ended meanwhile: counted as ended below
+                pass
+            except psutil.AccessDenied:
+                how[proc.pid] = f"alive: not allowed to send it {sig_name}"
+            else:
+                how[proc.pid] = sig_name
+        _, alive = psutil.wait_procs([p for p in alive if not how.get(p.pid, "").startswith("alive")], timeout=grace)
+        alive = [p for p in alive if not _zombie(p)]
+        if not alive:
+            break
+    for proc in alive:
+        how[proc.pid] = "alive: still running after SIGKILL"
+    return {proc.pid: how.get(proc.pid, "ended") for proc in procs}
+
+
+def _zombie(proc) -> bool:
+    import psutil
+
+    try:
+        return proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:  # reaped meanwhile: ended
+        return True
+    except psutil.AccessDenied:  # cannot tell: counted as alive
+        return False
 
 
 def describe_exit(returncode: int | None) -> tuple[str, int | None, int | None]:
@@ -135,7 +186,7 @@ class WorkerPool(Dispatcher):
                     start_new_session=True,  # Ctrl-C reaches the parent only; it ends the workers
                     close_fds=True,
                 )
-        except BaseException:
+        except BaseException:  # clean-up only: the error goes on to the caller
             os.close(r)
             raise
         finally:
@@ -181,7 +232,7 @@ class WorkerPool(Dispatcher):
                 w.proc.stdin.write(b'{"type": "quit"}\n')
                 w.proc.stdin.flush()
                 w.proc.stdin.close()
-            except (OSError, ValueError):
+            except (OSError, ValueError):  # it died meanwhile: it is killed and checked below
                 pass
         deadline = time.perf_counter() + QUIT_GRACE_S
         for w in self.workers:
@@ -189,7 +240,7 @@ class WorkerPool(Dispatcher):
                 continue
             try:
                 w.proc.wait(timeout=max(0.0, deadline - time.perf_counter()))
-            except subprocess.TimeoutExpired:
+            except subprocess.TimeoutExpired:  # did not quit in time: killed (and checked) below
                 pass
         for w in self.workers:
             self._kill(w)
@@ -199,30 +250,46 @@ class WorkerPool(Dispatcher):
             self._tmp.cleanup()
 
     def _kill(self, w: _Worker) -> None:
-        """Ends a worker (its whole process group) and forgets its pipe."""
+        """Ends a worker (its whole process group), checks it is gone, and forgets its pipe.
+
+        SIGKILL at once, not SIGTERM first: a worker is ended only when it overran its limit, sent
+        garbage, or did not quit when asked, and TensorFlow has nothing to save. A worker still
+        alive :data:`KILL_WAIT_S` after SIGKILL is recorded (``not_ended`` in its worker fact, a
+        ``worker_not_ended`` event, a warning), since it would steal CPU from the next timing.
+        """
         if w.proc.poll() is None:
             try:
                 os.killpg(w.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
+            except (ProcessLookupError, PermissionError):  # the group is gone or not ours: the process itself
                 w.proc.kill()
-        try:
-            w.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:  # pragma: no cover - a process SIGKILL cannot end
-            pass
+            try:
+                w.proc.wait(timeout=KILL_WAIT_S)
+            except subprocess.TimeoutExpired:  # pragma: no cover - a process SIGKILL cannot end
+                self._not_ended(w, f"pid {w.proc.pid} still alive {KILL_WAIT_S:g} s after SIGKILL")
         if not w.dead:
             w.dead = True
             try:
                 self.sel.unregister(w.fd)
-            except (KeyError, ValueError):
+            except (KeyError, ValueError):  # never registered, or the selector is closed: nothing to forget
                 pass
             try:
                 os.close(w.fd)
-            except OSError:
+            except OSError:  # already closed: nothing to release
                 pass
             try:
                 w.proc.stdin.close()
-            except Exception:
+            except (OSError, ValueError):  # flushing to a dead worker's pipe (BrokenPipeError): it is gone anyway
                 pass
+
+    def _not_ended(self, w: _Worker, reason: str) -> None:
+        """Records a worker that could not be ended (kept in the result file with the worker facts)."""
+        fact = next((f for f in reversed(self.worker_facts) if f.get("index") == w.index), None)
+        if fact is None:
+            fact = {"index": w.index}
+            self.worker_facts.append(fact)
+        fact["not_ended"] = reason
+        LOG.warning("xpubench: worker %s could not be ended: %s", w.index, reason)
+        self.on_event("worker_not_ended", worker=w.index, reason=reason)
 
     @property
     def pids(self) -> list[int]:
@@ -329,7 +396,7 @@ class WorkerPool(Dispatcher):
         job = w.job
         try:
             w.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired:  # its pipe closed but it lives on: _kill ends it
             pass
         returncode = w.proc.poll()
         self._kill(w)

@@ -332,7 +332,8 @@ def gpu_unavailable_reason() -> str | None:
 
         nv = nvml()
         return None if nv.available else f"no GPU visible ({nv.reason})"
-    except Exception as exc:  # a broken driver must not break the session
+    except Exception as exc:  # noqa: BLE001 - a broken driver (any error of device or NVML code) must not
+        # break the session: recorded as the reason the requires_gpu tests are skipped
         return f"no GPU visible ({type(exc).__name__}: {exc})"
 
 
@@ -374,16 +375,18 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
     """
     state = _session(config)
     try:
+        from bench.calibrate import cached_calibration
         from bench.machine import fingerprint
 
-        info = fingerprint(state.settings.label)
+        info = fingerprint(state.settings.label, calibration=cached_calibration())
         info.update(state.machine_extra)
         cuda = {g.get("cuda_driver_version") for g in info.get("gpus") or () if isinstance(g, dict)}
         cuda.discard(None)
         cuda.discard("unavailable")
         if cuda:
             info["cuda_driver_version"] = sorted(cuda)[0]
-    except Exception as exc:  # never break pytest-benchmark's saving
+    except Exception as exc:  # noqa: BLE001 - never break pytest-benchmark's saving: recorded as
+        # machine_info["xpubench"]["error"]
         info = {"label": state.settings.label, "error": f"{type(exc).__name__}: {exc}"}
     machine_info["xpubench"] = json_safe(info)
 

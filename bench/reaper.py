@@ -135,7 +135,7 @@ def watch(fd: int, processes: list[tuple[int, int]]) -> None:
     data = "".join(f"{pid} {ticks}\n" for pid, ticks in processes).encode()
     try:
         os.write(fd, data)
-    except OSError:
+    except OSError:  # the watchdog already ended (pipe closed): it has done its clean-up; nothing to hand over
         pass
 
 

@@ -615,7 +615,7 @@ def parse(data: str | bytes, source: str = "<result>") -> Any:
     try:
         return json.loads(data, parse_constant=_no_constants, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
-        raise ResultFileError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno}; truncated?)") from None
+        raise ResultFileError(f"{source}: not valid JSON ({exc.msg}, line {exc.lineno}; truncated?)") from None
     except ValueError as exc:  # NaN/Infinity, a number out of range, an integer with too many digits
         raise ResultFileError(f"{source}: not valid JSON ({str(exc)[:100]})") from None
     except RecursionError:

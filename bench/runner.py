@@ -31,6 +31,7 @@ from bench import childenv, memguard, results
 from bench.devices import get_device
 from bench.engines import get_engine
 from bench.errors import ResultWriteError, UsageError, shown
+from bench.calibrate import cached_calibration
 from bench.machine import fingerprint
 from bench.ratios import summarize, tree_cpu_seconds
 from bench.results import Result, RunRecord, TrialError, TrialRecord
@@ -360,7 +361,7 @@ class Sweep:
         self.memory_guard = memory_guard and engine == "local"
         out = Path(out_dir if path is None else Path(path).parent)
         check_out_dir(out)
-        machine = fingerprint(label)
+        machine = fingerprint(label, calibration=cached_calibration())
         self.carried: list[RunRecord] = []
         decisions: tuple = ()
         if resume_from is not None:
@@ -794,7 +795,7 @@ class Sweep:
         machine["tensorflow_devices"] = hello.get("visible_devices", [])
         self.result = self.result.replace(machine=machine)
 
-    def _summary(self, run: RunRecord, wall: float, compute_offset: float = 0.0, baseline: float | None = None) -> dict:
+    def _summary(self, run: RunRecord, wall: float, compute_offset: float = 0.0) -> dict:
         samples = [s for s in run.samples if s.get("t", 0) >= compute_offset - 1e-9] or list(run.samples)
         summary = summarize(
             run.trials,
@@ -802,7 +803,6 @@ class Sweep:
             wall,
             int(run.strategy["processes"]),
             run.workers,
-            baseline_wall_s=baseline,
             unit=self.workload.throughput_unit,
         )
         summary["compute_offset_s"] = compute_offset

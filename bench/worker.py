@@ -89,7 +89,7 @@ def _build_info(tf) -> dict:
     keys = ("cuda_version", "cudnn_version", "is_cuda_build", "is_rocm_build", "cuda_compute_capabilities")
     try:
         info = tf.sysconfig.get_build_info()
-    except Exception:  # noqa: BLE001 - some builds lack it
+    except (AttributeError, ImportError):  # builds without tf.sysconfig.get_build_info: no build facts in the hello
         return {}
     return {k: (v if isinstance(v, bool) else str(v)) for k, v in info.items() if k in keys}
 
@@ -101,7 +101,7 @@ def _die_with_parent() -> None:
         import signal
 
         ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
-    except Exception:  # not Linux: idle workers still end on stdin EOF
+    except (ImportError, OSError, AttributeError, TypeError):  # not Linux (no libc prctl): idle workers still end on stdin EOF
         return
     if os.getppid() == 1:  # the parent died before prctl
         os._exit(1)
@@ -192,7 +192,9 @@ class TrialRunner:
                 "rss_bytes": rss,
                 "peak_rss_bytes": peak,
             }
-        except Exception as exc:  # a failing trial is data, the worker goes on
+        except Exception as exc:  # noqa: BLE001 - any error of workload code is data: recorded as this
+            # trial's error reply (kind oom/exception, message, traceback tail; the full traceback goes to
+            # the worker log) and the worker goes on with the next trial
             tb = traceback.format_exc()
             print(tb, file=sys.stderr, flush=True)
             oom = isinstance(exc, MemoryError) or "ResourceExhausted" in type(exc).__name__

@@ -5,7 +5,8 @@ what it is about (or are missing). :func:`why_lines` applies every rule to a wor
 
 - :func:`overhead_bound`: the run reached under 1 % of the machine's measured matmul peak.
 - :func:`second_thread_idle`: workers were given two or more threads, but the CPU samples show
-  about one core busy per worker.
+  about one core busy per worker (between 0.6 and 1.25: a worker that kept less than 0.6 of a
+  core busy mostly waited, and says nothing about its threads).
 - :func:`gpu_waited`: GPU utilisation p50 under 30 %.
 """
 
@@ -18,6 +19,7 @@ from reports.fmt import ok
 
 PEAK_SHARE_LIMIT = 0.01  # under 1 % of the matmul peak: the run is bound by per-step overhead
 IDLE_THREAD_LIMIT = 1.25  # busy cores per worker below this with >= 2 threads: the extra thread idled
+BUSY_WORKER_MIN = 0.6  # ... but only when a worker kept at least this much of a core busy (it computed at all)
 LOW_GPU_UTIL = 30.0  # GPU utilisation p50 (%) below this: the GPU waited on the host
 
 
@@ -50,7 +52,7 @@ def second_thread_idle(processes: Any, threads: Any, busy_cores: Any) -> str | N
     if not ok(processes) or not ok(threads) or not ok(busy_cores) or int(processes) < 1 or int(threads) < 2:
         return None
     per_worker = float(busy_cores) / int(processes)
-    if per_worker >= IDLE_THREAD_LIMIT:
+    if per_worker >= IDLE_THREAD_LIMIT or per_worker < BUSY_WORKER_MIN:  # below: the worker mostly waited
         return None
     workers = f"{int(processes)} process{'es' if int(processes) > 1 else ''}"
     return (f"the second thread sat idle: processes, not threads, pay off here "
@@ -106,4 +108,4 @@ def why_lines(runs: Sequence[Any], machine: Mapping[str, Any]) -> list[str]:
 
 
 __all__ = ["gpu_waited", "overhead_bound", "run_busy_cores", "second_thread_idle", "why_lines",
-           "IDLE_THREAD_LIMIT", "LOW_GPU_UTIL", "PEAK_SHARE_LIMIT"]
+           "BUSY_WORKER_MIN", "IDLE_THREAD_LIMIT", "LOW_GPU_UTIL", "PEAK_SHARE_LIMIT"]

@@ -126,7 +126,8 @@ def test_unusable_out_is_refused_before_measuring(tmp_path, capsys, monkeypatch,
 
 def test_a_real_calibration(tmp_path, capsys, cache_home):
     """The real thing: 1 and 2 processes and the matmul, in well under 10 s."""
-    from bench.machine import fingerprint
+    from bench.runner import Sweep
+    from bench.strategy import make_strategies
 
     t0 = time.perf_counter()
     assert cli_main(["calibrate", "--max-processes", "2", "--out", str(tmp_path)]) == 0
@@ -148,7 +149,8 @@ def test_a_real_calibration(tmp_path, capsys, cache_home):
     # cached for this machine and carried by every result's fingerprint
     assert json.loads(calibrate.cache_path().read_text()) == doc
     assert calibrate.cached_calibration() == calibrate.summary(doc)
-    assert fingerprint()["calibration"] == calibrate.summary(doc)
+    sweep = Sweep("lorenz", "quick", make_strategies(["cpu"], [1], 1), out_dir=tmp_path / "results")
+    assert sweep.result.machine["calibration"] == calibrate.summary(doc)
 
 
 def test_dense_training_flops_and_share_of_peak():

@@ -115,6 +115,60 @@ def test_without_ray_the_engine_says_how_to_install(monkeypatch):
     assert "pip install 'xpubench[cluster]'" in str(err.value)
 
 
+def test_a_failed_cluster_check_is_not_taken_for_a_real_cluster():
+    """Without an address, a node check that fails (here: Ray not started, so Ray's state API
+    raises) keeps "this machine" and says why; it used to mean "a real cluster"."""
+    pytest.importorskip("ray")
+    if cluster.ray_is_up():
+        pytest.skip("needs a process not connected to Ray")
+    local, why = cluster.RayPool(1, lambda i: {})._single_node_here()
+    assert local is True
+    assert why.startswith("this machine (not detected: RaySystemError: ") and "ray.init" in why
+
+
+_IGNORES_SIGTERM = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(120)"
+
+
+def test_close_ends_a_worker_ray_could_not_kill_and_records_one_it_cannot_check():
+    """A worker on this machine that ray.kill could not end (Ray is gone) is ended by close():
+    SIGTERM, then SIGKILL (it ignores SIGTERM), and checked; a worker on another node is
+    recorded as not ended, with the reason, and reported as an event."""
+    import psutil
+
+    pytest.importorskip("ray")
+    if cluster.ray_is_up():
+        pytest.skip("needs a process not connected to Ray")
+    child = subprocess.Popen([sys.executable, "-c", _IGNORES_SIGTERM], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        events = []
+        pool = cluster.RayPool(2, lambda i: {}, on_event=lambda kind, **info: events.append((kind, info)))
+        pool.end_wait_s, pool.end_grace_s = 0.2, 1.0
+        here = {"index": 0, "pid": child.pid, "node": socket.gethostname()}
+        there = {"index": 1, "pid": child.pid, "node": "another-node"}
+        for hello in (here, there):
+            slot = cluster._Slot(index=hello["index"], actor=None, env={}, started=0.0, hello=hello,
+                                 proc=cluster._local_process(hello))
+            pool.slots.append(slot)
+            pool.worker_facts.append(hello)
+        assert pool.slots[0].proc is not None and pool.slots[1].proc is None
+        for slot in pool.slots:
+            pool._kill(slot)  # as the dispatcher does on a timeout: ray.kill cannot work, Ray is not running
+        assert here["kill_error"] == there["kill_error"] == "ray.kill failed: RaySystemError: System error: Ray is not running any more"
+        assert "not_ended" not in here  # on this machine: close() ends it
+        assert there["not_ended"] == there["kill_error"]
+        assert events == [("worker_not_ended", {"worker": 1, "reason": there["kill_error"]})]
+        t0 = time.monotonic()
+        pool.close()
+        assert here["ended_by"] == "SIGKILL" and "not_ended" not in here
+        assert not _still_running([psutil.Process(child.pid)] if psutil.pid_exists(child.pid) else [])
+        assert time.monotonic() - t0 < 10
+        assert not cluster.ray_is_up()  # ending workers never starts a Ray
+    finally:
+        child.kill()
+        child.wait()
+
+
 # ---------------------------------------------------------------- clean-up of a local Ray
 
 RAY_SESSIONS = "/tmp/ray/session_*"  # where Ray puts sessions by default (never used by xpubench)

@@ -7,7 +7,8 @@ import math
 import pytest
 
 from bench import results
-from reports import build_report, fmt, load_inputs, synth
+from reports import build_report, fmt, load_inputs
+from support import synth
 from reports.recommend import HEADROOM, memory_max_processes, recommend
 from reports.tables import runs_frame
 

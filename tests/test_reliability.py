@@ -147,6 +147,28 @@ def _dead_on_arrival_env(i: int) -> dict:
     return {"PATH": os.environ.get("PATH", ""), "PYTHONHOME": "/nonexistent"}
 
 
+def test_end_processes_waits_then_sigterm_then_sigkill_and_says_what_ended_each():
+    from bench.pool import end_processes
+
+    ignore = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(120)"
+    plain = "import time; print('ready', flush=True); time.sleep(120)"
+    quits = "print('ready', flush=True)"
+    children = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+                for code in (quits, plain, ignore)]
+    try:
+        for child in children:
+            assert child.stdout.readline().strip() == "ready"
+        procs = [psutil.Process(c.pid) for c in children]
+        how = end_processes(procs, wait=0.5, grace=1.0)
+        assert how == {children[0].pid: "ended", children[1].pid: "SIGTERM", children[2].pid: "SIGKILL"}
+        assert not any(psutil.pid_exists(c.pid) and psutil.Process(c.pid).status() != psutil.STATUS_ZOMBIE
+                       for c in children)
+    finally:
+        for child in children:
+            child.kill()
+            child.wait()
+
+
 def test_pool_raises_when_no_worker_can_start(tmp_path):
     pool = WorkerPool(2, env_for=_dead_on_arrival_env, log_dir=tmp_path)
     with pytest.raises(WorkerStartError, match=r"no worker could start \(worker exited with status 1\): .*No module named 'encodings'"):

@@ -11,7 +11,8 @@ import pytest
 from bench import results
 from bench.cli import main
 from bench.errors import UsageError
-from reports import compare, fmt, load_inputs, synth
+from reports import compare, fmt, load_inputs
+from support import synth
 from reports.comparison import distinct_labels, machines_table, parse_prices
 from reports.tables import runs_frame
 

@@ -1,6 +1,6 @@
 """bench report: sections and numbers, PNGs, escaping, warnings, bad inputs, keep-going, speed.
 
-Most inputs are synthetic result files built with bench.results records (reports/synth.py); the
+Most inputs are synthetic result files built with bench.results records (tests/support/synth.py); the
 figures expected are computed here from those inputs, never copied from a report.
 """
 
@@ -17,7 +17,8 @@ import pytest
 from bench import ratios, results
 from bench.cli import main
 from bench.errors import ResultFileError, UsageError
-from reports import build_report, fmt, load_inputs, synth, write_report
+from reports import build_report, fmt, load_inputs, write_report
+from support import synth
 from reports.load import load_file
 from reports import report as report_module
 from reports.report import MAX_TIMELINES

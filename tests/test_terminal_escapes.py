@@ -134,3 +134,19 @@ def test_error_lines_print_escaped(args, tmp_path):
     text = _clean(proc)
     assert text.startswith("error: ") and text.count("\n") == 1, text
     assert "\\x1b[2J" in text or "\\x1b" in text
+
+
+def test_a_worker_that_could_not_be_ended_is_shown_escaped():
+    """The engines' ``worker_not_ended`` event reaches the console as one line, its reason escaped."""
+    import io
+
+    from rich.console import Console
+
+    from bench.console import ConsoleReporter
+
+    buf = io.StringIO()
+    reporter = ConsoleReporter(Console(file=buf, width=200, color_system=None), quiet=True)
+    reporter("worker_not_ended", worker=3, reason="still alive 30 s after SIGKILL \x1b[2J")
+    text = buf.getvalue()
+    assert "worker 3 could not be ended" in text and "still alive 30 s after SIGKILL" in text
+    assert "\x1b" not in text and "\\x1b[2J" in text

@@ -1,0 +1,1 @@
+"""Test support shipped with the tests, not the package: synthetic result records (:mod:`support.synth`)."""

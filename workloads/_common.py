@@ -5,6 +5,7 @@ Nothing here imports TensorFlow or Keras at module level.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, Mapping
 
@@ -33,6 +34,50 @@ def int_option(options: Mapping[str, Any] | None, key: str, default: int, minimu
     if number is None or number < minimum:
         raise UsageError(f"bad workload option {key}={value!r} (expected a whole number >= {minimum})")
     return number
+
+
+def float_option(options: Mapping[str, Any] | None, key: str, default: float, minimum: float = 0.0) -> float:
+    """A positive number workload option (command-line options arrive as strings).
+
+    Args:
+        options: Workload options.
+        key: Option name.
+        default: Value when the option is absent.
+        minimum: The value must be above this.
+
+    Raises:
+        UsageError: the value is not a finite number > minimum (named in the message).
+    """
+    value = (options or {}).get(key)
+    if value in (None, ""):
+        return default
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        number = math.nan
+    if not (math.isfinite(number) and number > minimum):
+        raise UsageError(f"bad workload option {key}={value!r} (expected a number > {minimum:g})")
+    return number
+
+
+def int_list_option(options: Mapping[str, Any] | None, key: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    """A comma-separated list of whole numbers >= 1, e.g. ``batch_sizes=32,256``.
+
+    Args:
+        options: Workload options.
+        key: Option name.
+        default: Value when the option is absent.
+
+    Raises:
+        UsageError: an item is not a whole number >= 1 (the whole value is named).
+    """
+    value = (options or {}).get(key)
+    if value in (None, ""):
+        return default
+    items = [item.strip() for item in str(value).split(",")]
+    if not all(item.isdigit() and int(item) >= 1 for item in items):
+        raise UsageError(f"bad workload option {key}={value!r} (expected whole numbers >= 1, comma-separated)")
+    return tuple(int(item) for item in items)
 
 
 def int_options(options: Mapping[str, Any] | None, defaults: Mapping[str, int]) -> dict[str, int]:

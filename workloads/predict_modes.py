@@ -40,7 +40,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from bench.workload import TrialContext, TrialOutput, Workload
-from workloads._common import int_option
+from workloads._common import float_option, int_list_option, int_option
 
 BASELINE = "predict_row"  # per-row model.predict: what every mode's ratio is against
 SCORING_BASELINE = "score_row"  # seed 000's loop: per-row model.predict + the metric in Python
@@ -332,7 +332,7 @@ class PredictModesWorkload(Workload):
         """
         options = options or {}
         s = {k: int_option(options, k, v) for k, v in SETUPS[size].items() if k != "min_time"}
-        s["min_time"] = float(options.get("min_time") or SETUPS[size]["min_time"])
+        s["min_time"] = float_option(options, "min_time", SETUPS[size]["min_time"])
         s["model"] = str(options.get("model") or DEFAULT_MODEL)
         return s
 
@@ -344,8 +344,7 @@ class PredictModesWorkload(Workload):
         if s["model"] not in model_names():
             raise choices_error("model", s["model"], model_names())
         batched = dict(BATCHED)
-        if options.get("batch_sizes"):
-            batched["predict"] = tuple(int(b) for b in str(options["batch_sizes"]).split(","))
+        batched["predict"] = int_list_option(options, "batch_sizes", batched["predict"])
         known = list(MODES) + list(SCORE_MODES)
         scored = s["model"] in SCORED
         if options.get("modes"):

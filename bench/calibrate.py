@@ -410,6 +410,24 @@ def write(doc: dict, path: str | os.PathLike) -> Path:
     return atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
 
 
+def write_cache(doc: dict) -> Path:
+    """Writes a calibration document where :func:`cached_calibration` reads it (this machine's cache).
+
+    Args:
+        doc: What :func:`calibrate` returned.
+
+    Returns:
+        The cache file (:func:`cache_path`).
+
+    Raises:
+        OSError: the cache directory cannot be made or the file cannot be written.
+    """
+    cache = cache_path()
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    write(doc, cache)
+    return cache
+
+
 def main(args) -> int:
     """``bench calibrate [--max-processes N] [--out FILE]``: measure, print, cache, write.
 
@@ -443,8 +461,7 @@ def main(args) -> int:
     print(format_table(doc))
     cache = cache_path()
     try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        write(doc, cache)
+        write_cache(doc)
         print(f"cached: {cache} (results on this machine carry it as machine.calibration)")
     except OSError as exc:
         print(f"warning: could not cache the calibration in {cache} ({exc.strerror})", file=sys.stderr)

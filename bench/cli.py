@@ -274,8 +274,8 @@ def _make_sweep(workload: str, args, strategies, reporter, resume=None, resume_p
     )
 
 
-def _run_one(sweep, reporter) -> tuple[int, object]:
-    """Runs one workload's sweep. Returns (exit status, result path).
+def _run_one(sweep, reporter) -> tuple[int, object, object]:
+    """Runs one workload's sweep. Returns (exit status, result path, the Result saved there).
 
     Raises:
         SweepInterrupted: after saying how many trials finished and where they are.
@@ -296,7 +296,7 @@ def _run_one(sweep, reporter) -> tuple[int, object]:
     if line:
         print(printable(line, None), file=sys.stderr)
     failed = any(t.error is not None for r in result.runs for t in r.trials)
-    return (EXIT_TRIALS_FAILED if failed else 0), sweep.path
+    return (EXIT_TRIALS_FAILED if failed else 0), sweep.path, result
 
 
 def _terminate_as_interrupt(signum, frame):
@@ -339,7 +339,7 @@ def cmd_run(args) -> int:
     sweep = _make_sweep(args.workload, args, strategies, reporter, resume, args.resume)
     with _SigtermAsInterrupt():
         try:
-            code, _ = _run_one(sweep, reporter)
+            code, _, _ = _run_one(sweep, reporter)
         except SweepInterrupted as exc:
             print(f"resume with: {_resume_command('bench', _ARGV, str(exc.path))}", file=sys.stderr)
             return EXIT_INTERRUPTED
@@ -386,35 +386,34 @@ def cmd_suite(args) -> int:
     if not args.no_calibrate:
         _calibrate_once(quiet=args.quiet)
     reporter = _Reporter(ConsoleReporter(quiet=args.quiet, headline=False))  # one headline at the end
-    plan = []  # (name, finished file or None, Sweep or None): every sweep is checked before any runs
+    plan = []  # (name, (Result, file) when already complete else None, Sweep or None): every sweep is checked before any runs
     for name in names:
         file, res = resumes.get(name, (None, None))
         if res is not None and res.complete:
-            plan.append((name, file, None))
+            plan.append((name, (res, file), None))
         else:
             plan.append((name, None, _make_sweep(name, args, strategies, reporter, res, file)))
-    paths, worst = [], 0
+    done, worst = [], 0  # (Result, path) of each workload, in order: the headline needs no reload
     with _SigtermAsInterrupt():
-        for name, file, sweep in plan:
+        for name, finished, sweep in plan:
             if sweep is None:
-                print(f"{name}: already complete in {printable(file)}")
-                paths.append(file)
+                print(f"{name}: already complete in {printable(finished[1])}")
+                done.append(finished)
                 continue
             try:
-                code, path = _run_one(sweep, reporter)
+                code, path, result = _run_one(sweep, reporter)
             except SweepInterrupted as exc:
-                files = ",".join(str(p) for p in paths + [exc.path])
+                files = ",".join(str(p) for _, p in done + [(None, exc.path)])
                 print(f"resume with: {_resume_command('bench', _ARGV, files)}", file=sys.stderr)
                 return EXIT_INTERRUPTED
             worst = max(worst, code)
-            paths.append(path)
+            done.append((result, path))
     from reports import write_report
 
-    write_report([str(p) for p in paths], str(report))
-    from bench import results as _results
+    write_report([str(p) for _, p in done], str(report))
     from bench.console import print_headline
 
-    print_headline(reporter.inner.console, [(_results.load(p), p) for p in paths])
+    print_headline(reporter.inner.console, done)
     print(f"report: {printable(report)}")
     return worst
 
@@ -431,10 +430,7 @@ def _calibrate_once(quiet: bool = False) -> None:
         print("calibrating this machine once (about 5 s; cached for later runs; --no-calibrate skips it)",
               file=sys.stderr, flush=True)
     try:
-        doc = calibrate.calibrate(None)
-        path = calibrate.cache_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        calibrate.write(doc, path)
+        calibrate.write_cache(calibrate.calibrate(None))
     except (RuntimeError, OSError) as exc:  # the suite's figures do not depend on it: say so and go on
         print(f"warning: calibration skipped ({printable(exc)})", file=sys.stderr)
 
@@ -529,7 +525,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         if os.environ.get("XPUBENCH_DEBUG"):
             raise
-        name = f" {printable(repr(str(exc.filename)))}" if exc.filename else ""
+        from bench.errors import shown as _quoted  # not `shown`: main's saved showwarning has that name
+
+        name = f" {_quoted(exc.filename)}" if exc.filename else ""
         print(f"error: cannot use{name} ({printable(exc.strerror or exc)})", file=sys.stderr)
         return 2
     except Exception as exc:  # a bug: one line, not a traceback

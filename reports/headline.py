@@ -210,14 +210,14 @@ def predict_lines(runs: Sequence[Run]) -> list[str]:
 # ---------------------------------------------------------------- front
 
 
-def headlines(inputs: Inputs) -> list[Headline]:
+def headlines(inputs: Inputs, df: Any = None) -> list[Headline]:
     """One block per (machine, workload, size) with at least one measured run, in input order.
 
     Args:
         inputs: Loaded result files.
+        df: Their :func:`reports.tables.runs_frame`, when the caller already built it.
     """
-    df = runs_frame(inputs)
-    sc = scaling_frame(df, inputs)
+    sc = scaling_frame(runs_frame(inputs) if df is None else df, inputs)
     groups: dict[tuple, list[Run]] = {}
     for r in inputs.runs:
         if r.status == "complete" and (r.ok_trials or ok(r.summary.get("wall_s"))):

@@ -243,9 +243,9 @@ def config_sections(inputs: Inputs, charts: _Charts) -> list[Section]:
     return list(by_workload.values())
 
 
-def headline_blocks(inputs: Inputs) -> list[dict]:
-    """The headline blocks (:mod:`reports.headline`) for the template."""
-    return [{"title": h.title, "lines": list(h.lines), "why": list(h.why)} for h in headlines(inputs)]
+def headline_blocks(inputs: Inputs, df: pd.DataFrame) -> list[dict]:
+    """The headline blocks (:mod:`reports.headline`) for the template, from the report's runs frame."""
+    return [{"title": h.title, "lines": list(h.lines), "why": list(h.why)} for h in headlines(inputs, df)]
 
 
 def scaling_sections(df: pd.DataFrame, inputs: Inputs, charts: _Charts) -> list[Section]:
@@ -555,7 +555,7 @@ def build(inputs: Inputs, prices: Mapping[str, float] | None = None, title: str 
         "warning_notes": ["Noise is measured only between measurements of the same thing (repeated runs of a "
                           "strategy, or trials of an identical configuration), never across different "
                           "configurations."],
-        "headline": headline_blocks(inputs),
+        "headline": headline_blocks(inputs, df),
         "sections": [s for s in sections if s is not None],
         "runs": runs_table(df),
     }

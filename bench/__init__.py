@@ -4,9 +4,9 @@ The public front. Importing it does not import TensorFlow or initialise NVML.
 """
 
 from bench.errors import ResultFileError, UsageError
-from bench.results import SCHEMA, Result, RunRecord, TrialError, TrialRecord, load, save
-from bench.strategy import Strategy, parse_processes, usable_cores
-from bench.workload import TrialContext, TrialOutput, Workload, get_workload, register, workload_names
+from bench.model.results import SCHEMA, Result, RunRecord, TrialError, TrialRecord, load, save
+from bench.model.strategy import Strategy, parse_processes, usable_cores
+from bench.model.workload import TrialContext, TrialOutput, Workload, get_workload, register, workload_names
 
 __all__ = [
     "SCHEMA", "Result", "ResultFileError", "RunRecord", "Strategy", "TrialContext", "TrialError",
@@ -16,7 +16,7 @@ __all__ = [
 
 
 def run_sweep(*args, **kwargs):
-    """Runs a sweep (see :func:`bench.runner.run_sweep`)."""
-    from bench.runner import run_sweep as _run_sweep
+    """Runs a sweep (see :func:`bench.sweep.sweep.run_sweep`)."""
+    from bench.sweep.sweep import run_sweep as _run_sweep
 
     return _run_sweep(*args, **kwargs)

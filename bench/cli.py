@@ -18,7 +18,7 @@ from typing import Sequence
 
 from bench.errors import UsageError
 from bench.text import printable, shell_join
-from bench.workload import SIZES
+from bench.model.workload import SIZES
 
 EXIT_INTERRUPTED = 130
 EXIT_TRIALS_FAILED = 1
@@ -48,13 +48,13 @@ def _float_pos(what: str):
 
 
 def _sample_interval(text: str) -> float:
-    from bench.sampler import check_interval
+    from bench.measure.sampler import check_interval
 
     return check_interval(_float_pos("sample interval")(text))
 
 
 def _threads(text: str) -> int:
-    from bench.strategy import parse_count
+    from bench.model.strategy import parse_count
 
     return parse_count(text, "thread count")
 
@@ -118,9 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_list(args) -> int:
-    from bench.devices import get_device, device_names
-    from bench.strategy import usable_cores
-    from bench.workload import iter_workloads
+    from bench.engines.devices import get_device, device_names
+    from bench.model.strategy import usable_cores
+    from bench.model.workload import iter_workloads
 
     print("workloads:")
     for w in iter_workloads():
@@ -136,8 +136,8 @@ def cmd_list(args) -> int:
 
 
 def _strategies(args):
-    from bench.devices import parse_devices
-    from bench.strategy import make_strategies, parse_processes
+    from bench.engines.devices import parse_devices
+    from bench.model.strategy import make_strategies, parse_processes
 
     if args.size not in SIZES:
         raise UsageError(f"unknown size {args.size!r} (choose from: {', '.join(SIZES)})")
@@ -157,14 +157,14 @@ def _strategies(args):
 
 
 def _default_processes() -> str:
-    from bench.strategy import usable_cores
+    from bench.model.strategy import usable_cores
 
     n = usable_cores()
     return "1" if n == 1 else f"1,{n}"
 
 
 def _options(args) -> dict:
-    from bench.workload import parse_options
+    from bench.model.workload import parse_options
 
     opts = parse_options(args.opt)
     if args.data:
@@ -241,7 +241,7 @@ def _resume_command(prog: str, argv: Sequence[str], resume: str) -> str:
 
 
 def _failure_line(result, path) -> str | None:
-    from bench.runner import failure_counts
+    from bench.sweep.sweep import failure_counts
 
     trials = [t for r in result.runs for t in r.trials]
     kinds = failure_counts(trials)
@@ -253,7 +253,7 @@ def _failure_line(result, path) -> str | None:
 
 def _make_sweep(workload: str, args, strategies, reporter, resume=None, resume_path=None):
     """A Sweep for one workload; every check on the input happens here, before anything runs."""
-    from bench.runner import Sweep
+    from bench.sweep.sweep import Sweep
 
     return Sweep(
         workload,
@@ -280,7 +280,7 @@ def _run_one(sweep, reporter) -> tuple[int, object, object]:
     Raises:
         SweepInterrupted: after saying how many trials finished and where they are.
     """
-    from bench.runner import SweepInterrupted
+    from bench.sweep.sweep import SweepInterrupted
 
     try:
         result = sweep.run()
@@ -321,14 +321,14 @@ class _SigtermAsInterrupt:
 
 
 def cmd_run(args) -> int:
-    from bench import results
+    from bench.model import results
     from bench.console import ConsoleReporter
-    from bench.runner import SweepInterrupted
-    from bench.workload import get_workload
+    from bench.sweep.sweep import SweepInterrupted
+    from bench.model.workload import get_workload
 
     get_workload(args.workload)  # unknown name -> error before anything else
     if args.cluster:
-        from bench.engines import get_engine
+        from bench.engines.registry import get_engine
 
         get_engine(args.cluster)
     elif args.address:
@@ -348,7 +348,7 @@ def cmd_run(args) -> int:
 
 def _suite_resume(text: str | None, names: Sequence[str]) -> dict[str, tuple[str, object]]:
     """``--resume a.json,b.json`` for a suite: workload name -> (file, Result)."""
-    from bench import results
+    from bench.model import results
 
     out: dict[str, tuple[str, object]] = {}
     for f in [x.strip() for x in (text or "").split(",") if x.strip()]:
@@ -370,8 +370,8 @@ def _suite_resume(text: str | None, names: Sequence[str]) -> dict[str, tuple[str
 
 def cmd_suite(args) -> int:
     from bench.console import ConsoleReporter
-    from bench.runner import SweepInterrupted, check_out_dir
-    from bench.workload import get_workload, workload_names
+    from bench.sweep.sweep import SweepInterrupted, check_out_dir
+    from bench.model.workload import get_workload, workload_names
 
     names = workload_names() if args.workloads == "all" else [n.strip() for n in args.workloads.split(",") if n.strip()]
     if not names:
@@ -422,7 +422,7 @@ def _calibrate_once(quiet: bool = False) -> None:
     """Measures and caches this machine's calibration (parallel ceiling, matmul peak) when none is
     cached, so the suite's headline can give efficiency against the machine's ceiling and say when
     a model is overhead-bound. A failed calibration is a warning: the suite runs without it."""
-    from bench import calibrate
+    from bench.measure import calibrate
 
     if calibrate.cached_calibration() is not None:
         return
@@ -430,7 +430,7 @@ def _calibrate_once(quiet: bool = False) -> None:
         print("calibrating this machine once (about 5 s; cached for later runs; --no-calibrate skips it)",
               file=sys.stderr, flush=True)
     try:
-        calibrate.write_cache(calibrate.calibrate(None))
+        calibrate.write_cache(calibrate.calibrate(_calibration_env))
     except (RuntimeError, OSError) as exc:  # the suite's figures do not depend on it: say so and go on
         print(f"warning: calibration skipped ({printable(exc)})", file=sys.stderr)
 
@@ -438,9 +438,9 @@ def _calibrate_once(quiet: bool = False) -> None:
 def _check_output_file(path: str | os.PathLike, what: str = "--output") -> None:
     """Raises UsageError when a report cannot be written at ``path``: a directory, something else
     that is not a regular file (a device such as /dev/null, a FIFO, a socket: never replaced, see
-    :func:`bench.safefile.check_target`), or no writable parent."""
+    :func:`bench.model.safefile.check_target`), or no writable parent."""
     from bench.errors import shown
-    from bench.safefile import check_target
+    from bench.model.safefile import check_target
 
     p = Path(path)
     try:
@@ -477,10 +477,17 @@ def cmd_compare(args) -> int:
     return compare(args.files, output=args.output, prices=args.price, keep_going=args.keep_going)
 
 
-def cmd_calibrate(args) -> int:
-    from bench.calibrate import main as calibrate_main
+def _calibration_env(threads: int) -> dict[str, str]:
+    """A calibration process's environment: the worker environment for ``threads`` threads."""
+    from bench.engines.childenv import child_env
 
-    return calibrate_main(args)
+    return child_env(threads, 1)
+
+
+def cmd_calibrate(args) -> int:
+    from bench.measure.calibrate import main as calibrate_main
+
+    return calibrate_main(args, _calibration_env)
 
 
 COMMANDS = {
@@ -506,7 +513,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(_ARGV)
         if args.version:
-            from bench.results import _version
+            from bench.model.results import _version
 
             print(f"xpubench {_version()}")
             return 0

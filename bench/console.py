@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from bench.results import Result, RunRecord
+from bench.model.results import Result, RunRecord
 from bench.text import printable
 
 LINE_CHARS = 2000  # the longest line :func:`line` prints

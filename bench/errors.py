@@ -39,7 +39,7 @@ class ResultFileError(UsageError):
 class FileWriteError(UsageError, OSError):
     """A file the tool was asked to write could not be written (exit 2); nothing partial is left.
 
-    Raised by :mod:`bench.safefile` for a disk that is full, a directory that is read-only, or a
+    Raised by :mod:`bench.model.safefile` for a disk that is full, a directory that is read-only, or a
     path that is not a regular file. It is also an OSError (``errno``, ``strerror`` and
     ``filename`` are set where known), so code that handles OSError keeps working.
 

@@ -45,7 +45,7 @@ ROOT = HERE.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.workload import TrialContext, register, trial_seed  # noqa: E402  (no TensorFlow)
+from bench.model.workload import TrialContext, register, trial_seed  # noqa: E402  (no TensorFlow)
 from workloads.lorenz import LorenzWorkload  # noqa: E402
 
 APPROACHES = ("serial", "pool-seed", "joblib", "ray", "xpubench", "xpubench-ray", "xpubench-1p")
@@ -93,7 +93,7 @@ def bare_trial(item: tuple[dict, int]) -> dict:
 
 def thread_caps(workers: int, cores: int) -> dict[str, str]:
     """The thread variables xpubench gives each of ``workers`` workers (cores // workers)."""
-    from bench.childenv import thread_env
+    from bench.engines.childenv import thread_env
 
     t = max(1, cores // workers)
     return thread_env(t, 1 if t <= 2 else 2)
@@ -145,8 +145,8 @@ def run_ray(items, workers, cores) -> dict:
 def _xpubench(items, workers, cores, engine: str, out_dir: str, threads: int | None = None) -> dict:
     import peers  # this file as a module, so workers can import peers:PeersLorenz
 
-    from bench.runner import Sweep
-    from bench.strategy import make_strategies
+    from bench.sweep.sweep import Sweep
+    from bench.model.strategy import make_strategies
 
     register(peers.PeersLorenz)
     epochs = items[0][0]["epochs"]
@@ -190,14 +190,14 @@ def run_xpubench_ray(items, workers, cores, out_dir) -> dict:
 
 def child(names: list[str], epochs: int, trials: int, workers: int, out_dir: str) -> list[dict]:
     """Runs one group of approaches in this (fresh) process; Ray groups share one local Ray."""
-    from bench.strategy import usable_cores
+    from bench.model.strategy import usable_cores
 
     cores = usable_cores()
     items = trial_list(epochs, trials)
     out = []
     ray_start_s = None
     if any(n in ("ray", "xpubench-ray") for n in names):
-        from bench import cluster
+        from bench.engines import ray as cluster
 
         t0 = time.perf_counter()
         cluster.start_local_ray(num_cpus=cores)
@@ -234,7 +234,7 @@ def run_group(names, args, out_dir) -> list[dict]:
 
 
 def summarize(rows: list[dict], cores: int, calibration: dict | None) -> list[dict]:
-    from bench.calibrate import ceiling_for
+    from bench.measure.calibrate import ceiling_for
 
     by = {r["approach"]: r for r in rows if "failed" not in r}
     serial = by.get("serial")
@@ -312,7 +312,7 @@ def print_table(rows: list[dict], args, cores: int, calibration: dict | None) ->
                 fixed = r["wall_s"] - r["compute_wall_s"]
                 print(f"{name}: start-up + bookkeeping {fixed:.1f} s (slowest worker start {r.get('slowest_startup_s') or 0:.1f} s); "
                       f"worker time not spent in trials {idle:.3f} s per trial (dispatch, result writes, tail imbalance)")
-    from bench.calibrate import dense_train_flops, peak_share
+    from bench.measure.calibrate import dense_train_flops, peak_share
 
     flops = sum(dense_train_flops([3, *c["nodes"], 3], c["epochs"] * 900) for c, _ in trial_list(args.epochs, args.trials))
     fastest = min((r for r in rows if "failed" not in r), key=lambda r: r["wall_s"], default=None)
@@ -334,7 +334,7 @@ def main(argv=None) -> int:
     Args:
         argv: Command-line arguments (default: sys.argv[1:]).
     """
-    from bench.strategy import usable_cores
+    from bench.model.strategy import usable_cores
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--epochs", type=int, default=20, help="epochs per trial (seed: 999; default 20)")
@@ -362,7 +362,7 @@ def main(argv=None) -> int:
     if "serial" not in only:
         only.insert(0, "serial")  # the baseline of every ratio
     cores = usable_cores()
-    from bench.calibrate import cached_calibration
+    from bench.measure.calibrate import cached_calibration
 
     calibration = cached_calibration()
     runs: dict[str, list[dict]] = {}

@@ -5,7 +5,7 @@ Public front used by ``bench report`` and ``bench compare``::
     write_report(files, output, png_dir=None, keep_going=False)
     compare(files, output=None, prices=["cloud=0.90"], keep_going=False) -> exit status
 
-Inputs are xpubench result files (read through :func:`bench.results.load`) and pytest-benchmark
+Inputs are xpubench result files (read through :func:`bench.model.results.load`) and pytest-benchmark
 JSON files (see :mod:`reports.load`). Unreadable inputs raise
 :class:`bench.errors.ResultFileError` naming the file; with ``keep_going`` they are skipped with
 a warning line each. Every file written is written atomically.
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 from bench.errors import UsageError, shown
-from bench.results import atomic_write_bytes, atomic_write_text
+from bench.model.results import atomic_write_bytes, atomic_write_text
 
 __all__ = ["write_report", "compare", "build_report", "load_inputs"]
 
@@ -77,7 +77,7 @@ def _check_png_dir(png_dir: str | os.PathLike) -> Path:
 
 
 def _write(report, output: Path, png_dir: Path | None) -> None:
-    from bench.safefile import check_target
+    from bench.model.safefile import check_target
 
     # every target is checked before any is written: a device/FIFO/socket is never replaced
     for path in [png_dir / f"{c.name}.png" for c in report.charts] if png_dir is not None else []:

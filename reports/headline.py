@@ -18,7 +18,7 @@ import dataclasses
 import statistics
 from typing import Any, Mapping, Sequence
 
-from bench import ratios
+from bench.model import ratios
 from reports import fmt
 from reports.fmt import ok
 from reports.load import Inputs, Run
@@ -65,8 +65,8 @@ def noise_between(runs: Sequence[Run]) -> dict:
 
     Repeated runs of one strategy (several files, or the same sweep run again) are measurements
     of the same trials: their trials are compared configuration by configuration
-    (:func:`bench.ratios.trial_noise`) and their run walls with each other. A single run's own
-    ``noise`` summary (written by :func:`bench.ratios.summarize`) is read as recorded; a file
+    (:func:`bench.model.ratios.trial_noise`) and their run walls with each other. A single run's own
+    ``noise`` summary (written by :func:`bench.model.ratios.summarize`) is read as recorded; a file
     written before that field existed has no noise figure ("not measured"), rather than the
     spread across different configurations it used to show.
 

@@ -1,6 +1,6 @@
 """Report inputs: xpubench result files and pytest-benchmark JSON, normalised to one shape.
 
-xpubench result files are read only through :func:`bench.results.load`. pytest-benchmark JSON
+xpubench result files are read only through :func:`bench.model.results.load`. pytest-benchmark JSON
 (``pytest --benchmark-json``) is read here, following the contract in docs/architecture.md:
 ``machine_info["xpubench"]`` holds the machine fingerprint and each benchmark's
 ``extra_info["xpubench"]`` holds one run's figures. A pytest-benchmark file without those keys is
@@ -20,9 +20,9 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from bench import results
+from bench.model import results
 from bench.errors import ResultFileError, UsageError
-from bench.results import SCHEMA, TrialRecord
+from bench.model.results import SCHEMA, TrialRecord
 from bench.text import printable
 from reports import fmt
 
@@ -46,7 +46,7 @@ class Run:
         engine: ``local`` or ``ray``.
         status: ``complete``, ``skipped``, ``running``, ``interrupted`` or ``failed``.
         skipped: Why the strategy was skipped, if it was.
-        summary: The run's summary (keys of :func:`bench.ratios.summarize`).
+        summary: The run's summary (keys of :func:`bench.model.ratios.summarize`).
         quality: Mean of each quality metric over the trials that finished.
         trials: Trial records (empty for pytest-benchmark inputs).
         samples: The sampler timeline (empty for pytest-benchmark inputs).
@@ -116,7 +116,7 @@ class Source:
         path: The file as given.
         kind: ``xpubench`` or ``pytest-benchmark``.
         label: The machine label (from the fingerprint; else pytest-benchmark's node; else the file stem).
-        machine: The machine fingerprint (``bench.machine.fingerprint`` keys where known).
+        machine: The machine fingerprint (``bench.measure.machine.fingerprint`` keys where known).
         tool_version: The xpubench (or pytest-benchmark) version that wrote it.
         created: When it was written.
         complete: False for a sweep that was interrupted or is still running.
@@ -211,7 +211,7 @@ def from_result(result: results.Result, path: str, order: int = 0) -> Source:
     """Normalises a loaded xpubench Result.
 
     Args:
-        result: A Result from :func:`bench.results.load`.
+        result: A Result from :func:`bench.model.results.load`.
         path: The file it was read from.
         order: Position of its first run among all runs loaded.
     """

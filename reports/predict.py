@@ -9,7 +9,7 @@ trials ``shard``, ``shards``, ``timed_start_unix`` and ``pass_ends_s``. Nothing 
 meaning from a mode's name: a result whose trials do not declare ``baseline`` (written before it
 was declared) shows its modes without ratios and says so.
 
-Works on ``bench.results.RunRecord`` (console) and ``reports.load.Run`` (report) alike; pandas
+Works on ``bench.model.results.RunRecord`` (console) and ``reports.load.Run`` (report) alike; pandas
 is imported only by :func:`predict_frame`.
 
 Seed 000's chain, all measured: per-row scoring loop -> the whole table scored in shards by one

@@ -12,8 +12,8 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from bench import ratios
-from bench.results import _version
+from bench.model import ratios
+from bench.model.results import _version
 from reports import charts as ch
 from reports import fmt
 from reports.comparison import machines_table, table_cells, timing_cells, timings_table

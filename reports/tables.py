@@ -1,6 +1,6 @@
 """pandas tables behind every report section: one row per run, then the derived views.
 
-Figures come from each run's summary (computed by ``bench.ratios`` from raw trials and samples)
+Figures come from each run's summary (computed by ``bench.model.ratios`` from raw trials and samples)
 and, where a summary lacks a figure, from the raw trials themselves. Repeated runs of the same
 (machine, workload, size, strategy) are combined by their median.
 """
@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from bench import ratios
+from bench.model import ratios
 from reports.fmt import ok
 from reports.load import Inputs, Run
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from bench import ratios
+from bench.model import ratios
 from reports.fmt import ok
 
 PEAK_SHARE_LIMIT = 0.01  # under 1 % of the matmul peak: the run is bound by per-step overhead

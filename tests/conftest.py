@@ -22,7 +22,7 @@ pytest_plugins = ["pytester"]
 @pytest.fixture(scope="session")
 def lorenz_quick_result(tmp_path_factory):
     """(Result, path) of a real quick Lorenz sweep at 1 and 2 processes (2 epochs per trial)."""
-    from bench.runner import run_sweep
+    from bench.sweep.sweep import run_sweep
 
     out = tmp_path_factory.mktemp("lorenz-quick")
     result = run_sweep(
@@ -44,7 +44,8 @@ def calibration_cache(tmp_path_factory):
     Sweeps run with ``XDG_CACHE_HOME`` pointing here carry it as ``machine["calibration"]``, as
     results do on a machine where the user ran ``bench calibrate``.
     """
-    from bench import calibrate
+    from bench.cli import _calibration_env
+    from bench.measure import calibrate
 
     cache = tmp_path_factory.mktemp("xdg-cache")
     old = os.environ.get("XDG_CACHE_HOME")
@@ -52,7 +53,7 @@ def calibration_cache(tmp_path_factory):
     try:
         path = calibrate.cache_path()
         path.parent.mkdir(parents=True, exist_ok=True)
-        calibrate.write(calibrate.calibrate(2), path)
+        calibrate.write(calibrate.calibrate(_calibration_env, 2), path)
     finally:
         if old is None:
             os.environ.pop("XDG_CACHE_HOME", None)
@@ -62,7 +63,7 @@ def calibration_cache(tmp_path_factory):
 
 
 def _calibrated_sweep(tmp_path_factory, cache, workload, processes, options):
-    from bench.runner import run_sweep
+    from bench.sweep.sweep import run_sweep
 
     out = tmp_path_factory.mktemp(f"{workload}-quick")
     old = os.environ.get("XDG_CACHE_HOME")

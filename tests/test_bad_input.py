@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import results
+from bench.model import results
 from bench.cli import main
-from bench.results import Result, RunRecord, TrialRecord
+from bench.model.results import Result, RunRecord, TrialRecord
 
 ROOT = Path(__file__).resolve().parent.parent
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0

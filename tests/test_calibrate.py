@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from bench import calibrate
+from bench.measure import calibrate
 from bench.cli import main as cli_main
 
 GOOD = {
@@ -126,8 +126,8 @@ def test_unusable_out_is_refused_before_measuring(tmp_path, capsys, monkeypatch,
 
 def test_a_real_calibration(tmp_path, capsys, cache_home):
     """The real thing: 1 and 2 processes and the matmul, in well under 10 s."""
-    from bench.runner import Sweep
-    from bench.strategy import make_strategies
+    from bench.sweep.sweep import Sweep
+    from bench.model.strategy import make_strategies
 
     t0 = time.perf_counter()
     assert cli_main(["calibrate", "--max-processes", "2", "--out", str(tmp_path)]) == 0

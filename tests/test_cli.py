@@ -4,8 +4,8 @@ import os
 import subprocess
 import sys
 
-from bench import results
-from bench.workload import workload_names
+from bench.model import results
+from bench.model.workload import workload_names
 
 
 def _bench(*args, cwd=None, env=None):

@@ -1,4 +1,4 @@
-"""The Ray engine (bench.cluster): address/env helpers, and a real local Ray (2 CPUs, loopback).
+"""The Ray engine (bench.engines.ray): address/env helpers, and a real local Ray (2 CPUs, loopback).
 
 One Ray runtime is started for the whole module (Ray takes ~10 s to start) and shut down at the
 end. On it: a quick Lorenz sweep at 1 and 2 workers in which one trial raises, resumed
@@ -20,7 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import childenv, cluster
+from bench.engines import childenv
+
+from bench.engines import ray as cluster
 from bench.errors import UsageError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,7 +97,7 @@ def test_actor_death_messages():
 
 def test_importing_the_engine_imports_neither_ray_nor_tensorflow():
     code = (
-        "import sys, bench, bench.cluster, bench.engines, bench.calibrate;"
+        "import sys, bench, bench.engines.ray, bench.engines.registry, bench.measure.calibrate;"
         "bad = [m for m in ('ray', 'tensorflow') if m in sys.modules];"
         "print(bad); sys.exit(1 if bad else 0)"
     )
@@ -106,7 +108,7 @@ def test_importing_the_engine_imports_neither_ray_nor_tensorflow():
 def test_without_ray_the_engine_says_how_to_install(monkeypatch):
     import importlib.util
 
-    from bench import engines
+    from bench.engines import registry as engines
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
@@ -265,7 +267,7 @@ def local_ray():
     yield
     import psutil
 
-    from bench import reaper
+    from bench.engines import reaper
 
     watchdog = cluster._OWNED["reaper"]
     ours = reaper.ray_processes(cluster._OWNED["token"], exclude={watchdog.pid})
@@ -284,7 +286,7 @@ def local_ray():
 def test_local_ray_keeps_its_session_in_its_own_directory_and_is_watched(local_ray):
     import ray
 
-    from bench import reaper
+    from bench.engines import reaper
 
     temp_dir = cluster._OWNED["temp_dir"]
     assert os.path.basename(temp_dir).startswith(cluster.TEMP_PREFIX)
@@ -304,8 +306,8 @@ def test_local_ray_keeps_its_session_in_its_own_directory_and_is_watched(local_r
 
 
 def _sweep(out: Path, **kwargs):
-    from bench.runner import Sweep
-    from bench.strategy import make_strategies
+    from bench.sweep.sweep import Sweep
+    from bench.model.strategy import make_strategies
 
     sweep = Sweep(
         "lorenz", "quick", make_strategies(["cpu"], [1, 2]), out_dir=out, label="ray-test",
@@ -352,7 +354,7 @@ def test_local_ray_listens_on_loopback_only_and_has_no_dashboard(local_ray):
 
 @pytest.mark.slow
 def test_ray_sweep_results_behave_as_local(ray_sweep):
-    from bench import results
+    from bench.model import results
 
     result, path = ray_sweep
     assert result.complete
@@ -393,8 +395,8 @@ def test_ray_sweep_results_behave_as_local(ray_sweep):
 
 @pytest.mark.slow
 def test_ray_trials_give_what_a_local_worker_gives(ray_sweep):
-    from bench.pool import WorkerPool
-    from bench.workload import trial_seed
+    from bench.engines.local import WorkerPool
+    from bench.model.workload import trial_seed
 
     result, _ = ray_sweep
     run = result.runs[0]
@@ -422,7 +424,7 @@ def test_ray_trials_give_what_a_local_worker_gives(ray_sweep):
 def test_ray_sweep_resumes_only_the_failed_trials(ray_sweep, tmp_path):
     import shutil
 
-    from bench import results
+    from bench.model import results
 
     first, path = ray_sweep
     copy = tmp_path / path.name
@@ -446,7 +448,7 @@ def test_ray_sweep_resumes_only_the_failed_trials(ray_sweep, tmp_path):
 @pytest.mark.slow
 def test_killed_worker_and_trial_over_its_time_limit(local_ray):
     """Worker 0 hangs in its trial past the limit; worker 1 is SIGKILLed mid-trial and replaced."""
-    from bench.workload import get_workload, trial_seed
+    from bench.model.workload import get_workload, trial_seed
 
     after = "width-5-2-2-5-2-2-5-e1"  # runs on the replacement of the killed worker
     configs = {c["id"]: c for c in get_workload("lorenz").trials("quick", EPOCHS)}

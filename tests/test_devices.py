@@ -23,8 +23,8 @@ if str(TESTS) not in sys.path:
 
 from fakes.nvml_fixture import forget, install  # noqa: E402
 
-from bench import devices  # noqa: E402
-from bench.devices import (  # noqa: E402
+from bench.engines import devices  # noqa: E402
+from bench.engines.devices import (  # noqa: E402
     assign_gpus,
     get_device,
     gpu_for_worker,
@@ -268,7 +268,7 @@ def test_cpu_hides_every_gpu(fake_nvml):
 
 
 def test_runner_records_an_unavailable_strategy_as_skipped(fake_nvml, tmp_path):
-    from bench.runner import run_sweep
+    from bench.sweep.sweep import run_sweep
 
     no_gpu(fake_nvml)
     result = run_sweep("lorenz", "quick", processes=[1], devices=["gpu"], out_dir=tmp_path)
@@ -306,9 +306,9 @@ def test_cli_device_gpu_without_gpu_exits_2_before_writing(tmp_path):
 def test_checking_devices_imports_neither_tensorflow_nor_nvml_eagerly():
     code = (
         "import sys\n"
-        "import bench, bench.devices, bench.sampler, bench.energy, bench.machine, bench.ratios\n"
+        "import bench, bench.engines.devices, bench.measure.sampler, bench.measure.energy, bench.measure.machine, bench.model.ratios\n"
         "print('pynvml' in sys.modules, 'tensorflow' in sys.modules)\n"
-        "from bench.devices import get_device, device_names, parse_devices\n"
+        "from bench.engines.devices import get_device, device_names, parse_devices\n"
         "[get_device(n).availability() for n in device_names()]\n"
         "parse_devices('cpu,mirrored,all')\n"
         "print('tensorflow' in sys.modules, 'keras' in sys.modules)\n"
@@ -336,8 +336,8 @@ def test_gpu_strategy_on_a_real_gpu(tmp_path, monkeypatch):
     forget()
     if not devices.gpu_inventory().ids:
         pytest.skip("no GPU visible to TensorFlow on this machine")
-    from bench import workload
-    from bench.runner import run_sweep
+    from bench.model import workload
+    from bench.sweep.sweep import run_sweep
     from fakes.tiny_workload import TinyWorkload
 
     monkeypatch.setitem(workload._REGISTRY, TinyWorkload.name, TinyWorkload)

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import energy
-from bench.energy import CpuEnergyMeter, Rapl, counter_delta, cpu_energy, energy_summary, gpu_energy
+from bench.measure import energy
+from bench.measure.energy import CpuEnergyMeter, Rapl
+from bench.model.energy import counter_delta, cpu_energy, energy_summary, gpu_energy, is_unavailable
 
 MAX = 262_143_328_850  # a real package max_energy_range_uj
 
@@ -93,7 +94,7 @@ def test_a_counter_that_disappears_mid_run_becomes_unavailable(powercap):
     assert meter.read() == 0.0
     p0.unlink()
     value = meter.read()
-    assert energy.is_unavailable(value) and "RAPL read failed" in value
+    assert is_unavailable(value) and "RAPL read failed" in value
 
 
 def test_this_machine_says_what_it_can_read():

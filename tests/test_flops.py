@@ -1,4 +1,4 @@
-"""bench.flops: per-layer formulas against hand counts, a built Keras model walked, and what every
+"""bench.measure.flops: per-layer formulas against hand counts, a built Keras model walked, and what every
 training workload records (checked against the hand count of its own configuration)."""
 
 from __future__ import annotations
@@ -8,7 +8,12 @@ import sys
 
 import pytest
 
-from bench import calibrate, flops
+from bench.measure import calibrate
+
+
+# ---------------------------------------------------------------- formulas, by hand
+
+from bench.measure import flops
 
 
 # ---------------------------------------------------------------- formulas, by hand
@@ -35,7 +40,7 @@ def test_dense_train_flops_is_shared_with_bench_calibrate():
 
 
 def test_importing_bench_flops_imports_no_ml_framework():
-    code = ("import sys, bench, bench.flops, bench.calibrate; "
+    code = ("import sys, bench, bench.measure.flops, bench.measure.calibrate; "
             "print(sorted(m for m in ('keras', 'tensorflow', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

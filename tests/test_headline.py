@@ -11,7 +11,7 @@ import pytest
 from markupsafe import escape
 from rich.console import Console
 
-from bench import results
+from bench.model import results
 from bench.cli import main
 from bench.console import ConsoleReporter
 from reports import build_report, fmt, load_inputs

@@ -1,4 +1,4 @@
-"""The import graph of bench/: no cycle among its modules (module-level and function-level imports).
+"""The import graph of bench/, reports/ and workloads/: no cycle, and no import against the layers.
 
 The graph is read from the source (``ast``), so an import inside a function counts as much as one
 at the top of a module: either one can close a cycle at run time.
@@ -11,22 +11,51 @@ from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+
+# The layers, top to bottom. A module may import its own layer and the layers below it, never one
+# above: front doors -> sweep -> engines -> measure -> model -> base. reports/ reads results and
+# imports the model (and base) only; workloads/ are plug-ins run inside a worker and import the
+# model, measure (FLOP counts) and base only.
+LAYERS = {"front": 5, "sweep": 3, "engines": 2, "measure": 1, "model": 0, "base": -1}
+BASE = {"bench.errors", "bench.text"}
+REPORTS_MAY_IMPORT = {"model", "base", "reports"}
+WORKLOADS_MAY_IMPORT = {"model", "measure", "base", "workloads"}
 
 
-def import_graph(package: Path) -> dict[str, set[str]]:
-    """Which modules of a flat package each of its modules imports, anywhere in its source.
+def layer(mod: str) -> str:
+    """The layer a module of this project belongs to (``bench.x.y`` by its sub-package)."""
+    top, _, rest = mod.partition(".")
+    if top in ("reports", "workloads"):
+        return top
+    if mod in BASE:
+        return "base"
+    sub = rest.partition(".")[0]
+    return sub if sub in LAYERS and sub not in ("front", "base") else "front"
+
+
+def import_graph(*packages: Path, root: Path | None = None) -> dict[str, set[str]]:
+    """Which modules of the packages (sub-packages included) each of their modules imports, anywhere in its source.
 
     Args:
-        package: The package's directory (its ``*.py`` files are the modules).
+        *packages: The packages' directories (their ``**/*.py`` files are the modules).
+        root: The directory the dotted names start from (default: the first package's parent).
 
     Returns:
-        ``{"pkg.mod": {"pkg.other", ...}}``; ``pkg`` itself stands for the ``__init__``.
+        ``{"pkg.mod": {"pkg.other", ...}}``; ``pkg`` (or ``pkg.sub``) stands for an ``__init__``.
     """
-    name = package.name
-    mods = {name if p.stem == "__init__" else f"{name}.{p.stem}": p for p in package.glob("*.py")}
+    root = root or packages[0].parent
+    mods: dict[str, Path] = {}
+    for package in packages:
+        for p in sorted(package.rglob("*.py")):
+            parts = list(p.relative_to(root).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            mods[".".join(parts)] = p
     graph: dict[str, set[str]] = {}
     for mod, path in mods.items():
+        pkg = mod if path.stem == "__init__" else mod.rpartition(".")[0]
         deps: set[str] = set()
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
             if isinstance(node, ast.Import):
@@ -34,7 +63,8 @@ def import_graph(package: Path) -> dict[str, set[str]]:
             elif isinstance(node, ast.ImportFrom):
                 base = node.module or ""
                 if node.level:  # ``from . import x`` / ``from .x import y`` inside the package
-                    base = ".".join([name] + ([base] if base else []))
+                    up = pkg.split(".")[: len(pkg.split(".")) - (node.level - 1)]
+                    base = ".".join(up + ([base] if base else []))
                 # ``from pkg import mod`` imports the submodule; any other name is an attribute of
                 # ``base`` itself (the package's __init__ when base is the package)
                 targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base for a in node.names]
@@ -43,6 +73,33 @@ def import_graph(package: Path) -> dict[str, set[str]]:
             deps |= {t for t in targets if t in mods and t != mod}
         graph[mod] = deps
     return graph
+
+
+def project_graph() -> dict[str, set[str]]:
+    """bench/, reports/ and workloads/ as one graph (imports between them count)."""
+    return import_graph(ROOT / "bench", ROOT / "reports", ROOT / "workloads", root=ROOT)
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Every import that goes against the layers, as ``"a (layer) -> b (layer)"``."""
+    bad = []
+    for mod, deps in sorted(graph.items()):
+        here = layer(mod)
+        for dep in sorted(deps):
+            there = layer(dep)
+            if here == "reports":
+                ok = there in REPORTS_MAY_IMPORT
+            elif here == "workloads":
+                ok = there in WORKLOADS_MAY_IMPORT
+            elif there == "reports":
+                ok = here == "front"  # the console and the CLI render reports
+            elif there == "workloads":
+                ok = False  # workloads are found by name (the registry), never imported by the harness
+            else:
+                ok = LAYERS[there] <= LAYERS[here]
+            if not ok:
+                bad.append(f"{mod} ({here}) -> {dep} ({there})")
+    return bad
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -64,9 +121,9 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_no_import_cycle_among_bench_modules():
     graph = import_graph(BENCH)
-    assert len(graph) > 20 and "bench.machine" in graph and "bench.calibrate" in graph
-    assert "bench.machine" in graph["bench.calibrate"]  # calibrate reads cpu_brand from machine ...
-    assert "bench.calibrate" not in graph["bench.machine"]  # ... and the fingerprint is handed the calibration
+    assert len(graph) > 30 and "bench.measure.machine" in graph and "bench.measure.calibrate" in graph
+    assert "bench.measure.machine" in graph["bench.measure.calibrate"]  # calibrate reads cpu_brand from machine ...
+    assert "bench.measure.calibrate" not in graph["bench.measure.machine"]  # ... and the fingerprint is handed the calibration
     found = cycles(graph)
     assert found == [], "import cycles: " + "; ".join(" -> ".join(c) for c in found)
 
@@ -88,3 +145,22 @@ def test_the_walk_finds_a_cycle_wherever_the_import_is(tmp_path, where):
     assert ["pkg.a", "pkg.b", "pkg.a"] in cycles(graph)
     (pkg / "b.py").write_text("def g():\n    return 1\n")
     assert cycles(import_graph(pkg)) == []
+
+
+def test_imports_follow_the_layers():
+    graph = project_graph()
+    assert {"bench.cli", "bench.sweep.sweep", "bench.engines.local", "bench.measure.sampler", "bench.model.results",
+            "reports.report", "workloads.lorenz"} <= set(graph)
+    assert graph["bench.sweep.sweep"] & {"bench.engines.registry", "bench.model.results"}  # the graph sees real edges
+    bad = upward_imports(graph)
+    assert bad == [], "imports against the layers:\n" + "\n".join(bad)
+
+
+def test_the_layer_check_catches_an_upward_import():
+    graph = {"bench.model.results": {"bench.sweep.sweep"}, "reports.load": {"bench.engines.local", "bench.model.results"},
+             "bench.sweep.sweep": {"reports.report", "bench.model.results"}, "bench.cli": {"reports.report"}}
+    assert upward_imports(graph) == [
+        "bench.model.results (model) -> bench.sweep.sweep (sweep)",
+        "bench.sweep.sweep (sweep) -> reports.report (reports)",
+        "reports.load (reports) -> bench.engines.local (engines)",
+    ]

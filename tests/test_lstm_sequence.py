@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.errors import UsageError
-from bench.workload import TrialContext, get_workload
+from bench.model.workload import TrialContext, get_workload
 from workloads import lstm_sequence
 
 

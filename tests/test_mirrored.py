@@ -22,15 +22,17 @@ if str(TESTS) not in sys.path:
 
 from fakes.tiny_workload import TinyWorkload  # noqa: E402
 
-from bench import childenv, devices  # noqa: E402
+from bench.engines import childenv  # noqa: E402
+
+from bench.engines import devices  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
 SCRIPT = r"""
 import json, sys
 import tensorflow as tf, keras
-from bench.devices import get_device
-from bench.workload import TrialContext, trial_seed
+from bench.engines.devices import get_device
+from bench.model.workload import TrialContext, trial_seed
 from fakes.tiny_workload import TinyWorkload
 from workloads.lorenz import LorenzWorkload
 
@@ -117,8 +119,8 @@ def test_lorenz_trial_trains_under_mirrored(mirrored_process):
 def test_sweep_runs_mirrored_through_the_worker(tmp_path, monkeypatch, mirrored_process):
     """The whole path: device env -> worker setup -> hello -> trials -> result; losses match the
     one-device runs of the same trials (same seeds) measured in the process above."""
-    from bench import workload
-    from bench.runner import run_sweep
+    from bench.model import workload
+    from bench.sweep.sweep import run_sweep
 
     monkeypatch.setitem(workload._REGISTRY, TinyWorkload.name, TinyWorkload)
     monkeypatch.syspath_prepend(str(TESTS))  # workers import fakes.tiny_workload from here

@@ -15,7 +15,7 @@ if str(TESTS) not in sys.path:
 
 from fakes.nvml_fixture import forget, install  # noqa: E402
 
-from bench.nvml import UNAVAILABLE, Nvml, nvml  # noqa: E402
+from bench.measure.nvml import UNAVAILABLE, Nvml, nvml  # noqa: E402
 
 GIB = 2**30
 TWO = [
@@ -118,7 +118,8 @@ def test_describe_gives_the_fingerprint_facts(fake_nvml):
 
 
 def test_machine_fingerprint_lists_gpus_and_energy_sources(fake_nvml, tmp_path):
-    from bench import energy, machine
+    from bench.measure import energy
+    from bench.measure import machine
 
     fake_nvml(gpus=TWO)
     fp = machine.fingerprint("box")

@@ -27,7 +27,9 @@ if str(TESTS) not in sys.path:
 
 import xpubench_testload  # noqa: E402
 
-from bench import results, runner  # noqa: E402
+from bench.model import results  # noqa: E402
+
+from bench.sweep import sweep as runner  # noqa: E402
 from bench.cli import main  # noqa: E402
 
 WL = xpubench_testload.FaultyWorkload.name
@@ -38,7 +40,7 @@ FROZEN = "20240101-120000"
 # second, so concurrent runs all want the same file name
 _FROZEN_BENCH = """
 import datetime as d, runpy, xpubench_testload
-import bench.runner as r
+import bench.sweep.sweep as r
 class _Frozen(d.datetime):
     @classmethod
     def now(cls, tz=None):
@@ -253,7 +255,7 @@ def test_report_on_a_full_disk_names_the_path_and_keeps_the_old_report(tmp_path,
 
 
 def test_run_whose_first_write_fails_leaves_no_empty_file(tmp_path, capsys, monkeypatch):
-    from bench import workload
+    from bench.model import workload
 
     monkeypatch.setitem(workload._REGISTRY, WL, xpubench_testload.FaultyWorkload)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bench.errors import UsageError
-from bench.workload import TrialContext, get_workload
+from bench.model.workload import TrialContext, get_workload
 from workloads import pose_classifier as pose
 
 

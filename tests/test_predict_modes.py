@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from bench.errors import UsageError
-from bench.results import TrialRecord
-from bench.workload import TrialContext, get_workload
+from bench.model.results import TrialRecord
+from bench.model.workload import TrialContext, get_workload
 from reports import predict as pr
 from workloads import predict_modes as pm
 

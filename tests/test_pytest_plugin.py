@@ -1,4 +1,4 @@
-"""The pytest plugin (bench/pytest_plugin.py), tested as pytest-benchmark tests itself: inner pytest
+"""The pytest plugin (bench/pytest/plugin.py), tested as pytest-benchmark tests itself: inner pytest
 sessions through ``pytester`` (in-process where fast, a subprocess where a clean interpreter matters).
 
 One real session (module fixture ``lorenz_session``) benchmarks the Lorenz quick sweep (1 epoch per
@@ -23,13 +23,14 @@ import numpy  # noqa: F401  (imported before in-process pytester runs: C extensi
 import psutil
 import pytest
 
-import bench.machine  # noqa: F401
-import bench.runner  # noqa: F401
+import bench.measure.machine  # noqa: F401
+import bench.sweep.sweep  # noqa: F401
 import workloads.lorenz  # noqa: F401
-from bench import pytest_plugin, results
-from bench.results import Result, RunRecord, TrialError, TrialRecord
-from bench.strategy import usable_cores
-from bench.workload import workload_names
+from bench.pytest import plugin as pytest_plugin
+from bench.model import results
+from bench.model.results import Result, RunRecord, TrialError, TrialRecord
+from bench.model.strategy import usable_cores
+from bench.model.workload import workload_names
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKES = Path(__file__).resolve().parent / "fakes"
@@ -41,11 +42,11 @@ def _entry_point_active() -> bool:
     if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
         return False
     eps = importlib.metadata.entry_points(group="pytest11")
-    return any(ep.name == "xpubench" and ep.value == "bench.pytest_plugin" for ep in eps)
+    return any(ep.name == "xpubench" and ep.value == "bench.pytest.plugin" for ep in eps)
 
 
 # Inner sessions load the plugin through its entry point (pip install -e .); from a bare checkout, explicitly.
-PLUGIN = [] if _entry_point_active() else ["-p", "bench.pytest_plugin"]
+PLUGIN = [] if _entry_point_active() else ["-p", "bench.pytest.plugin"]
 
 
 def _env() -> dict:
@@ -251,7 +252,7 @@ def test_options_parametrise_xpu_device_and_xpu_processes(pytester):
 
 
 def test_process_count_above_usable_cores_warns(pytester):
-    from bench.strategy import MAX_PROCESSES
+    from bench.model.strategy import MAX_PROCESSES
 
     n = usable_cores() + 1
     if n > MAX_PROCESSES:
@@ -286,7 +287,7 @@ def test_requires_gpu_is_skipped_with_a_reason_where_no_gpu_is_visible(pytester,
 
 
 def test_gpu_devices_are_marked_requires_gpu(pytester, monkeypatch):
-    from bench.devices import device_names
+    from bench.engines.devices import device_names
 
     if "gpu" not in device_names():
         pytest.skip("no 'gpu' device strategy registered")
@@ -316,7 +317,7 @@ def test_fixture_refuses_a_sample_interval_below_the_floor(pytester):
 
 
 def test_fixture_skips_an_unavailable_device_without_measuring(pytester, monkeypatch):
-    from bench.devices import device_names, get_device
+    from bench.engines.devices import device_names, get_device
 
     if "gpu" not in device_names():
         pytest.skip("no 'gpu' device strategy registered")
@@ -360,7 +361,7 @@ def test_machine_info_hook_fills_the_fingerprint(pytester, monkeypatch):
 
 
 def test_machine_info_hook_records_gpu_name_memory_driver_and_cuda(pytester, monkeypatch):
-    from bench import nvml as nvml_module
+    from bench.measure import nvml as nvml_module
 
     monkeypatch.syspath_prepend(str(FAKES))
     monkeypatch.delitem(sys.modules, "pynvml", raising=False)
@@ -460,7 +461,7 @@ def _trial(i, wall, rmse=1.0, error=None):
 
 
 def _fake_result(processes, wall, trials, samples=()):
-    from bench.ratios import summarize
+    from bench.model.ratios import summarize
 
     summary = summarize(trials, list(samples), wall, processes, unit="samples/s")
     run = RunRecord(workload="lorenz", size="quick", trials=tuple(trials), summary=summary,
@@ -480,7 +481,7 @@ def fake_sweeps(monkeypatch):
         wall = walls.pop(0)
         return _fake_result(n, wall, [_trial(i, wall / 4, rmse=float(i + 1)) for i in range(4)])
 
-    monkeypatch.setattr("bench.runner.run_sweep", run_sweep)
+    monkeypatch.setattr("bench.sweep.sweep.run_sweep", run_sweep)
     return walls
 
 
@@ -520,7 +521,7 @@ def test_fixture_is_single_use(fake_sweeps, tmp_path):
 
 def test_failed_trials_fail_the_test_but_figures_are_kept(monkeypatch, tmp_path):
     trials = [_trial(0, 1.0), _trial(1, 0.5, error=TrialError(kind="oom", message="out of memory"))]
-    monkeypatch.setattr("bench.runner.run_sweep", lambda *a, **k: _fake_result(1, 2.0, trials))
+    monkeypatch.setattr("bench.sweep.sweep.run_sweep", lambda *a, **k: _fake_result(1, 2.0, trials))
     bench = FakeBenchmark()
     with pytest.raises(pytest.fail.Exception, match=r"1 of 2 trials failed; first \(t1\): oom: out of memory"):
         pytest_plugin.XpuBenchmark(bench, pytest_plugin.XpuSettings(), tmp_path)("lorenz", 1)

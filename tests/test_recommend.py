@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from bench import results
+from bench.model import results
 from reports import build_report, fmt, load_inputs
 from support import synth
 from reports.recommend import HEADROOM, memory_max_processes, recommend

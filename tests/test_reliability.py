@@ -26,11 +26,13 @@ if str(TESTS) not in sys.path:
 
 import xpubench_testload  # noqa: E402  (the test workload; workers import it by module path)
 
-from bench import memguard, results  # noqa: E402
+from bench.sweep import memguard  # noqa: E402
+
+from bench.model import results  # noqa: E402
 from bench.errors import ResultWriteError, UsageError, WorkerStartError  # noqa: E402
-from bench.pool import WorkerPool  # noqa: E402
-from bench.runner import Sweep, SweepInterrupted  # noqa: E402
-from bench.strategy import make_strategies  # noqa: E402
+from bench.engines.local import WorkerPool  # noqa: E402
+from bench.sweep.sweep import Sweep, SweepInterrupted  # noqa: E402
+from bench.model.strategy import make_strategies  # noqa: E402
 
 WL = xpubench_testload.FaultyWorkload.name
 GiB = 2**30
@@ -61,7 +63,7 @@ def _gone(pids) -> list[int]:
     for pid in pids:
         try:
             p = psutil.Process(pid)
-            if p.status() != psutil.STATUS_ZOMBIE and "bench.worker" in " ".join(p.cmdline()):
+            if p.status() != psutil.STATUS_ZOMBIE and "bench.engines.worker" in " ".join(p.cmdline()):
                 alive.append(pid)
         except psutil.NoSuchProcess:
             continue
@@ -71,7 +73,7 @@ def _gone(pids) -> list[int]:
 @pytest.fixture(autouse=True)
 def _testload_registered(monkeypatch):
     """The test workload is in the registry during these tests only."""
-    from bench import workload
+    from bench.model import workload
 
     monkeypatch.setitem(workload._REGISTRY, WL, xpubench_testload.FaultyWorkload)
 
@@ -148,7 +150,7 @@ def _dead_on_arrival_env(i: int) -> dict:
 
 
 def test_end_processes_waits_then_sigterm_then_sigkill_and_says_what_ended_each():
-    from bench.pool import end_processes
+    from bench.engines.local import end_processes
 
     ignore = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(120)"
     plain = "import time; print('ready', flush=True); time.sleep(120)"
@@ -179,7 +181,7 @@ def test_pool_raises_when_no_worker_can_start(tmp_path):
 
 def test_replacements_that_cannot_start_end_the_run_instead_of_looping(tmp_path):
     """After a crash, replacement workers that die at start-up: the jobs left become 'startup' errors."""
-    from bench import childenv
+    from bench.engines import childenv
 
     def env_for(i):
         return childenv.child_env(1, 1, {"CUDA_VISIBLE_DEVICES": ""}) if i == 0 else _dead_on_arrival_env(i)
@@ -297,7 +299,7 @@ class FakePool:
 def fake_engine(monkeypatch):
     FakePool.instances = []
     FakePool.peak = GiB
-    monkeypatch.setattr("bench.runner.get_engine", lambda name: FakePool)
+    monkeypatch.setattr("bench.sweep.sweep.get_engine", lambda name: FakePool)
     monkeypatch.delenv(memguard.ENV_AVAILABLE, raising=False)
     return FakePool
 
@@ -550,8 +552,8 @@ def test_guard_probes_one_trial_when_nothing_is_known(tmp_path, fake_engine, mon
 
 
 def _previous_result(path: Path, peak: int) -> None:
-    from bench.machine import fingerprint
-    from bench.results import Result, RunRecord, TrialRecord
+    from bench.measure.machine import fingerprint
+    from bench.model.results import Result, RunRecord, TrialRecord
 
     run = RunRecord(workload=WL, size="quick", strategy={"device": "cpu", "processes": 1},
                     trials=(TrialRecord(id="t0-ok", config={"id": "t0-ok"}, peak_rss_bytes=peak),))

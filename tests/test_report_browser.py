@@ -16,7 +16,7 @@ import subprocess
 
 import pytest
 
-from bench import results
+from bench.model import results
 from reports import write_report
 
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from bench import results
+from bench.model import results
 from bench.cli import main
 from bench.errors import UsageError
 from reports import compare, fmt, load_inputs

@@ -18,7 +18,7 @@ import types
 
 import pytest
 
-from bench import results
+from bench.model import results
 from bench.console import predict_modes_output
 from reports import build_report, fmt, load_inputs
 from reports import predict as pr

@@ -1,6 +1,6 @@
 """bench report: sections and numbers, PNGs, escaping, warnings, bad inputs, keep-going, speed.
 
-Most inputs are synthetic result files built with bench.results records (tests/support/synth.py); the
+Most inputs are synthetic result files built with bench.model.results records (tests/support/synth.py); the
 figures expected are computed here from those inputs, never copied from a report.
 """
 
@@ -14,7 +14,9 @@ import time
 
 import pytest
 
-from bench import ratios, results
+from bench.model import ratios
+
+from bench.model import results
 from bench.cli import main
 from bench.errors import ResultFileError, UsageError
 from reports import build_report, fmt, load_inputs, write_report

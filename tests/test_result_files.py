@@ -26,7 +26,7 @@ if str(TESTS) not in sys.path:
 
 import xpubench_testload  # noqa: E402
 
-from bench import results  # noqa: E402
+from bench.model import results  # noqa: E402
 from bench.cli import main  # noqa: E402
 from bench.errors import UsageError  # noqa: E402
 
@@ -58,8 +58,8 @@ PB_CONFTEST = "import xpubench_testload\nxpubench_testload.enable()\n"
 @pytest.fixture(scope="module")
 def real(tmp_path_factory):
     """A real result file (1 and 2 processes, one failed trial, a sampler timeline) and a real
-    pytest-benchmark JSON of the plugin; a calibration is added as bench.calibrate.summary writes it."""
-    from bench.calibrate import summary
+    pytest-benchmark JSON of the plugin; a calibration is added as bench.measure.calibrate.summary writes it."""
+    from bench.measure.calibrate import summary
 
     d = tmp_path_factory.mktemp("real")
     proc = _python_m_bench(["run", WL, "--opt", "plan=ok,raise,ok", "--opt", "sleep=0.2", "-p", "1,2",
@@ -163,7 +163,7 @@ def test_the_real_files_load_and_report(real, tmp_path, capsys):
 ])
 def test_hostile_field_values_give_one_error_line(real, tmp_path, capsys, monkeypatch, command, name, fmt, path, value,
                                                   needle):
-    from bench import workload
+    from bench.model import workload
 
     monkeypatch.setitem(workload._REGISTRY, WL, xpubench_testload.FaultyWorkload)
     bad = _write_case(real, tmp_path, name, fmt, path, value)
@@ -204,7 +204,7 @@ def _dup_ids(doc):
 
 @pytest.mark.parametrize("corruption", sorted(CORRUPTIONS))
 def test_resume_of_a_corrupt_file_refuses_and_leaves_it_byte_for_byte(real, tmp_path, capsys, monkeypatch, corruption):
-    from bench import workload
+    from bench.model import workload
 
     monkeypatch.setitem(workload._REGISTRY, WL, xpubench_testload.FaultyWorkload)
     f = tmp_path / "res" / "r.json"
@@ -251,9 +251,9 @@ def test_non_regular_inputs_are_refused_without_reading(real, tmp_path, command,
 def test_stray_special_and_hostile_files_in_out_are_skipped_by_the_memory_guard(real, tmp_path):
     """A sweep reads earlier results in --out (memory guard): a FIFO, a link to /dev/zero, a file of
     huge numbers or deep nesting there are skipped, not read, and not touched."""
-    from bench.runner import Sweep
-    from bench.strategy import make_strategies
-    from bench import workload
+    from bench.sweep.sweep import Sweep
+    from bench.model.strategy import make_strategies
+    from bench.model import workload
 
     out = tmp_path / "res"
     out.mkdir()

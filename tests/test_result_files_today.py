@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import results
+from bench.model import results
 from reports import load_inputs, write_report
 from reports.headline import headline_text
 

@@ -5,9 +5,9 @@ import os
 
 import pytest
 
-from bench import results
+from bench.model import results
 from bench.errors import ResultFileError
-from bench.results import SCHEMA, Result, RunRecord, TrialError, TrialRecord
+from bench.model.results import SCHEMA, Result, RunRecord, TrialError, TrialRecord
 
 
 def _result(**kw):

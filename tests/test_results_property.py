@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bench import results
+from bench.model import results
 from bench.errors import ResultFileError
-from bench.results import Result, RunRecord, TrialError, TrialRecord
+from bench.model.results import Result, RunRecord, TrialError, TrialRecord
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -290,10 +290,12 @@ def test_loading_never_executes_code(tmp_path, payload):
 
 
 def test_the_loader_has_no_code_executing_calls():
-    """Static check of bench/results.py: only harmless imports, no eval/exec/compile/__import__ calls."""
+    """Static check of bench/model/results.py: only harmless imports, no eval/exec/compile/__import__ calls."""
     import ast
 
-    from bench import safefile, text
+    from bench import text
+
+    from bench.model import safefile
 
     imported = set()
     for node in (n for m in (results, safefile, text) for n in ast.walk(ast.parse(Path(m.__file__).read_text()))):
@@ -307,5 +309,5 @@ def test_the_loader_has_no_code_executing_calls():
             assert node.arg not in ("object_hook", "object_pairs_hook", "cls"), node.arg
     allowed = {"__future__", "dataclasses", "json", "math", "os", "tempfile", "pathlib", "typing", "bench.errors",
                "importlib.metadata",  # the tool's own version string
-               "bench.safefile", "bench.text", "errno", "stat", "re", "shlex", "unicodedata"}  # reading; messages
+               "bench.model.safefile", "bench.text", "errno", "stat", "re", "shlex", "unicodedata"}  # reading; messages
     assert imported <= allowed, imported - allowed

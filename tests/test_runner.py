@@ -2,7 +2,7 @@
 
 import math
 
-from bench import results
+from bench.model import results
 
 
 def _runs(result):

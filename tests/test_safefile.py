@@ -1,4 +1,4 @@
-"""bench.safefile: new names claimed atomically (threads and processes at once), regular files only
+"""bench.model.safefile: new names claimed atomically (threads and processes at once), regular files only
 (never a device, FIFO, socket or directory replaced, written through or read), bounded reads, and a
 failed write (full disk, quota, read-only) that names the path and leaves nothing partial."""
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import safefile
+from bench.model import safefile
 from bench.errors import FileWriteError, ResultFileError, UsageError
 
 N = 8

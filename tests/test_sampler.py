@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.sampler import Sampler
+from bench.measure.sampler import Sampler
 
 
 def test_samples_stop_and_final_sample():
@@ -55,7 +55,7 @@ def test_tree_includes_children_cpu_time_and_memory():
 
 
 def test_gpu_fields_say_unavailable_without_nvml(monkeypatch):
-    import bench.nvml as nv
+    import bench.measure.nvml as nv
 
     nv.reset_for_tests()
     monkeypatch.setitem(sys.modules, "pynvml", None)  # import fails
@@ -102,7 +102,7 @@ def test_own_cpu_cost_is_measured_positive_and_small():
 
 
 def test_sampler_cost_of_a_resumed_run_adds_both_parts():
-    from bench.sampler import merge_sampler_cost
+    from bench.measure.sampler import merge_sampler_cost
 
     old = {"sampler_cpu_s": 0.2, "sampler_wall_s": 10.0, "sampler_samples": 20, "sampler_interval_s": 0.5}
     new = {"sampler_cpu_s": 0.1, "sampler_wall_s": 10.0, "sampler_samples": 21, "sampler_interval_s": 0.25}
@@ -131,8 +131,8 @@ def test_cli_refuses_an_interval_below_the_floor(tmp_path, value, shown):
 
 def test_sweep_and_plugin_refuse_an_interval_below_the_floor(tmp_path):
     from bench.errors import UsageError
-    from bench.runner import Sweep
-    from bench.strategy import make_strategies
+    from bench.sweep.sweep import Sweep
+    from bench.model.strategy import make_strategies
 
     with pytest.raises(UsageError, match=r"sample_interval 0.001 is below the floor 0.05 s"):
         Sweep("lorenz", "quick", make_strategies(["cpu"], [1], 1), out_dir=tmp_path / "o", sample_interval=0.001)
@@ -144,8 +144,8 @@ def testload_run(tmp_path_factory):
     """A real quick sweep (2 short trials, one real worker) of the test workload, and its file."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import xpubench_testload
-    from bench import workload
-    from bench.runner import run_sweep
+    from bench.model import workload
+    from bench.sweep.sweep import run_sweep
 
     out = tmp_path_factory.mktemp("sampler-cost")
     with pytest.MonkeyPatch.context() as mp:
@@ -157,7 +157,7 @@ def testload_run(tmp_path_factory):
 
 
 def test_every_result_records_the_sampler_cost(testload_run):
-    from bench import results
+    from bench.model import results
 
     result, path = testload_run
     s = result.runs[0].summary
@@ -173,7 +173,7 @@ def test_every_result_records_the_sampler_cost(testload_run):
 def test_files_without_the_sampler_cost_still_load_and_bad_values_are_refused(testload_run, tmp_path):
     import json
 
-    from bench import results
+    from bench.model import results
     from bench.errors import ResultFileError
 
     _, path = testload_run

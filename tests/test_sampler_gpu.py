@@ -16,9 +16,9 @@ if str(TESTS) not in sys.path:
 
 from fakes.nvml_fixture import forget, install  # noqa: E402
 
-from bench.ratios import gpu_percentiles, summarize  # noqa: E402
-from bench.results import TrialRecord  # noqa: E402
-from bench.sampler import Sampler  # noqa: E402
+from bench.model.ratios import gpu_percentiles, summarize  # noqa: E402
+from bench.model.results import TrialRecord  # noqa: E402
+from bench.measure.sampler import Sampler  # noqa: E402
 
 GIB = 2**30
 GPU_FIELDS = {"index", "util_percent", "mem_used_bytes", "mem_total_bytes", "power_w", "sm_clock_mhz",
@@ -111,8 +111,8 @@ def test_energy_summary_from_a_sampled_run(fake_nvml, tmp_path):
 
 
 def test_speedup_over_cpu_pairs_runs_with_the_same_process_count():
-    from bench.ratios import speedup_over_cpu
-    from bench.results import RunRecord
+    from bench.model.ratios import speedup_over_cpu
+    from bench.model.results import RunRecord
 
     def run(device, processes, wall, status="complete", workload="w"):
         return RunRecord(workload=workload, size="quick", strategy={"device": device, "processes": processes},

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from bench.errors import UsageError
-from bench.strategy import MAX_PROCESSES, Strategy, default_threads, make_strategies, parse_processes, usable_cores
+from bench.model.strategy import MAX_PROCESSES, Strategy, default_threads, make_strategies, parse_processes, usable_cores
 
 
 @pytest.mark.parametrize(

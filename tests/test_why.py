@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from bench import ratios
+from bench.model import ratios
 from reports import load_inputs
 from reports.why import (
     BUSY_WORKER_MIN, IDLE_THREAD_LIMIT, PEAK_SHARE_LIMIT, gpu_waited, overhead_bound, run_busy_cores, second_thread_idle, why_lines,

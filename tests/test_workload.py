@@ -3,7 +3,7 @@
 import pytest
 
 from bench.errors import UsageError
-from bench.workload import (
+from bench.model.workload import (
     SIZES,
     TrialContext,
     TrialOutput,

@@ -6,7 +6,7 @@ Trial plan: option ``plan`` is a comma-separated list of kinds, one trial each:
 hour). Trial ids are ``t<index>-<kind>``. Workers find this module through PYTHONPATH, which the
 pool builds from the parent's sys.path (tests/ is on it under pytest); they load the class by
 its module path, so only the parent needs it registered: call :func:`enable` (a subprocess) or
-monkeypatch ``bench.workload._REGISTRY`` (a test, so other tests never see it).
+monkeypatch ``bench.model.workload._REGISTRY`` (a test, so other tests never see it).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Any, Mapping
 
-from bench.workload import TrialContext, TrialOutput, Workload, register
+from bench.model.workload import TrialContext, TrialOutput, Workload, register
 
 DEFAULT_PLAN = "ok,raise,kill,ok,hang,ok,ok"
 

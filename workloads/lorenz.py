@@ -13,8 +13,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from bench.flops import model_flops
-from bench.workload import TrialContext, TrialOutput, Workload
+from bench.measure.flops import model_flops
+from bench.model.workload import TrialContext, TrialOutput, Workload
 from workloads._common import int_option
 
 DEPTHS = [[5, 8, 5], [5, 8, 8, 5], [5, 8, 8, 8, 5], [5, 8, 8, 8, 8, 5], [5, 8, 8, 8, 8, 8, 5]]
@@ -93,7 +93,7 @@ class LorenzWorkload(Workload):
                 "params": int(model.count_params()),
                 "replicas": ctx.replicas,
                 "global_batch": BATCH * ctx.replicas,
-                # training on epochs x 900 rows, then predicting the 900 test rows (bench.flops)
+                # training on epochs x 900 rows, then predicting the 900 test rows (bench.measure.flops)
                 "flops": model_flops(model).trial(trained=epochs * TRAIN_L, evaluated=len(x_test)),
             },
         )

@@ -16,8 +16,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from bench.flops import model_flops
-from bench.workload import TrialContext, TrialOutput, Workload
+from bench.measure.flops import model_flops
+from bench.model.workload import TrialContext, TrialOutput, Workload
 from workloads import synthetic
 from workloads._common import fit_timed, int_options, release_keras, rss_bytes
 from workloads.pose_classifier import fold_indices

@@ -39,7 +39,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from bench.workload import TrialContext, TrialOutput, Workload
+from bench.model.workload import TrialContext, TrialOutput, Workload
 from workloads._common import float_option, int_list_option, int_option
 
 BASELINE = "predict_row"  # per-row model.predict: what every mode's ratio is against
@@ -271,7 +271,7 @@ def _lorenz_setup(size: str, rows: int, options: Mapping[str, Any] | None = None
 
 def model_names() -> list[str]:
     """Workloads whose model predict_modes can use."""
-    from bench.workload import get_workload, workload_names
+    from bench.model.workload import get_workload, workload_names
 
     names = []
     for name in workload_names():
@@ -300,7 +300,7 @@ def trained_model(name: str, size: str, rows: int, options: Mapping[str, Any] | 
         return (*_models[key], 0.0)
     import keras
 
-    from bench.workload import get_workload
+    from bench.model.workload import get_workload
 
     t0 = time.perf_counter()
     keras.utils.set_random_seed(MODEL_SEED)
@@ -365,7 +365,7 @@ class PredictModesWorkload(Workload):
         return configs + [{"id": f"{m}-b{b}", "mode": m, "batch": b, **s} for m, b in pairs if m in wanted]
 
     def data_info(self, size: str, options: Mapping[str, Any] | None = None) -> dict:
-        from bench.workload import get_workload
+        from bench.model.workload import get_workload
 
         s = self.setup(size, options)
         info = get_workload(s["model"]).data_info(size, options)

@@ -16,7 +16,7 @@ import math
 
 import pytest
 
-from bench.workload import workload_names
+from bench.model.workload import workload_names
 
 WORKLOADS = workload_names()
 

@@ -18,7 +18,8 @@ FAKES = Path(__file__).resolve().parent
 
 def forget() -> None:
     """Drops xpubench's cached NVML handle and GPU inventory."""
-    from bench import devices, nvml
+    from bench.engines import devices
+    from bench.measure import nvml
 
     nvml.reset_for_tests()
     devices.reset_for_tests()

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from bench.workload import TrialContext, TrialOutput, Workload
+from bench.model.workload import TrialContext, TrialOutput, Workload
 
 GLOBAL_BATCH = 64
 N = 512

@@ -1,6 +1,6 @@
 """Synthetic result records for tests and render-time measurements.
 
-They are built with the same records and summary function (:func:`bench.ratios.summarize`) as
+They are built with the same records and summary function (:func:`bench.model.ratios.summarize`) as
 real sweeps, so the report reads them exactly as it reads measured results. Their machine label
 defaults to ``synthetic`` so they are never mistaken for measurements.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 import random
 from typing import Any, Mapping, Sequence
 
-from bench.ratios import summarize
-from bench.results import Result, RunRecord, TrialError, TrialRecord
+from bench.model.ratios import summarize
+from bench.model.results import Result, RunRecord, TrialError, TrialRecord
 
 GIB = 2**30
 
@@ -39,7 +39,7 @@ def make_run(
     timeline_points: int = 12,
     seed: int = 0,
 ) -> RunRecord:
-    """A RunRecord with trials, a sampler timeline and a summary computed by bench.ratios.
+    """A RunRecord with trials, a sampler timeline and a summary computed by bench.model.ratios.
 
     Args:
         workload: Workload name.

@@ -14,6 +14,13 @@ from bench.errors import UsageError
 
 MAX_PROCESSES = 256
 
+# The environment variables that carry a strategy's thread caps into a worker (set before it
+# imports TensorFlow; bench.engines.childenv.thread_env fills them, the fingerprint records them).
+THREAD_VARS = (
+    "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+)
+
 
 def usable_cores() -> int:
     """CPUs this process may run on (its affinity: taskset, cgroup cpusets), not os.cpu_count()."""

@@ -6,7 +6,7 @@ JSON holding every trial finished so far (each is written, atomically, before th
 sent). Failed trials are records with their error; Ctrl-C ends the workers, writes what finished
 (marked incomplete) and raises :class:`SweepInterrupted`. A sweep can resume an earlier result:
 trials that finished there with the same configuration and workload version are kept, the rest
-run. The memory guard (bench.memguard) may lower or refuse a process count before its pool starts.
+run. The memory guard (bench.sweep.memguard) may lower or refuse a process count before its pool starts.
 
 Everything here goes through the engine interface (``start``, ``run``, ``close``,
 ``worker_facts``), so failures, interrupts and resume work the same for every engine.
@@ -27,19 +27,23 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from bench import childenv, memguard, results
-from bench.devices import get_device
-from bench.engines import get_engine
+from bench.engines import childenv
+
+from bench.sweep import memguard
+
+from bench.model import results
+from bench.engines.devices import get_device
+from bench.engines.registry import get_engine
 from bench.errors import ResultWriteError, UsageError, shown
-from bench.calibrate import cached_calibration
-from bench.machine import fingerprint
-from bench.ratios import summarize, tree_cpu_seconds
-from bench.results import Result, RunRecord, TrialError, TrialRecord
-from bench.safefile import claim_new
-from bench.ratios import speedup_over_cpu
-from bench.sampler import DEFAULT_INTERVAL_S, Sampler, check_interval, merge_sampler_cost
-from bench.strategy import Strategy, make_strategies
-from bench.workload import Workload, get_workload, trial_seed
+from bench.measure.calibrate import cached_calibration
+from bench.measure.machine import fingerprint
+from bench.model.ratios import summarize, tree_cpu_seconds
+from bench.model.results import Result, RunRecord, TrialError, TrialRecord
+from bench.model.safefile import claim_new
+from bench.model.ratios import speedup_over_cpu
+from bench.measure.sampler import DEFAULT_INTERVAL_S, Sampler, check_interval, merge_sampler_cost
+from bench.model.strategy import Strategy, make_strategies
+from bench.model.workload import Workload, get_workload, trial_seed
 
 OOM_USED_FRACTION = 0.90  # system memory this full just before a SIGKILL: call it out-of-memory
 IGNORED_OPTIONS = ("offline",)  # options that do not change what a trial measures
@@ -169,7 +173,7 @@ def name_part(text: str, limit: int = NAME_LABEL_BYTES) -> str:
 def result_path(out_dir: Path, workload: str, size: str, label: str | None = None) -> Path:
     """Claims a new result file in ``out_dir``: ``WORKLOAD-SIZE-STAMP[-LABEL].json`` (else ``...-2.json``...).
 
-    The name is claimed atomically (:func:`bench.safefile.claim_new`: an empty file created with
+    The name is claimed atomically (:func:`bench.model.safefile.claim_new`: an empty file created with
     ``O_CREAT | O_EXCL``), so sweeps started at the same second into one directory with the same
     label each get their own file; nothing existing is ever replaced. The label part of the name
     is :func:`name_part` of the label (bounded and sanitised); the full label is in the file.
@@ -181,7 +185,7 @@ def result_path(out_dir: Path, workload: str, size: str, label: str | None = Non
         label: Machine label, if given.
 
     Returns:
-        The claimed (empty) file; write the result over it with :func:`bench.results.save`.
+        The claimed (empty) file; write the result over it with :func:`bench.model.results.save`.
 
     Raises:
         FileWriteError: the directory does not accept a new file.
@@ -310,7 +314,7 @@ class Sweep:
         resume_from: A previous (possibly interrupted) result whose finished trials are kept.
         path: Write here instead of a new file in ``out_dir`` (the resumed file).
         command: The command line, recorded.
-        engine: Execution engine name (``local`` processes, ``ray`` tasks); see bench.engines.
+        engine: Execution engine name (``local`` processes, ``ray`` tasks); see bench.engines.registry.
         engine_options: Engine keyword arguments (e.g. ``{"address": "auto"}`` for Ray).
         force: Run what the memory guard would lower or refuse; resume a file of another machine.
         memory_guard: Check memory before starting workers (local engine only).

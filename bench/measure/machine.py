@@ -7,8 +7,8 @@ driver, power limit) come from NVML; ``energy`` says which energy readings this 
 this user (RAPL for the CPU package, NVML for GPUs) and why not where it does not.
 
 The calibration (``bench calibrate``'s cached figures) is handed in by the caller (the runner, the
-pytest plugin), which reads it with :func:`bench.calibrate.cached_calibration`: this module does not
-import bench.calibrate (which imports :func:`cpu_brand` from here), so the two form no cycle.
+pytest plugin), which reads it with :func:`bench.measure.calibrate.cached_calibration`: this module does not
+import bench.measure.calibrate (which imports :func:`cpu_brand` from here), so the two form no cycle.
 """
 
 from __future__ import annotations
@@ -22,10 +22,9 @@ from importlib import metadata
 
 import psutil
 
-from bench import energy
-from bench.childenv import THREAD_VARS
-from bench.nvml import nvml
-from bench.strategy import usable_cores
+from bench.measure import energy
+from bench.measure.nvml import nvml
+from bench.model.strategy import THREAD_VARS, usable_cores
 
 
 def _pkg_version(name: str) -> str | None:
@@ -58,7 +57,7 @@ def fingerprint(label: str | None = None, calibration: dict | None = None) -> di
 
     Args:
         label: A user's name for the machine (``laptop``, ``g5.xlarge``); default: hostname.
-        calibration: This machine's calibration as :func:`bench.calibrate.cached_calibration`
+        calibration: This machine's calibration as :func:`bench.measure.calibrate.cached_calibration`
             returns it (parallel-efficiency ceiling per process count, fp32 matmul GFLOP/s, when
             measured), recorded as ``calibration``; None when it was never measured here.
     """

@@ -1,6 +1,6 @@
 """The scheduling loop every engine shares: one job per idle worker, replacements, time limits.
 
-An engine (local processes in bench/pool.py, Ray actors in bench/cluster.py) subclasses
+An engine (local processes in bench/engines/local.py, Ray actors in bench/engines/ray.py) subclasses
 :class:`Dispatcher` and supplies how to start, feed, poll and end one worker. The loop itself —
 which worker gets the next job, when a dead worker is replaced, when a trial is over its limit,
 when to give up on workers that cannot start — is written once, here.
@@ -105,7 +105,7 @@ class Dispatcher:
         The next job is sent only after ``on_done`` returned, so what it writes is on disk first.
 
         Args:
-            jobs: Trial messages (see bench.worker).
+            jobs: Trial messages (see bench.engines.worker).
             on_done: Called once per job, in the order jobs end.
             trial_timeout: Seconds a trial may run before its worker is killed (None: no limit).
         """

@@ -12,7 +12,7 @@ then runs trials one at a time as actor method calls (each call is a Ray task on
 Why actors rather than stateless tasks:
 
 - the ~3 s TensorFlow import is paid once per worker and reported apart as start-up, exactly as
-  in the local :class:`bench.pool.WorkerPool`, so local and Ray figures are comparable;
+  in the local :class:`bench.engines.local.WorkerPool`, so local and Ray figures are comparable;
 - a trial over its time limit is ended by killing *its* actor (the process), and a worker that
   dies is seen as that actor's death: both become the same ``error`` replies WorkerPool makes,
   and a replacement actor is started while trials remain;
@@ -24,7 +24,7 @@ every worker's hello the node it started on, so reports can group runs by node c
 The private local Ray lives as long as the process (every strategy of a sweep uses it; it is
 stopped at exit or by :func:`shutdown`). It keeps its session directory under a temporary
 directory of its own (``ray.init(_temp_dir=...)``, never ``/tmp/ray``), removed at shutdown, and a
-watchdog (:mod:`bench.reaper`) ends its processes, the dashboard and runtime-env agents
+watchdog (:mod:`bench.engines.reaper`) ends its processes, the dashboard and runtime-env agents
 included, and removes that directory as soon as this process ends, even by SIGKILL. Ray's own
 SIGTERM handler (installed by ``ray.init``) is replaced by the one that was there before, so
 SIGTERM still ends a sweep as Ctrl-C does. Ray's own token authentication stays on. On a remote
@@ -56,10 +56,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from bench import reaper
-from bench.dispatch import Dispatcher, Slot
+from bench.engines import reaper
+from bench.engines.dispatch import Dispatcher, Slot
 from bench.errors import UsageError, WorkerStartError
-from bench.pool import STARTUP_TIMEOUT_S, end_processes, stderr_tail
+from bench.engines.local import STARTUP_TIMEOUT_S, end_processes, stderr_tail
 
 LOG = logging.getLogger("bench")
 LOOPBACK = "127.0.0.1"
@@ -147,7 +147,7 @@ def ray_env_vars(env: dict, local: bool, ray_assigns_gpus: bool = False) -> dict
     """The part of a worker environment a Ray actor is started with (``runtime_env.env_vars``).
 
     Args:
-        env: The full worker environment from ``env_for(index)`` (bench.childenv.child_env).
+        env: The full worker environment from ``env_for(index)`` (bench.engines.childenv.child_env).
         local: The Ray runs on this machine, so this checkout's import path is passed too.
         ray_assigns_gpus: Ray picks the actor's GPUs, so the driver's CUDA_VISIBLE_DEVICES
             (indices on *this* machine) is left out.
@@ -166,9 +166,11 @@ def ray_env_vars(env: dict, local: bool, ray_assigns_gpus: bool = False) -> dict
 
 def _code_modules() -> list[str]:
     """This checkout's packages, shipped to a remote cluster with ``runtime_env.py_modules``."""
-    import workloads
+    import importlib.util
 
-    return [str(Path(__file__).resolve().parent), str(Path(workloads.__file__).resolve().parent)]
+    spec = importlib.util.find_spec("workloads")  # located, not imported: the harness never imports workloads
+    assert spec is not None and spec.origin is not None, "the workloads package is part of this checkout"
+    return [str(Path(__file__).resolve().parents[1]), str(Path(spec.origin).resolve().parent)]
 
 
 def _first_line(text: str, limit: int = 300) -> str:
@@ -215,7 +217,7 @@ def start_local_ray(num_cpus: int | None = None) -> None:
     Every Ray server (GCS, raylet, workers, agents) listens on 127.0.0.1 only, so nothing is
     reachable from the network; the object store is kept small (replies are tiny JSON). Its
     session directory is under a new temporary directory (``xpubench-ray-*``), and a watchdog
-    (:mod:`bench.reaper`) ends its processes and removes that directory when this process ends,
+    (:mod:`bench.engines.reaper`) ends its processes and removes that directory when this process ends,
     however it ends; :func:`shutdown` does both at once.
 
     Args:
@@ -226,7 +228,7 @@ def start_local_ray(num_cpus: int | None = None) -> None:
         WorkerStartError: Ray could not start.
     """
     global _LOCAL_STARTED, _ATEXIT
-    from bench.strategy import usable_cores
+    from bench.model.strategy import usable_cores
 
     ray = _ray()
     import ray._private.ray_constants as ray_constants
@@ -433,9 +435,9 @@ class TrialActor:
         import keras
 
         import_s = time.perf_counter() - t0
-        from bench import worker as local_worker
-        from bench.childenv import THREAD_VARS
-        from bench.devices import get_device
+        from bench.engines import worker as local_worker
+        from bench.model.strategy import THREAD_VARS
+        from bench.engines.devices import get_device
 
         # The same set-up as a local worker, through the same functions.
         local_worker._apply_thread_caps(tf)
@@ -476,7 +478,7 @@ class TrialActor:
 
     def run(self, msg: dict) -> dict:
         """Runs one trial message (the local worker protocol's ``trial``); returns the reply."""
-        from bench.worker import _jsonable
+        from bench.engines.worker import _jsonable
 
         reply = self.runner.run(msg)
         if reply["type"] == "result":
@@ -520,7 +522,7 @@ class _Slot(Slot):
 
 
 class RayPool(Dispatcher):
-    """N Ray actors under one strategy, with :class:`bench.pool.WorkerPool`'s interface.
+    """N Ray actors under one strategy, with :class:`bench.engines.local.WorkerPool`'s interface.
 
     Args:
         n: Number of workers (actors) running trials at once.

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from bench.dispatch import Dispatcher, Slot
+from bench.engines.dispatch import Dispatcher, Slot
 from bench.errors import WorkerStartError
 
 STARTUP_TIMEOUT_S = 600.0
@@ -177,7 +177,7 @@ class WorkerPool(Dispatcher):
         try:
             with open(log_path, "wb") as log:
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "bench.worker", str(w), self.device],
+                    [sys.executable, "-m", "bench.engines.worker", str(w), self.device],
                     stdin=subprocess.PIPE,
                     stdout=log,
                     stderr=subprocess.STDOUT,

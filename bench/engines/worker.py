@@ -1,4 +1,4 @@
-"""The worker process: ``python -m bench.worker RESULT_FD``.
+"""The worker process: ``python -m bench.engines.worker RESULT_FD``.
 
 Its environment (threads, device visibility) was set by the parent before this process
 started, so TensorFlow reads it on import. It reads one JSON command per line on stdin and
@@ -158,7 +158,7 @@ class TrialRunner:
         """
         import keras
 
-        from bench.workload import TrialContext
+        from bench.model.workload import TrialContext
 
         config = msg["config"]
         try:
@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     import_s = time.perf_counter() - t0
     _apply_thread_caps(tf)
 
-    from bench.devices import get_device
+    from bench.engines.devices import get_device
 
     # Devices are configured before any op runs (logical CPU devices, GPU memory growth). A
     # strategy that cannot get its devices raises here: the worker ends before its hello, so a

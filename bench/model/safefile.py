@@ -253,7 +253,7 @@ def claim_new(directory: str | os.PathLike, stem: str, suffix: str = ".json", tr
 
     Args:
         directory: An existing directory.
-        stem: The file name without suffix (already safe: see ``bench.runner.result_path``).
+        stem: The file name without suffix (already safe: see ``bench.sweep.sweep.result_path``).
         suffix: The file name's ending.
         tries: How many numbers to try before giving up.
 

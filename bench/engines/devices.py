@@ -218,7 +218,7 @@ def _probe_tensorflow_gpus() -> tuple[list[str] | None, str]:
     Returns:
         (GPU device names, "") or (None, why the probe failed).
     """
-    from bench.childenv import child_env
+    from bench.engines.childenv import child_env
 
     code = (
         "import json, tensorflow as tf\n"
@@ -267,7 +267,7 @@ def _probe_wanted(nvml_sees_gpus: bool) -> bool:
 
 @functools.lru_cache(maxsize=4)
 def _inventory(cuda_visible: str | None) -> GpuInventory:
-    from bench.nvml import nvml
+    from bench.measure.nvml import nvml
 
     if cuda_visible is not None and not parse_cuda_visible(cuda_visible, 1 << 16, ()):
         return GpuInventory(reason=f"CUDA_VISIBLE_DEVICES={cuda_visible!r} hides every GPU")

@@ -6,10 +6,10 @@ per-process CPU/wall = mean over workers of that worker's CPU seconds / wall (se
 Noise is the spread between measurements of the same thing only (trials with an identical
 config; see :func:`trial_noise`), never across different configurations. Busy cores is the
 median of the per-core CPU samples summed. GFLOP/s is the trials' analytic FLOPs
-(``extra["flops"]``, :mod:`bench.flops`) over the run's wall seconds.
+(``extra["flops"]``, :mod:`bench.measure.flops`) over the run's wall seconds.
 GPU utilisation and memory p50/p95 come from the NVML samples; energy (CPU package from RAPL,
 GPU from NVML) is joules over the run's window, per finished trial and per 1,000 samples, or
-"unavailable" with the reason (see bench.energy).
+"unavailable" with the reason (see bench.measure.energy).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import json
 import statistics
 from typing import Iterable, Mapping, Sequence
 
-from bench.energy import energy_summary
+from bench.model.energy import energy_summary
 
 
 def speedup(baseline_wall: float, wall: float) -> float | None:

@@ -1,6 +1,6 @@
 """Execution engines: where a strategy's worker processes run.
 
-``local`` is :class:`bench.pool.WorkerPool` (processes on this machine). ``ray`` runs trials as
+``local`` is :class:`bench.engines.local.WorkerPool` (processes on this machine). ``ray`` runs trials as
 Ray tasks (optional: ``pip install 'xpubench[cluster]'``). Every engine has WorkerPool's
 interface: ``start()``, ``run(jobs, on_done, trial_timeout)``, ``close()``, ``worker_facts``.
 """
@@ -14,8 +14,8 @@ from bench.errors import UsageError, choices_error
 
 # name -> ("module:Class", module that must be importable, how to install it)
 _ENGINES: dict[str, tuple[str, str | None, str]] = {
-    "local": ("bench.pool:WorkerPool", None, ""),
-    "ray": ("bench.cluster:RayPool", "ray", "pip install 'xpubench[cluster]'"),
+    "local": ("bench.engines.local:WorkerPool", None, ""),
+    "ray": ("bench.engines.ray:RayPool", "ray", "pip install 'xpubench[cluster]'"),
 }
 
 

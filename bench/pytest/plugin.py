@@ -78,7 +78,7 @@ class XpuSettings:
 
 
 def _default_processes() -> str:
-    from bench.strategy import usable_cores
+    from bench.model.strategy import usable_cores
 
     n = usable_cores()
     return "1" if n == 1 else f"1,{n}"
@@ -110,7 +110,7 @@ def _label(text: str | None) -> str | None:
 def _parse_devices(text: str) -> list[str]:
     """Device specs, checked for known names only: one this machine cannot run is skipped later
     (with its reason), so the same command line works on a laptop and on a GPU instance."""
-    from bench.devices import device_names, get_device
+    from bench.engines.devices import device_names, get_device
     from bench.errors import UsageError
 
     specs = [p.strip() for p in str(text).split(",") if p.strip()]
@@ -156,8 +156,8 @@ def parse_settings(
         pytest.UsageError: one line naming the option and the bad value.
     """
     from bench.errors import UsageError, choices_error
-    from bench.strategy import parse_processes
-    from bench.workload import SIZES, parse_options
+    from bench.model.strategy import parse_processes
+    from bench.model.workload import SIZES, parse_options
 
     size = "quick" if size is None else str(size)
     if size not in SIZES:
@@ -181,7 +181,7 @@ def parse_settings(
         opts.setdefault("offline", "1")
     out = None
     if out_dir is not None:
-        from bench.runner import prepare_out_dir
+        from bench.sweep.sweep import prepare_out_dir
 
         if Path(out_dir).exists() and not Path(out_dir).is_dir():
             raise pytest.UsageError(f"--xpu-out: {str(out_dir)!r} is a file, not a directory")
@@ -323,12 +323,12 @@ def gpu_unavailable_reason() -> str | None:
     if cvd is not None and cvd.strip() in ("", "-1"):
         return f"no GPU visible (CUDA_VISIBLE_DEVICES={cvd!r} hides every GPU)"
     try:
-        from bench.devices import device_names, get_device
+        from bench.engines.devices import device_names, get_device
 
         if "gpu" in device_names():
             reason = get_device("gpu").availability()
             return f"no GPU visible ({reason})" if reason else None
-        from bench.nvml import nvml
+        from bench.measure.nvml import nvml
 
         nv = nvml()
         return None if nv.available else f"no GPU visible ({nv.reason})"
@@ -363,7 +363,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
     """Adds the xpubench machine fingerprint as ``machine_info["xpubench"]``.
 
-    The fingerprint (bench.machine.fingerprint) holds the label, CPU, physical/logical/usable
+    The fingerprint (bench.measure.machine.fingerprint) holds the label, CPU, physical/logical/usable
     cores, RAM, OS, Python, TensorFlow/Keras/numpy versions, GPUs (name, memory, driver) and the
     thread environment; this adds the CUDA driver version when NVML knows it and, when a
     workload ran in this session, the CUDA/cuDNN build and devices its TensorFlow reported.
@@ -375,8 +375,8 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
     """
     state = _session(config)
     try:
-        from bench.calibrate import cached_calibration
-        from bench.machine import fingerprint
+        from bench.measure.calibrate import cached_calibration
+        from bench.measure.machine import fingerprint
 
         info = fingerprint(state.settings.label, calibration=cached_calibration())
         info.update(state.machine_extra)
@@ -518,7 +518,7 @@ class XpuBenchmark:
         """Runs ``workload`` under ``processes`` × ``device`` inside ``benchmark.pedantic``.
 
         Args:
-            workload: Registry name (``bench.workload.workload_names()``).
+            workload: Registry name (``bench.model.workload.workload_names()``).
             processes: Worker processes running trials at once.
             device: Device strategy spec (``cpu``, ``gpu``, ``gpu:1``, ``mirrored``).
             size: ``quick`` or ``full`` (default ``--xpu-size``).
@@ -539,13 +539,13 @@ class XpuBenchmark:
             pytest.skip.Exception: the device is not available here.
             pytest.fail.Exception: bad arguments, a strategy that could not run, failed trials.
         """
-        from bench.devices import get_device
+        from bench.engines.devices import get_device
         from bench.errors import UsageError
-        from bench.runner import finalize_runs, run_sweep
-        from bench.sampler import DEFAULT_INTERVAL_S, check_interval
+        from bench.sweep.sweep import finalize_runs, run_sweep
+        from bench.measure.sampler import DEFAULT_INTERVAL_S, check_interval
         from bench.text import printable
-        from bench.strategy import parse_count
-        from bench.workload import SIZES, get_workload
+        from bench.model.strategy import parse_count
+        from bench.model.workload import SIZES, get_workload
 
         if self._used:
             pytest.fail("the xpu fixture runs one benchmark per test (pytest-benchmark measures one target per test)")

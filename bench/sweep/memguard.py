@@ -140,7 +140,7 @@ def previous_runs(places: Sequence[str | os.PathLike], machine: Mapping[str, Any
 
     Unreadable or foreign files are skipped silently: this is a hint, not an input.
     """
-    from bench import results
+    from bench.model import results
 
     files: list[Path] = []
     for place in places:

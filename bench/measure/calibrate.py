@@ -14,8 +14,8 @@ Two short measurements (under 10 s together), no TensorFlow:
 
 The result is printed as a table, written as JSON where ``--out`` says, and cached per machine
 (``~/.cache/xpubench/calibration-<hostname>.json``), from where the runner and the pytest plugin
-read it with :func:`cached_calibration` and hand it to :func:`bench.machine.fingerprint`, so every
-result carries it as ``machine["calibration"]`` (bench.machine does not import this module).
+read it with :func:`cached_calibration` and hand it to :func:`bench.measure.machine.fingerprint`, so every
+result carries it as ``machine["calibration"]`` (bench.measure.machine does not import this module).
 
 Processes are fresh interpreters (``subprocess``), never forks, as everywhere in xpubench.
 """
@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Callable, Mapping
 
 from bench.errors import UsageError
 
@@ -116,7 +116,7 @@ def cached_calibration(path: str | os.PathLike | None = None) -> dict | None:
     """
     p = Path(path) if path is not None else cache_path()
     from bench.errors import UsageError as _Unreadable
-    from bench.safefile import read_regular
+    from bench.model.safefile import read_regular
 
     try:
         doc = json.loads(read_regular(p, 1_000_000, "calibration file").decode("utf-8"))  # never a FIFO/device
@@ -143,8 +143,8 @@ def ceiling_for(calibration: dict | None, processes: int) -> float | None:
 # ---------------------------------------------------------------- achieved GFLOP/s (optional, for workloads)
 
 
-# dense_train_flops lives in bench.flops (with the other layer counts); importable from here too.
-from bench.flops import dense_train_flops  # noqa: E402,F401
+# dense_train_flops lives in bench.measure.flops (with the other layer counts); importable from here too.
+from bench.measure.flops import dense_train_flops  # noqa: E402,F401
 
 
 def peak_share(flops: float, wall_s: float, calibration: dict | None) -> float | None:
@@ -222,16 +222,14 @@ def _blas_name(np) -> str:
 
 
 class _Child:
-    def __init__(self, threads: int):
-        from bench.childenv import child_env
-
+    def __init__(self, env: Mapping[str, str]):
         self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from bench.calibrate import _child; _child()"],
+            [sys.executable, "-c", "from bench.measure.calibrate import _child; _child()"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.log,
-            env=child_env(threads, 1),
+            env=dict(env),
             text=True,
             bufsize=1,
         )
@@ -265,10 +263,18 @@ class _Child:
 # ---------------------------------------------------------------- measuring
 
 
-def calibrate(max_processes: int | None = None, budget_s: float = BUDGET_S, repeats: tuple[int, int] = REPEATS) -> dict:
+def calibrate(
+    env_for: Callable[[int], Mapping[str, str]],
+    max_processes: int | None = None,
+    budget_s: float = BUDGET_S,
+    repeats: tuple[int, int] = REPEATS,
+) -> dict:
     """Measures this machine; returns the calibration document (also what ``--out`` holds).
 
     Args:
+        env_for: A measuring process's environment for a thread count (the front door hands in
+            the worker environment, :func:`bench.engines.childenv.child_env`, so calibration runs
+            under the same thread caps as the workers it calibrates).
         max_processes: Largest process count (default: usable cores).
         budget_s: Process counts past this many seconds are skipped (recorded as such).
         repeats: Fewest and most rounds per process count (the best round is kept); as many
@@ -277,16 +283,16 @@ def calibrate(max_processes: int | None = None, budget_s: float = BUDGET_S, repe
     Raises:
         RuntimeError: a measuring process died.
     """
-    from bench.machine import cpu_brand
-    from bench.strategy import usable_cores
+    from bench.measure.machine import cpu_brand
+    from bench.model.strategy import usable_cores
 
     t_start = time.perf_counter()
     cores = usable_cores()
     max_n = max_processes or cores
     counts = process_counts(max_n)
     load1 = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    kernels = [_Child(1) for _ in range(max_n)]
-    wide = _Child(cores)
+    kernels = [_Child(env_for(1)) for _ in range(max_n)]
+    wide = _Child(env_for(cores))
     children = kernels + [wide]
     try:
         for c in children:
@@ -397,7 +403,7 @@ def _out_path(out: str | None) -> Path | None:
         raise UsageError(f"output directory {str(parent)!r} does not exist (for --out {out!r})")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UsageError(f"output directory {str(parent)!r} is not writable (for --out {out!r})")
-    from bench.safefile import check_target
+    from bench.model.safefile import check_target
 
     check_target(path)  # a device, FIFO or socket is refused before measuring (never replaced)
     return path
@@ -405,7 +411,7 @@ def _out_path(out: str | None) -> Path | None:
 
 def write(doc: dict, path: str | os.PathLike) -> Path:
     """Writes a calibration document atomically."""
-    from bench.results import atomic_write_text
+    from bench.model.results import atomic_write_text
 
     return atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
 
@@ -428,11 +434,12 @@ def write_cache(doc: dict) -> Path:
     return cache
 
 
-def main(args) -> int:
+def main(args, env_for: Callable[[int], Mapping[str, str]]) -> int:
     """``bench calibrate [--max-processes N] [--out FILE]``: measure, print, cache, write.
 
     Args:
         args: Parsed arguments with ``max_processes`` (text or None) and ``out`` (path or None).
+        env_for: A measuring process's environment for a thread count (see :func:`calibrate`).
 
     Returns:
         The exit status (0).
@@ -440,7 +447,7 @@ def main(args) -> int:
     Raises:
         UsageError: a bad process count or an unusable ``--out``.
     """
-    from bench.strategy import parse_count, usable_cores
+    from bench.model.strategy import parse_count, usable_cores
 
     max_n = None
     if getattr(args, "max_processes", None) is not None:
@@ -454,7 +461,7 @@ def main(args) -> int:
     out = _out_path(getattr(args, "out", None))
     print("measuring (about 5 s)...", file=sys.stderr, flush=True)
     try:
-        doc = calibrate(max_n)
+        doc = calibrate(env_for, max_n)
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -471,12 +478,3 @@ def main(args) -> int:
 
         print(f"wrote: {printable(out)}")
     return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m bench.calibrate")
-    parser.add_argument("--max-processes", default=None)
-    parser.add_argument("--out", "-o", default=None)
-    sys.exit(main(parser.parse_args()))

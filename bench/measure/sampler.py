@@ -7,7 +7,7 @@ context manager.
 
 Energy: ``cpu_energy_j`` is the CPU package energy (RAPL) since the sampler started, or
 ``"unavailable: <reason>"``; GPU energy is read from each GPU's ``energy_mj`` counter and
-``power_w`` in ``gpus`` (see bench.energy for the run summary).
+``power_w`` in ``gpus`` (see bench.measure.energy for the run summary).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Callable, Sequence
 
 import psutil
 
-from bench.energy import CpuEnergyMeter, Rapl, POWERCAP_ROOT
-from bench.nvml import nvml
+from bench.measure.energy import CpuEnergyMeter, Rapl, POWERCAP_ROOT
+from bench.measure.nvml import nvml
 
 DEFAULT_INTERVAL_S = 0.5
 # Below this the sampler costs a large share of a core and slows the trials it measures

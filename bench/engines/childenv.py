@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Mapping
 
+from bench.model.strategy import THREAD_VARS
+
 # Passed through from the parent when set.
 WHITELIST = (
     "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TEMP", "TMP",
@@ -24,11 +26,7 @@ WHITELIST = (
 )
 _PREFIXES = ("LC_",)
 
-# Variables xpubench decides; recorded in the result as "env".
-THREAD_VARS = (
-    "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS",
-    "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-)
+# Variables xpubench decides (thread caps: bench.model.strategy.THREAD_VARS); recorded in the result as "env".
 DEVICE_VARS = ("CUDA_VISIBLE_DEVICES", "TF_FORCE_GPU_ALLOW_GROWTH", "CUDA_DEVICE_ORDER", "XPUBENCH_MIRRORED_CPUS")
 
 
@@ -45,7 +43,7 @@ def thread_env(intra: int, inter: int) -> dict[str, str]:
 
 def _python_path() -> str:
     """The parent's import path, with this checkout's root first, so workers find the same code."""
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])  # bench/engines/childenv.py -> the checkout
     entries = [root] + [p for p in sys.path if p and os.path.isdir(p)]
     return os.pathsep.join(dict.fromkeys(entries))
 

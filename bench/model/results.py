@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 from bench.errors import ResultFileError, UsageError
 from bench.text import printable
-from bench.safefile import atomic_write_bytes, atomic_write_text, read_regular
+from bench.model.safefile import atomic_write_bytes, atomic_write_text, read_regular
 
 SCHEMA = 1
 TOOL = "xpubench"
@@ -155,12 +155,12 @@ def dumps(result: Result) -> str:
 
 
 # the one atomic writer (atomic_write_bytes / atomic_write_text, imported above and importable
-# from here) lives in bench.safefile: regular files only, an OSError becomes FileWriteError.
+# from here) lives in bench.model.safefile: regular files only, an OSError becomes FileWriteError.
 __all__ = ["atomic_write_bytes", "atomic_write_text"]  # re-exported
 
 
 def save(result: Result, path: str | os.PathLike) -> Path:
-    """Atomically writes a result file (see :func:`bench.safefile.atomic_write_bytes`).
+    """Atomically writes a result file (see :func:`bench.model.safefile.atomic_write_bytes`).
 
     Raises:
         FileWriteError: naming the path (a full disk, a read-only directory, not a regular file).
@@ -194,7 +194,7 @@ _SUMMARY_NUMBERS = (
     "per_process_cpu_wall_ratio", "throughput", "peak_tree_rss_bytes", "peak_tree_uss_bytes",
     "peak_worker_rss_bytes", "compute_offset_s", "baseline_wall_s", "gpu_util_p50", "gpu_util_p95",
     "gpu_mem_used_p50_bytes", "gpu_mem_used_p95_bytes", "resumed_trials",
-    # the sampler's own cost (bench.sampler.Sampler.cost); absent in files written before it
+    # the sampler's own cost (bench.measure.sampler.Sampler.cost); absent in files written before it
     "sampler_cpu_s", "sampler_wall_s", "sampler_cpu_share", "sampler_samples", "sampler_interval_s",
 )
 _SUMMARY_SPREADS = ("trial_wall_s", "startup_s")

@@ -1,0 +1,1 @@
+"""Measurement: the sampler, NVML, energy, the machine fingerprint, calibration, FLOP counts."""

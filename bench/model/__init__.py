@@ -1,0 +1,1 @@
+"""Records and the one JSON path: workloads, strategies, results, derived figures, files."""

@@ -24,7 +24,9 @@ EXIT_INTERRUPTED = 130
 EXIT_TRIALS_FAILED = 1
 EXIT_INTERNAL = 70
 
-_ARGV: list[str] = []  # the arguments main() was given (to print a resume command)
+#: How ``bench`` names the request's values in its messages (see bench.request.SweepRequest.parse).
+NAMES = {"processes": "--processes", "sample_interval": "--sample-interval", "engine": "--cluster",
+         "address": "--address"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,40 +36,15 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
-def _float_pos(what: str):
-    def parse(text: str) -> float:
-        try:
-            v = float(text)
-        except ValueError:
-            raise UsageError(f"bad {what} {text!r} (expected a positive number of seconds)") from None
-        if not v > 0 or v != v or v == float("inf"):
-            raise UsageError(f"bad {what} {text!r} (expected a positive number of seconds)")
-        return v
-
-    return parse
-
-
-def _sample_interval(text: str) -> float:
-    from bench.measure.sampler import check_interval
-
-    return check_interval(_float_pos("sample interval")(text))
-
-
-def _threads(text: str) -> int:
-    from bench.model.strategy import parse_count
-
-    return parse_count(text, "thread count")
-
-
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", default="quick", help=f"workload size: {' or '.join(SIZES)} (default quick)")
     p.add_argument("--processes", "-p", default="1", help="worker process counts, e.g. 1,2,4 or 1-4 (default 1)")
     p.add_argument("--device", "-d", default="cpu", help="device strategies, e.g. cpu,gpu,mirrored or all (default cpu)")
-    p.add_argument("--threads", type=_threads, default=None, help="threads per worker (default: usable cores // processes)")
+    p.add_argument("--threads", default=None, help="threads per worker (default: usable cores // processes)")
     p.add_argument("--out", "-o", default="results", help="directory for result files (default results/)")
     p.add_argument("--label", default=None, help="machine label recorded in the result (default: hostname)")
-    p.add_argument("--trial-timeout", type=_float_pos("trial timeout"), default=None, help="seconds before a trial is ended")
-    p.add_argument("--sample-interval", type=_sample_interval, default=0.5,
+    p.add_argument("--trial-timeout", default=None, help="seconds before a trial is ended")
+    p.add_argument("--sample-interval", default=None,
                    help="sampler interval (s), at least 0.05 (default 0.5)")
     p.add_argument("--data", default=None, help="path to a dataset file (e.g. imdb.npz) where the workload reads one")
     p.add_argument("--offline", action="store_true", help="never try to download data; use cached or synthetic")
@@ -135,47 +112,29 @@ def cmd_list(args) -> int:
     return 0
 
 
-def _strategies(args):
-    from bench.engines.devices import parse_devices
-    from bench.model.strategy import make_strategies, parse_processes
+def _request(args, workload: str | None = None, resume: str | None = None):
+    """The SweepRequest of ``bench run``/``bench suite``'s options, every value checked; warnings shown.
 
-    if args.size not in SIZES:
-        raise UsageError(f"unknown size {args.size!r} (choose from: {', '.join(SIZES)})")
-    devices = parse_devices(args.device)
-    text = args.processes if args.processes is not None else _default_processes()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            processes = parse_processes(text)
-        except UsageError as exc:
-            if "," in text and repr(text) not in str(exc):
-                raise UsageError(f"{exc} in --processes {text!r}") from None
-            raise
-    for w in caught:
-        print(f"warning: {printable(w.message, None)}", file=sys.stderr)
-    return make_strategies(devices, processes, args.threads)
+    Args:
+        args: The parsed command line (``args.argv`` is what main() was given).
+        workload: The workload name (None for a suite's shared options).
+        resume: ``bench run --resume FILE``.
 
+    Raises:
+        UsageError: one line naming the bad value.
+    """
+    from bench.request import SweepRequest
 
-def _default_processes() -> str:
-    from bench.model.strategy import usable_cores
-
-    n = usable_cores()
-    return "1" if n == 1 else f"1,{n}"
-
-
-def _options(args) -> dict:
-    from bench.model.workload import parse_options
-
-    opts = parse_options(args.opt)
-    if args.data:
-        if not Path(args.data).is_file():
-            raise UsageError(f"data file {args.data!r} does not exist")
-        opts["data"] = str(Path(args.data).resolve())
-    if args.offline or os.environ.get("XPUBENCH_OFFLINE"):
-        opts["offline"] = "1"
-    if args.model:
-        opts["model"] = args.model
-    return opts
+    request = SweepRequest.parse(
+        workload=workload, size=args.size, processes=args.processes, devices=args.device, threads=args.threads,
+        options=args.opt, data=args.data, offline=args.offline, model=args.model,
+        engine=getattr(args, "cluster", None), address=getattr(args, "address", None), label=args.label,
+        sample_interval=args.sample_interval, trial_timeout=args.trial_timeout, out_dir=args.out, resume=resume,
+        force=args.force, command=["bench", *args.argv], names=NAMES,
+    )
+    for note in request.notes:
+        print(f"warning: {printable(note, None)}", file=sys.stderr)
+    return request
 
 
 class _Reporter:
@@ -251,29 +210,6 @@ def _failure_line(result, path) -> str | None:
     return f"{sum(kinds.values())} of {len(trials)} trials failed ({detail}); every trial, with its error, is in {path}"
 
 
-def _make_sweep(workload: str, args, strategies, reporter, resume=None, resume_path=None):
-    """A Sweep for one workload; every check on the input happens here, before anything runs."""
-    from bench.sweep.sweep import Sweep
-
-    return Sweep(
-        workload,
-        args.size,
-        strategies,
-        out_dir=args.out,
-        label=args.label,
-        options=_options(args),
-        trial_timeout=args.trial_timeout,
-        sample_interval=args.sample_interval,
-        on_event=reporter,
-        resume_from=resume,
-        path=resume_path if resume is not None else None,
-        command=["bench"] + list(_ARGV),
-        engine=getattr(args, "cluster", None) or "local",
-        engine_options={"address": args.address} if getattr(args, "address", None) else {},
-        force=args.force,
-    )
-
-
 def _run_one(sweep, reporter) -> tuple[int, object, object]:
     """Runs one workload's sweep. Returns (exit status, result path, the Result saved there).
 
@@ -289,8 +225,8 @@ def _run_one(sweep, reporter) -> tuple[int, object, object]:
         print(f"interrupted: {exc.finished} of {exc.total} trials finished; they are in {printable(exc.path)} (marked incomplete)",
               file=sys.stderr)
         raise
-    except BaseException:
-        reporter.stop()
+    except BaseException:  # any other end (an error, Ctrl-C before the sweep's handler): the progress
+        reporter.stop()  # display is stopped before the error line; re-raised, never swallowed
         raise
     line = _failure_line(result, sweep.path)
     if line:
@@ -321,27 +257,17 @@ class _SigtermAsInterrupt:
 
 
 def cmd_run(args) -> int:
-    from bench.model import results
     from bench.console import ConsoleReporter
     from bench.sweep.sweep import SweepInterrupted
-    from bench.model.workload import get_workload
 
-    get_workload(args.workload)  # unknown name -> error before anything else
-    if args.cluster:
-        from bench.engines.registry import get_engine
-
-        get_engine(args.cluster)
-    elif args.address:
-        raise UsageError(f"--address {args.address!r} needs --cluster (choose from: ray)")
-    strategies = _strategies(args)
-    resume = results.load(args.resume) if args.resume else None
+    request = _request(args, args.workload, resume=args.resume)
     reporter = _Reporter(ConsoleReporter(quiet=args.quiet))
-    sweep = _make_sweep(args.workload, args, strategies, reporter, resume, args.resume)
+    sweep = request.sweep(on_event=reporter)
     with _SigtermAsInterrupt():
         try:
             code, _, _ = _run_one(sweep, reporter)
         except SweepInterrupted as exc:
-            print(f"resume with: {_resume_command('bench', _ARGV, str(exc.path))}", file=sys.stderr)
+            print(f"resume with: {_resume_command('bench', args.argv, str(exc.path))}", file=sys.stderr)
             return EXIT_INTERRUPTED
     return code
 
@@ -370,16 +296,15 @@ def _suite_resume(text: str | None, names: Sequence[str]) -> dict[str, tuple[str
 
 def cmd_suite(args) -> int:
     from bench.console import ConsoleReporter
-    from bench.sweep.sweep import SweepInterrupted, check_out_dir
-    from bench.model.workload import get_workload, workload_names
+    from bench.sweep.sweep import SweepInterrupted
+    from bench.model.workload import workload_names
 
     names = workload_names() if args.workloads == "all" else [n.strip() for n in args.workloads.split(",") if n.strip()]
     if not names:
         raise UsageError(f"bad workload list {args.workloads!r} (choose from: {', '.join(workload_names())} or all)")
-    for n in names:
-        get_workload(n)
-    strategies = _strategies(args)
-    check_out_dir(args.out)
+    shared = _request(args)  # the options every workload's sweep shares, the output directory included
+    for name in names:  # each workload known and its options accepted before anything is calibrated or run
+        shared.for_workload(name)
     report = Path(args.report) if args.report else Path(args.out) / "report.html"
     _check_output_file(report, "--report")
     resumes = _suite_resume(args.resume, names)
@@ -392,7 +317,7 @@ def cmd_suite(args) -> int:
         if res is not None and res.complete:
             plan.append((name, (res, file), None))
         else:
-            plan.append((name, None, _make_sweep(name, args, strategies, reporter, res, file)))
+            plan.append((name, None, shared.for_workload(name, file, res).sweep(on_event=reporter)))
     done, worst = [], 0  # (Result, path) of each workload, in order: the headline needs no reload
     with _SigtermAsInterrupt():
         for name, finished, sweep in plan:
@@ -404,7 +329,7 @@ def cmd_suite(args) -> int:
                 code, path, result = _run_one(sweep, reporter)
             except SweepInterrupted as exc:
                 files = ",".join(str(p) for _, p in done + [(None, exc.path)])
-                print(f"resume with: {_resume_command('bench', _ARGV, files)}", file=sys.stderr)
+                print(f"resume with: {_resume_command('bench', args.argv, files)}", file=sys.stderr)
                 return EXIT_INTERRUPTED
             worst = max(worst, code)
             done.append((result, path))
@@ -506,12 +431,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     Bad input prints one line, ``error: ...``, and returns 2. Any other failure also prints one
     line (``XPUBENCH_DEBUG=1`` shows the traceback) and returns 70. Never a traceback by default.
     """
-    global _ARGV
-    _ARGV = list(sys.argv[1:] if argv is None else argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     shown, warnings.showwarning = warnings.showwarning, _show_warning
     try:
-        args = parser.parse_args(_ARGV)
+        args = parser.parse_args(argv)
+        args.argv = tuple(argv)  # what the commands record and print to resume
         if args.version:
             from bench.model.results import _version
 
@@ -537,7 +462,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         name = f" {_quoted(exc.filename)}" if exc.filename else ""
         print(f"error: cannot use{name} ({printable(exc.strerror or exc)})", file=sys.stderr)
         return 2
-    except Exception as exc:  # a bug: one line, not a traceback
+    except Exception as exc:  # broad on purpose: whatever is left is a bug, shown as one line, not a traceback
         if os.environ.get("XPUBENCH_DEBUG"):
             raise
         text = printable(" ".join(str(exc).split()), 300)

@@ -16,8 +16,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from bench.model.ratios import mean_quality
 from bench.model.results import Result, RunRecord
+from bench.model.summary import RunSummary
 from bench.text import printable
+from reports import fmt
 
 LINE_CHARS = 2000  # the longest line :func:`line` prints
 
@@ -57,48 +60,49 @@ def _fmt(v, spec: str = ".2f", unit: str = "") -> str:
 
 
 def _mib(v) -> str:
-    return "–" if not v else f"{v / 2**20:,.0f} MiB"
+    return fmt.nbytes(v, "MiB") if v else "–"
 
 
-def _pct(v) -> str:
-    return _fmt(None if v is None else 100 * v, ".0f", " %")
-
-
-def _trial_spread(s: dict) -> str:
-    t = s.get("trial_wall_s") or {}
+def _trial_spread(s: RunSummary) -> str:
+    t = s.trial_wall_s or {}
     if not t.get("n"):
         return "–"
     return f"{t['median']:.2f} [{t['min']:.2f}–{t['max']:.2f}]"
 
 
-def _energy(s: dict) -> str | None:
-    e = s.get("energy") or {}
+def _energy(s: RunSummary) -> str | None:
+    e = s.energy or {}
     parts = [f"{k} {v['per_trial_j']:.1f} J" for k, v in e.items() if isinstance(v, dict) and isinstance(v.get("per_trial_j"), (int, float))]
     return ", ".join(parts) or None
 
 
-# (header, getter, shown only when some run has a value)
+def _quality(r: RunRecord) -> str:
+    """The first two quality metrics, each the mean over the finished trials (:func:`bench.model.ratios.mean_quality`)."""
+    return ", ".join(f"{k} {v:.4g}" for k, v in list(mean_quality(r.trials).items())[:2]) or "–"
+
+
+# (header, getter of (run, its summary), shown only when some run has a value)
 _COLUMNS = [
-        ("device", lambda r, s: str(r.strategy.get("device")), False),
+    ("device", lambda r, s: str(r.strategy.get("device")), False),
     ("procs", lambda r, s: str(r.strategy.get("processes")), False),
     ("threads", lambda r, s: str(r.strategy.get("threads_per_process")), False),
-    ("wall s", lambda r, s: _fmt(s.get("wall_s")), False),
+    ("wall s", lambda r, s: _fmt(s.wall_s), False),
     ("trial s median (min–max)", lambda r, s: _trial_spread(s), False),
-    ("trials/h", lambda r, s: _fmt(s.get("trials_per_hour"), ",.0f"), False),
-    ("speedup", lambda r, s: _fmt(s.get("speedup"), ".2f", "×"), False),
-    ("efficiency", lambda r, s: _pct(s.get("efficiency")), False),
-    ("CPU/wall", lambda r, s: _fmt(s.get("cpu_wall_ratio")), False),
-    ("throughput", lambda r, s: f"{_fmt(s.get('throughput'), ',.0f')} {s.get('throughput_unit', '')}", False),
-    ("peak RSS (tree)", lambda r, s: _mib(s.get("peak_tree_rss_bytes")), False),
-    ("peak/worker", lambda r, s: _mib(s.get("peak_worker_rss_bytes")), False),
-    ("start-up s", lambda r, s: _fmt((s.get("startup_s") or {}).get("median"), ".1f"), False),
-    ("vs cpu", lambda r, s: None if s.get("speedup_vs_cpu") is None or r.strategy.get("device") == "cpu"
-     else _fmt(s.get("speedup_vs_cpu"), ".2f", "×"), True),
-    ("GPU util p50/p95", lambda r, s: None if s.get("gpu_util_p50") is None
-     else f"{s['gpu_util_p50']:.0f} / {s.get('gpu_util_p95') or 0:.0f} %", True),
+    ("trials/h", lambda r, s: _fmt(s.trials_per_hour, ",.0f"), False),
+    ("speedup", lambda r, s: fmt.times(s.speedup), False),
+    ("efficiency", lambda r, s: fmt.pct(s.efficiency), False),
+    ("CPU/wall", lambda r, s: _fmt(s.cpu_wall_ratio), False),
+    ("throughput", lambda r, s: f"{_fmt(s.throughput, ',.0f')} {s.throughput_unit or ''}", False),
+    ("peak RSS (tree)", lambda r, s: _mib(s.peak_tree_rss_bytes), False),
+    ("peak/worker", lambda r, s: _mib(s.peak_worker_rss_bytes), False),
+    ("start-up s", lambda r, s: _fmt((s.startup_s or {}).get("median"), ".1f"), False),
+    ("vs cpu", lambda r, s: None if s.speedup_vs_cpu is None or r.strategy.get("device") == "cpu"
+     else fmt.times(s.speedup_vs_cpu), True),
+    ("GPU util p50/p95", lambda r, s: None if s.gpu_util_p50 is None
+     else f"{s.gpu_util_p50:.0f} / {s.gpu_util_p95 or 0:.0f} %", True),
     ("energy/trial", lambda r, s: _energy(s), True),
     ("quality", lambda r, s: _quality(r), False),
-    ("failed", lambda r, s: str(s.get("failed", 0)), False),
+    ("failed", lambda r, s: str(s.failed if s.failed is not None else 0), False),
 ]
 
 
@@ -117,15 +121,6 @@ def runs_table(runs: Sequence[RunRecord], title: str = "") -> Table:
             continue
         table.add_row(*[cell(get(r, r.summary) or "–") for _, get, _ in columns])  # values are text, not markup
     return table
-
-
-def _quality(r: RunRecord) -> str:
-    vals: dict[str, list[float]] = {}
-    for t in r.trials:
-        for k, v in t.quality.items():
-            if isinstance(v, (int, float)):
-                vals.setdefault(k, []).append(v)
-    return ", ".join(f"{k} {sum(v) / len(v):.4g}" for k, v in list(vals.items())[:2]) or "–"
 
 
 def predict_modes_output(runs: Sequence[RunRecord]) -> list:
@@ -184,12 +179,13 @@ def _inputs(results: Sequence[tuple[Result, object]]):
     return Inputs(sources=tuple(sources))
 
 
-def config_tables_output(result: Result, path: object = "") -> list:
+def config_tables_output(result: Result, path: object = "", inputs=None) -> list:
     """The per-configuration tables of a sweep (:mod:`reports.configs`), compact, best marked.
 
     Args:
         result: The sweep's result.
         path: Where it was written.
+        inputs: The report's view of it (:func:`_inputs`), when the caller already built it.
 
     Returns:
         Renderables to print: per table a rich Table, then its best line(s); all plain text.
@@ -197,7 +193,7 @@ def config_tables_output(result: Result, path: object = "") -> list:
     from reports.configs import config_tables
 
     out: list = []
-    for t in config_tables(_inputs([(result, path)]).runs):
+    for t in config_tables((inputs or _inputs([(result, path)])).runs):
         table = Table(title=cell(t.title), show_lines=False)
         for i, h in enumerate(t.columns):
             table.add_column(cell(h), justify="right" if i in t.numeric else "left", no_wrap=True)
@@ -208,18 +204,19 @@ def config_tables_output(result: Result, path: object = "") -> list:
     return out
 
 
-def headline_output(results: Sequence[tuple[Result, object]]) -> list:
+def headline_output(results: Sequence[tuple[Result, object]], inputs=None) -> list:
     """The headline block (:mod:`reports.headline`): the same sentences as the report's top.
 
     Args:
         results: ``(result, path)`` of each sweep (one for ``bench run``, every one for ``bench suite``).
+        inputs: The report's view of them (:func:`_inputs`), when the caller already built it.
 
     Returns:
         Renderables to print (plain text lines).
     """
     from reports.headline import headlines
 
-    blocks = headlines(_inputs(results))
+    blocks = headlines(inputs or _inputs(results))
     if not blocks:
         return []
     out: list = [Text("Is it worth it?", style="bold")]
@@ -228,14 +225,15 @@ def headline_output(results: Sequence[tuple[Result, object]]) -> list:
     return out
 
 
-def print_headline(console: Console, results: Sequence[tuple[Result, object]]) -> None:
+def print_headline(console: Console, results: Sequence[tuple[Result, object]], inputs=None) -> None:
     """Prints the headline block of ``results`` (the end of ``bench run`` and ``bench suite``).
 
     Args:
         console: Where to print.
         results: ``(result, path)`` of each sweep.
+        inputs: The report's view of them (:func:`_inputs`), when the caller already built it.
     """
-    for renderable in headline_output(results):
+    for renderable in headline_output(results, inputs):
         console.print(renderable, highlight=False)
 
 
@@ -310,11 +308,12 @@ class ConsoleReporter:
         self.console.print(runs_table(result.runs, title=f"{result.runs[0].workload if result.runs else ''}"))
         for renderable in predict_modes_output(result.runs):
             self.console.print(renderable, highlight=False)
-        for renderable in config_tables_output(result, path):
+        inputs = _inputs([(result, path)])  # the report's view, built once for the tables and the headline
+        for renderable in config_tables_output(result, path, inputs):
             self.console.print(renderable, highlight=False)
         data = {r.data.get("source") for r in result.runs if r.data}
         if "synthetic" in data:
             self.console.print("[bold yellow]data: synthetic[/] (real data not cached; see README)")
         self.console.print(f"result: {value(path)}", highlight=False)
         if self.headline:
-            print_headline(self.console, [(result, path)])
+            print_headline(self.console, [(result, path)], inputs)

@@ -19,8 +19,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
+from bench.model import ratios
 from reports.fmt import ok
-from reports.tables import amdahl_speedup
 
 DPI = 80
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"]
@@ -119,7 +119,7 @@ def speedup_chart(workload: str, scaling: pd.DataFrame) -> Chart:
         f = g["serial_fraction"].iloc[0]
         ax.plot(g["processes"], g["speedup"], "o-", color=c, label=_t(name))
         if ok(f) and n_max > 1:
-            ax.plot(xs, [amdahl_speedup(f, x) for x in xs], "--", color=c, lw=1, alpha=0.8,
+            ax.plot(xs, [ratios.amdahl_speedup(f, x) for x in xs], "--", color=c, lw=1, alpha=0.8,
                     label=_t(f"Amdahl fit, serial fraction {f:.2f}"))
         ax2.plot(g["processes"], g["efficiency"], "o-", color=c, label=_t(name) + " vs ideal")
         if g["ceiling"].notna().any():

@@ -17,6 +17,7 @@ from typing import Mapping, Sequence
 import pandas as pd
 
 from bench.errors import UsageError
+from bench.model import ratios
 from reports.fmt import DASH, money, ok, seconds, times
 from reports.load import Inputs
 from reports.tables import measured
@@ -161,8 +162,14 @@ def _fill(row: dict, by: Mapping, labels: Sequence[str], prices: Mapping[str, fl
         row[f"cost_1k:{label}"] = (price * hours / samples * 1000.0
                                    if price is not None and ok(samples) and samples > 0 else math.nan)
         if label != ref:
-            row[f"speedup:{label}"] = row[f"wall:{ref}"] / wall if ok(wall) and wall > 0 else math.nan
+            row[f"speedup:{label}"] = _speedup(row[f"wall:{ref}"], wall)
     return row
+
+
+def _speedup(ref: float, other: float) -> float:
+    """Machine ``other``'s speedup over the reference (:func:`bench.model.ratios.speedup`; NaN if unknown)."""
+    sp = ratios.speedup(ref, other) if ok(ref) and ok(other) else None
+    return math.nan if sp is None else sp
 
 
 def timings_table(inputs: Inputs, labels: Sequence[str], prices: Mapping[str, float] | None = None) -> pd.DataFrame:
@@ -190,7 +197,7 @@ def timings_table(inputs: Inputs, labels: Sequence[str], prices: Mapping[str, fl
             price = prices.get(label)
             row[f"cost_round:{label}"] = price * mean / 3600.0 if price is not None and ok(mean) else math.nan
             if label != ref:
-                row[f"speedup:{label}"] = row[f"mean:{ref}"] / mean if ok(mean) and mean > 0 else math.nan
+                row[f"speedup:{label}"] = _speedup(row[f"mean:{ref}"], mean)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -206,21 +213,10 @@ def table_cells(
         prices: Price per hour by label.
         names: Short names for the headings (e.g. ``{"laptop": "A"}``); default the labels.
     """
-    names = dict(names or {})
-    n = {lab: names.get(lab, lab) for lab in labels}
-    ref = labels[0]
-    cols = ["workload", "strategy"]
-    for label in labels:
-        cols.append(f"wall {n[label]}")
-    for label in labels[1:]:
-        cols.append(f"{n[label]} vs {n[ref]}")
-    for label in labels:
-        cols.append(f"time/trial {n[label]}")
-    priced = [lab for lab in labels if lab in prices]
-    for label in priced:
-        cols.append(f"$/trial {n[label]}")
-    for label in priced:
-        cols.append(f"$/1k samples {n[label]}")
+    n, vs, priced = _headings(labels, prices, names)
+    cols = ["workload", "strategy"] + [f"wall {n[lab]}" for lab in labels] + vs
+    cols += [f"time/trial {n[lab]}" for lab in labels]
+    cols += [f"$/trial {n[lab]}" for lab in priced] + [f"$/1k samples {n[lab]}" for lab in priced]
     rows = []
     for r in table.to_dict("records"):
         threads = [r.get(f"threads:{lab}") for lab in labels]
@@ -237,6 +233,21 @@ def table_cells(
     return cols, rows
 
 
+def _headings(labels: Sequence[str], prices: Mapping[str, float],
+              names: Mapping[str, str] | None) -> tuple[dict[str, str], list[str], list[str]]:
+    """What both comparison tables head their columns with: the name of each label, the
+    ``B vs A`` headings (every machine against the first) and the priced labels.
+
+    Args:
+        labels: Machine labels, the reference first.
+        prices: Price per hour by label.
+        names: Short names for the headings; default the labels.
+    """
+    names = dict(names or {})
+    n = {lab: names.get(lab, lab) for lab in labels}
+    return n, [f"{n[lab]} vs {n[labels[0]]}" for lab in labels[1:]], [lab for lab in labels if lab in prices]
+
+
 def timing_cells(
     table: pd.DataFrame, labels: Sequence[str], prices: Mapping[str, float], names: Mapping[str, str] | None = None
 ) -> tuple[list[str], list[list[str]]]:
@@ -248,12 +259,8 @@ def timing_cells(
         prices: Price per hour by label.
         names: Short names for the headings, as in :func:`table_cells`.
     """
-    names = dict(names or {})
-    n = {lab: names.get(lab, lab) for lab in labels}
-    ref = labels[0]
-    priced = [lab for lab in labels if lab in prices]
-    cols = ["benchmark"] + [f"mean {n[lab]}" for lab in labels] + [f"{n[lab]} vs {n[ref]}" for lab in labels[1:]]
-    cols += [f"$/round {n[lab]}" for lab in priced]
+    n, vs, priced = _headings(labels, prices, names)
+    cols = ["benchmark"] + [f"mean {n[lab]}" for lab in labels] + vs + [f"$/round {n[lab]}" for lab in priced]
     rows = []
     for r in table.to_dict("records"):
         cells = [r["name"]] + [seconds(r[f"mean:{lab}"]) for lab in labels]

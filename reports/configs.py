@@ -23,6 +23,7 @@ import dataclasses
 import statistics
 from typing import Any, Mapping, Sequence
 
+from bench.model.ratios import number
 from reports import fmt
 from reports.fmt import ok
 
@@ -78,12 +79,8 @@ def reference_run(runs: Sequence[Any]) -> Any | None:
     return sorted(measured, key=lambda r: (-len(r.ok_trials), r.processes, r.order))[0]
 
 
-def _num(value: Any) -> float | None:
-    return float(value) if ok(value) else None
-
-
-def _median(values: Sequence[float]) -> float | None:
-    vals = [v for v in values if ok(v)]
+def _median(values: Sequence[Any]) -> float | None:
+    vals = [v for v in map(number, values) if v is not None]
     return statistics.median(vals) if vals else None
 
 
@@ -169,7 +166,7 @@ def cv_table(runs: Sequence[Any]) -> ConfigTable | None:
     stats = {}
     for k, members in groups.items():
         accs = [float(t.quality["accuracy"]) for t in members]
-        declared = _num(members[0].extra.get("folds", members[0].config.get("folds")))
+        declared = number(members[0].extra.get("folds", members[0].config.get("folds")))
         stats[k] = {"mean": statistics.fmean(accs), "std": statistics.pstdev(accs) if len(accs) >= 2 else None,
                     "done": len(accs), "folds": int(declared) if declared else len(accs)}
     best_of: dict[str, tuple[str, str]] = {}
@@ -221,7 +218,7 @@ def _is_epochs(t: Any) -> bool:
 
 
 def _at(values: Any, i: int) -> float | None:
-    return _num(values[i]) if isinstance(values, list) and i < len(values) else None
+    return number(values[i]) if isinstance(values, list) and i < len(values) else None
 
 
 def epochs_tables(runs: Sequence[Any]) -> list[ConfigTable]:
@@ -249,7 +246,7 @@ def epochs_tables(runs: Sequence[Any]) -> list[ConfigTable]:
                 curves.append((t.id, tuple(curve)))
             for i, sec in enumerate(epochs):
                 last = i == len(epochs) - 1
-                (warm if i == 0 else steady).append(_num(sec))
+                (warm if i == 0 else steady).append(number(sec))
                 if i > 0:
                     rates.append(_at(e.get("epoch_samples_per_s"), i))
                 rows.append((

@@ -1,4 +1,8 @@
-"""Number formatting shared by the HTML report and the terminal table (plain text, escaped later)."""
+"""Number formatting shared by the HTML report and the terminal tables (plain text, escaped later).
+
+One formatter per kind of figure: :func:`seconds`, :func:`num`, :func:`times` (ratios and measured
+factors), :func:`pct`, :func:`nbytes` (memory), :func:`money`.
+"""
 
 from __future__ import annotations
 
@@ -57,9 +61,23 @@ def num(value: Any, digits: int = 3) -> str:
     return f"{v:.{digits}g}"
 
 
-def times(value: Any) -> str:
-    """A ratio such as a speedup: ``1.54×``."""
-    return DASH if not ok(value) else f"{float(value):.2f}×"
+def times(value: Any, figures: int | None = None) -> str:
+    """A ratio such as a speedup: ``1.54×``; with ``figures``, a measured factor to at most that many
+    significant figures (two decimals below 10): ``1.76×``, ``21.4×``, ``4,010×``, ``162,000×``.
+
+    Args:
+        value: The ratio.
+        figures: Significant figures for factors of 10 and more (None: always two decimals).
+    """
+    if not ok(value):
+        return DASH
+    v = float(value)
+    if figures is None or v < 10:
+        return f"{v:.2f}×"
+    magnitude = math.floor(math.log10(v))
+    if magnitude < figures - 1:
+        return f"{v:,.{figures - 1 - magnitude}f}×"
+    return f"{round(v, figures - 1 - magnitude):,.0f}×"
 
 
 def pct(value: Any, scale: float = 100.0) -> str:
@@ -67,16 +85,27 @@ def pct(value: Any, scale: float = 100.0) -> str:
     return DASH if not ok(value) else f"{float(value) * scale:.0f} %"
 
 
-def nbytes(value: Any) -> str:
-    """``612e6`` → ``584 MiB``."""
+def nbytes(value: Any, unit: str | None = None) -> str:
+    """``612e6`` → ``584 MiB``, ``3e9`` → ``2.8 GiB``; with ``unit="MiB"``: ``2,861 MiB``.
+
+    Args:
+        value: Bytes.
+        unit: Always this unit (``KiB``, ``MiB`` or ``GiB``: whole numbers, thousands separated);
+            None: the largest unit under 1024 of it.
+    """
     if not ok(value):
         return DASH
     v = float(value)
+    if unit is not None:
+        return f"{v / _UNIT_BYTES[unit]:,.0f} {unit}"
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(v) < 1024 or unit == "TiB":
             return f"{v:.0f} {unit}" if unit in ("B", "KiB", "MiB") else f"{v:.1f} {unit}"
         v /= 1024
     return DASH  # pragma: no cover
+
+
+_UNIT_BYTES = {"KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
 
 
 def money(value: Any) -> str:

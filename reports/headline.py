@@ -82,13 +82,13 @@ def noise_between(runs: Sequence[Run]) -> dict:
     found: list[tuple[float, str]] = []
     for group in by_strategy.values():
         if len(group) >= 2:
-            walls = [float(r.summary["wall_s"]) for r in group if ok(r.summary.get("wall_s"))]
+            walls = [float(r.summary.wall_s) for r in group if ok(r.summary.wall_s)]
             if len(walls) >= 2 and statistics.fmean(walls) > 0:
                 cv = statistics.stdev(walls) / statistics.fmean(walls)
                 found.append((cv, f"CV {fmt.pct(cv)} between {len(walls)} repeated runs of {group[0].strategy}"))
             noise = ratios.trial_noise([t for r in group for t in r.trials])
         else:
-            noise = group[0].summary.get("noise")
+            noise = group[0].summary.noise
         if isinstance(noise, Mapping) and noise.get("measured") and ok(noise.get("cv_max")):
             n = noise.get("measurements")
             found.append((float(noise["cv_max"]), f"CV up to {fmt.pct(noise['cv_max'])} between "
@@ -109,6 +109,18 @@ def noise_sentence(noise: Mapping) -> str:
 
 
 # ---------------------------------------------------------------- the sentences
+
+
+def amdahl_sentence(f: float, counts: int) -> str:
+    """The Amdahl fit in one sentence (the headline's and the report's scaling section's):
+    ``Amdahl fit over 3 process counts: serial fraction 0.12 (at most 8.3× with any number of processes)``.
+
+    Args:
+        f: The fitted serial fraction (:func:`bench.model.ratios.amdahl_fit`).
+        counts: Distinct process counts it was fitted over (the 1-process baseline included).
+    """
+    cap = f"at most {1 / f:.1f}× with any number of processes" if f > 0 else "no serial part found"
+    return f"Amdahl fit over {counts} process counts: serial fraction {f:.2f} ({cap})"
 
 
 def scaling_lines(sc: Any) -> list[str]:
@@ -133,19 +145,17 @@ def scaling_lines(sc: Any) -> list[str]:
                 continue
             ceiling = (f"this machine's ceiling {fmt.pct(r.ceiling)}" if ok(r.ceiling)
                        else "this machine's ceiling not measured: run bench calibrate")
-            how = (f"{float(r.speedup):.2f}× faster than 1" if r.speedup >= 1
-                   else f"{float(r.speedup):.2f}× the speed of 1 (slower)")
+            how = (f"{fmt.times(r.speedup)} faster than 1" if r.speedup >= 1
+                   else f"{fmt.times(r.speedup)} the speed of 1 (slower)")
             out.append(f"{prefix}{int(r.processes)} processes: {how} (efficiency {fmt.pct(r.efficiency)}; {ceiling})")
         f = g["serial_fraction"].iloc[0]
         if ok(f):
-            cap = f"at most {1 / f:.1f}× with any number of processes" if f > 0 else "no serial part found"
-            out.append(f"{prefix}Amdahl fit over {len(set(counts) | {1})} process counts: serial fraction "
-                       f"{f:.2f} ({cap})")
+            out.append(prefix + amdahl_sentence(f, len(set(counts) | {1})))
     return out
 
 
 def _uses_gpu(run: Run) -> bool:
-    return run.device.split(":")[0] == "gpu" or ok(run.summary.get("gpu_util_p50"))
+    return run.device.split(":")[0] == "gpu" or ok(run.summary.gpu_util_p50)
 
 
 def gpu_line(runs: Sequence[Run], machine: Mapping[str, Any]) -> str:
@@ -155,10 +165,10 @@ def gpu_line(runs: Sequence[Run], machine: Mapping[str, Any]) -> str:
         runs: Measured runs of one workload on one machine.
         machine: The machine's fingerprint.
     """
-    gpu = [r for r in runs if _uses_gpu(r) and ok(r.summary.get("speedup_vs_cpu"))]
+    gpu = [r for r in runs if _uses_gpu(r) and ok(r.summary.speedup_vs_cpu)]
     if gpu:
-        best = max(gpu, key=lambda r: float(r.summary["speedup_vs_cpu"]))
-        return (f"GPU vs CPU: {float(best.summary['speedup_vs_cpu']):.2f}× ({best.strategy} against cpu with "
+        best = max(gpu, key=lambda r: float(r.summary.speedup_vs_cpu))
+        return (f"GPU vs CPU: {fmt.times(best.summary.speedup_vs_cpu)} ({best.strategy} against cpu with "
                 f"{best.processes} process{'es' if best.processes > 1 else ''})")
     if not (isinstance(machine.get("gpus"), list) and machine["gpus"]):
         return "no GPU on this machine: not measured"
@@ -174,7 +184,7 @@ def memory_line(runs: Sequence[Run], machine: Mapping[str, Any]) -> str | None:
         runs: Measured runs of one workload on one machine.
         machine: The machine's fingerprint (``ram_bytes``).
     """
-    peaks = [float(r.summary["peak_worker_rss_bytes"]) for r in runs if ok(r.summary.get("peak_worker_rss_bytes"))]
+    peaks = [float(r.summary.peak_worker_rss_bytes) for r in runs if ok(r.summary.peak_worker_rss_bytes)]
     peaks += [float(t.peak_rss_bytes) for r in runs for t in r.trials if t.peak_rss_bytes]
     if not peaks:
         return None
@@ -210,17 +220,19 @@ def predict_lines(runs: Sequence[Run]) -> list[str]:
 # ---------------------------------------------------------------- front
 
 
-def headlines(inputs: Inputs, df: Any = None) -> list[Headline]:
+def headlines(inputs: Inputs, df: Any = None, sc: Any = None) -> list[Headline]:
     """One block per (machine, workload, size) with at least one measured run, in input order.
 
     Args:
         inputs: Loaded result files.
         df: Their :func:`reports.tables.runs_frame`, when the caller already built it.
+        sc: Their :func:`reports.tables.scaling_frame`, when the caller already built it.
     """
-    sc = scaling_frame(runs_frame(inputs) if df is None else df, inputs)
+    if sc is None:
+        sc = scaling_frame(runs_frame(inputs) if df is None else df, inputs)
     groups: dict[tuple, list[Run]] = {}
     for r in inputs.runs:
-        if r.status == "complete" and (r.ok_trials or ok(r.summary.get("wall_s"))):
+        if r.status == "complete" and (r.ok_trials or ok(r.summary.wall_s)):
             groups.setdefault((r.label, r.workload, r.size), []).append(r)
     out = []
     for (label, workload, size), runs in groups.items():
@@ -249,5 +261,5 @@ def headline_text(inputs: Inputs) -> list[str]:
     return [line for h in headlines(inputs) for line in h.text()]
 
 
-__all__ = ["Headline", "NOISE_LIMIT", "gpu_line", "headline_text", "headlines", "memory_line", "noise_between",
+__all__ = ["Headline", "NOISE_LIMIT", "amdahl_sentence", "gpu_line", "headline_text", "headlines", "memory_line", "noise_between",
            "noise_sentence", "predict_lines", "scaling_lines"]

@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 import os
-import statistics
 import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from bench.model import results
 from bench.errors import ResultFileError, UsageError
+from bench.model.ratios import mean_quality, number
 from bench.model.results import SCHEMA, TrialRecord
+from bench.model.summary import RunSummary
 from bench.text import printable
 from reports import fmt
 
@@ -46,7 +46,7 @@ class Run:
         engine: ``local`` or ``ray``.
         status: ``complete``, ``skipped``, ``running``, ``interrupted`` or ``failed``.
         skipped: Why the strategy was skipped, if it was.
-        summary: The run's summary (keys of :func:`bench.model.ratios.summarize`).
+        summary: The run's summary (a :class:`bench.model.summary.RunSummary`; a dict is converted).
         quality: Mean of each quality metric over the trials that finished.
         trials: Trial records (empty for pytest-benchmark inputs).
         samples: The sampler timeline (empty for pytest-benchmark inputs).
@@ -67,7 +67,7 @@ class Run:
     engine: str = "local"
     status: str = "complete"
     skipped: str | None = None
-    summary: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    summary: RunSummary = dataclasses.field(default_factory=RunSummary)
     quality: Mapping[str, float] = dataclasses.field(default_factory=dict)
     trials: tuple[TrialRecord, ...] = ()
     samples: tuple[Mapping[str, Any], ...] = ()
@@ -75,6 +75,10 @@ class Run:
     created: str = ""
     name: str = ""
     order: int = 0
+
+    def __post_init__(self):
+        if not isinstance(self.summary, RunSummary):
+            object.__setattr__(self, "summary", RunSummary.from_dict(self.summary))
 
     @property
     def strategy(self) -> str:
@@ -165,24 +169,6 @@ class Inputs:
 # ---------------------------------------------------------------- helpers
 
 
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def mean_quality(trials: Sequence[TrialRecord]) -> dict[str, float]:
-    """Mean of each quality metric over finished trials (None values ignored)."""
-    values: dict[str, list[float]] = {}
-    for t in trials:
-        if t.error is not None:
-            continue
-        for k, v in t.quality.items():
-            if _num(v) is not None:
-                values.setdefault(k, []).append(float(v))
-    return {k: statistics.fmean(v) for k, v in values.items() if v}
-
-
 def shown_name(value: Any) -> str:
     """A name from a file (machine label, workload, device...) as a report shows and groups by it.
 
@@ -234,7 +220,7 @@ def from_result(result: results.Result, path: str, order: int = 0) -> Source:
                 engine=shown_name(s.get("engine") or "local"),
                 status=shown_name(r.status),
                 skipped=r.skipped,
-                summary=dict(r.summary),
+                summary=r.summary,
                 quality=mean_quality(r.trials),
                 trials=tuple(r.trials),
                 samples=tuple(r.samples),
@@ -295,18 +281,17 @@ def _pb_run(xb: Any, bench: Mapping, path: str, where: str, label: str, created:
         if key in xb and not isinstance(xb[key], typ):
             raise _fail(path, where, f"field '{key}' should be an object")
     c = results.checker(path)
-    results.check_summary(xb.get("summary") or {}, c, where + ".summary")
+    summary = RunSummary.from_dict(xb.get("summary") or {}, c, where + ".summary")
     for key in ("size", "status", "skipped"):
         c.get(xb, key, str, where, None)
     for key in ("device", "engine"):
         c.get(strategy, key, str, where + ".strategy", None)
     if strategy.get("threads_per_process") is not None:
         c.count(strategy, "threads_per_process", where + ".strategy", minimum=1)
-    summary = dict(xb.get("summary") or {})
     stats = bench.get("stats") or {}
-    if _num(summary.get("wall_s")) is None and _num(stats.get("mean")) is not None:
-        summary["wall_s"] = float(stats["mean"])  # one round = one sweep of the strategy
-    quality = {k: float(v) for k, v in (xb.get("quality") or {}).items() if _num(v) is not None}
+    if number(summary.wall_s) is None and number(stats.get("mean")) is not None:
+        summary = summary.replace(wall_s=float(stats["mean"]))  # one round = one sweep of the strategy
+    quality = {k: float(v) for k, v in (xb.get("quality") or {}).items() if number(v) is not None}
     threads = strategy.get("threads_per_process")
     return Run(
         file=path,
@@ -370,7 +355,7 @@ def from_pytest_benchmark(doc: Mapping[str, Any], path: str, order: int = 0) -> 
         stats = b.get("stats")
         if not isinstance(stats, dict):
             raise _fail(path, where, "missing field 'stats'" if stats is None else "field 'stats' should be an object")
-        if _num(stats.get("mean")) is None:
+        if number(stats.get("mean")) is None:
             raise _fail(path, where + ".stats", "missing or non-numeric field 'mean'")
         c.numbers(stats, ("median", "min", "max", "stddev", "rounds"), where + ".stats")
         extra = b.get("extra_info", {})
@@ -390,10 +375,10 @@ def from_pytest_benchmark(doc: Mapping[str, Any], path: str, order: int = 0) -> 
                 group=shown_name(b.get("group") or ""),
                 fullname=shown_name(b.get("fullname") or name),
                 mean=float(stats["mean"]),
-                median=_num(stats.get("median")),
-                min=_num(stats.get("min")),
-                max=_num(stats.get("max")),
-                stddev=_num(stats.get("stddev")),
+                median=number(stats.get("median")),
+                min=number(stats.get("min")),
+                max=number(stats.get("max")),
+                stddev=number(stats.get("stddev")),
                 rounds=rounds if isinstance(rounds, int) and not isinstance(rounds, bool) else None,
                 has_xpubench=has_x,
             )

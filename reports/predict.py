@@ -24,7 +24,8 @@ import math
 import statistics
 from typing import Any, Iterable, Mapping, Sequence
 
-from reports.fmt import DASH, num, ok
+from reports import fmt
+from reports.fmt import num, ok
 
 WORKLOAD = "predict_modes"
 FRAME_COLUMNS = [
@@ -288,13 +289,13 @@ def _chain(runs: list) -> dict | None:
 
 
 def times(value: Any) -> str:
-    """A measured factor to three significant figures: ``1.76×``, ``21.4×``, ``4,010×``, ``162,000×``."""
-    if not ok(value):
-        return DASH
-    v = float(value)
-    if v >= 1000:
-        return f"{round(v, 2 - int(math.floor(math.log10(v)))):,.0f}×"
-    return f"{v:,.0f}×" if v >= 100 else (f"{v:.1f}×" if v >= 10 else f"{v:.2f}×")
+    """A measured factor to three significant figures (:func:`reports.fmt.times`): ``1.76×``,
+    ``21.4×``, ``4,010×``, ``162,000×``.
+
+    Args:
+        value: The factor.
+    """
+    return fmt.times(value, figures=3)
 
 
 def chain_text(c: Mapping[str, Any]) -> str:

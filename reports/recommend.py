@@ -13,7 +13,8 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from reports.fmt import nbytes, ok, pct
+from bench.model import ratios
+from reports.fmt import nbytes, ok, pct, times
 from reports.load import Inputs
 from reports.tables import calibration, measured
 from reports.why import LOW_GPU_UTIL  # p50 % below which a GPU is reported as starved (one threshold)
@@ -85,15 +86,15 @@ def _recommend_one(label: str, workload: str, size: str, g: pd.DataFrame, machin
         parts.append(f"only {best['strategy']} was measured, so there is nothing to compare it with "
                      "(run with --processes 1,2 or --device all)")
     elif int(best["processes"]) > 1 and ok(base_wall):
-        sp = base_wall / float(best["wall"])
+        sp = ratios.speedup(base_wall, float(best["wall"]))
         ceiling = calibration(machine)[0].get(int(best["processes"]))
         against = f"; this machine's ceiling {pct(ceiling)}" if ceiling else ""
-        parts.append(f"the fastest was {best['strategy']}, {sp:.2f}× the 1-process run "
-                     f"(efficiency {pct(sp / int(best['processes']))}{against})")
+        parts.append(f"the fastest was {best['strategy']}, {times(sp)} the 1-process run "
+                     f"(efficiency {pct(ratios.efficiency(sp, int(best['processes'])))}{against})")
     elif int(best["processes"]) == 1 and len(local) > 1:
         other = local[local["processes"] > 1].sort_values("tph", ascending=False).iloc[0]
-        sp = base_wall / float(other["wall"]) if ok(base_wall) else math.nan
-        text = f"1 process was fastest: {int(other['processes'])} processes reached only {sp:.2f}×"
+        sp = ratios.speedup(base_wall, float(other["wall"])) if ok(base_wall) else None
+        text = f"1 process was fastest: {int(other['processes'])} processes reached only {times(sp)}"
         if ok(best["ratio"]) and ok(cores) and float(best["ratio"]) >= 0.75 * float(cores):
             text += (f" because one process already kept {float(best['ratio']):.1f} of {int(cores)} "
                      "usable cores busy")

@@ -18,7 +18,7 @@ from reports import charts as ch
 from reports import fmt
 from reports.comparison import machines_table, table_cells, timing_cells, timings_table
 from reports.configs import ConfigTable, config_tables
-from reports.headline import NOISE_LIMIT, headlines, noise_between
+from reports.headline import NOISE_LIMIT, amdahl_sentence, headlines, noise_between
 from reports.html import Section, Table, render
 from reports.load import PYTEST_BENCHMARK, Inputs, Run
 from reports.recommend import HEADROOM, recommend
@@ -167,12 +167,12 @@ def warnings_for(inputs: Inputs, df: pd.DataFrame) -> list[str]:
             out.append(f"{where}: run {r.status}")
         failed = [t for t in r.trials if t.error is not None]
         n_failed = len(failed)
-        if not r.trials and fmt.ok(r.summary.get("failed")):
-            n_failed = int(r.summary["failed"])  # pytest-benchmark inputs carry counts only
+        if not r.trials and fmt.ok(r.summary.failed):
+            n_failed = int(r.summary.failed)  # pytest-benchmark inputs carry counts only
         if n_failed:
             kinds = sorted({t.error.kind for t in failed})
             first = f" (first: {failed[0].error.message})" if failed else ""
-            total = len(r.trials) or int(r.summary.get("trials") or 0)
+            total = len(r.trials) or int(r.summary.trials or 0)
             out.append(f"{where}: {n_failed} of {total} trials failed"
                        + (f" [{', '.join(kinds)}]" if kinds else "") + first)
         if r.data.get("source") == "synthetic":
@@ -243,14 +243,24 @@ def config_sections(inputs: Inputs, charts: _Charts) -> list[Section]:
     return list(by_workload.values())
 
 
-def headline_blocks(inputs: Inputs, df: pd.DataFrame) -> list[dict]:
-    """The headline blocks (:mod:`reports.headline`) for the template, from the report's runs frame."""
-    return [{"title": h.title, "lines": list(h.lines), "why": list(h.why)} for h in headlines(inputs, df)]
+def headline_blocks(inputs: Inputs, df: pd.DataFrame, sc: pd.DataFrame) -> list[dict]:
+    """The headline blocks (:mod:`reports.headline`) for the template.
+
+    Args:
+        inputs: The loaded inputs.
+        df: The report's runs frame (:func:`reports.tables.runs_frame`).
+        sc: The report's scaling frame (:func:`reports.tables.scaling_frame`).
+    """
+    return [{"title": h.title, "lines": list(h.lines), "why": list(h.why)} for h in headlines(inputs, df, sc)]
 
 
-def scaling_sections(df: pd.DataFrame, inputs: Inputs, charts: _Charts) -> list[Section]:
-    """A section per workload (speedup, efficiency, Amdahl fit, ceiling) and one of CPU/wall charts."""
-    sc = scaling_frame(df, inputs)
+def scaling_sections(sc: pd.DataFrame, charts: _Charts) -> list[Section]:
+    """A section per workload (speedup, efficiency, Amdahl fit, ceiling) and one of CPU/wall charts.
+
+    Args:
+        sc: The report's scaling frame (:func:`reports.tables.scaling_frame`).
+        charts: Where the charts go.
+    """
     if sc.empty:
         return []
     speed, cpu = [], []
@@ -262,9 +272,7 @@ def scaling_sections(df: pd.DataFrame, inputs: Inputs, charts: _Charts) -> list[
             f = gg["serial_fraction"].iloc[0]
             counts = sorted({int(n) for n in gg["processes"]} | ({1} if gg["speedup"].notna().any() else set()))
             if fmt.ok(f):
-                cap = f"at most {1 / f:.1f}× with any number of processes" if f > 0 else "no serial part found"
-                intro.append(f"{key[0]} / {key[2]} / {key[1]}: fitted Amdahl serial fraction {f:.2f} over "
-                             f"{len(counts)} process counts ({cap}).")
+                intro.append(f"{key[0]} / {key[2]} / {key[1]}: {amdahl_sentence(f, len(counts))}.")
             elif len(counts) > 1:
                 intro.append(f"{key[0]} / {key[2]} / {key[1]}: no Amdahl fit: it needs at least "
                              f"{ratios.AMDAHL_MIN_COUNTS} distinct process counts and "
@@ -321,7 +329,7 @@ def timeline_section(inputs: Inputs, charts: _Charts) -> Section | None:
                          "the end of worker start-up."])
     for r in chosen[:MAX_TIMELINES]:
         title = f"{r.workload} ({r.size}) {r.strategy} on {r.label}"
-        off = r.summary.get("compute_offset_s")
+        off = r.summary.compute_offset_s
         sec.charts.append(charts.add(ch.timeline_chart(f"timeline-{ch.slug(title)}", title, r.samples,
                                                        off if fmt.ok(off) else None)))
     if len(chosen) > MAX_TIMELINES:
@@ -531,6 +539,7 @@ def build(inputs: Inputs, prices: Mapping[str, float] | None = None, title: str 
     """
     prices = dict(prices or {})
     df = runs_frame(inputs)
+    sc = scaling_frame(df, inputs)  # once: the scaling sections and the headline read it
     warnings = warnings_for(inputs, df)
     charts = _Charts(png_names)
     comparison = machines_section(df, inputs, prices, charts) if comparison_first else None
@@ -538,7 +547,7 @@ def build(inputs: Inputs, prices: Mapping[str, float] | None = None, title: str 
     if not comparison_first:
         sections.append(machines_section(df, inputs, prices, charts))
     sections += config_sections(inputs, charts)
-    sections += scaling_sections(df, inputs, charts)
+    sections += scaling_sections(sc, charts)
     sections += [
         timeline_section(inputs, charts), devices_section(df, charts), predict_section(inputs, charts),
         cluster_section(df, charts), timings_section(inputs, charts),
@@ -555,7 +564,7 @@ def build(inputs: Inputs, prices: Mapping[str, float] | None = None, title: str 
         "warning_notes": ["Noise is measured only between measurements of the same thing (repeated runs of a "
                           "strategy, or trials of an identical configuration), never across different "
                           "configurations."],
-        "headline": headline_blocks(inputs, df),
+        "headline": headline_blocks(inputs, df, sc),
         "sections": [s for s in sections if s is not None],
         "runs": runs_table(df),
     }

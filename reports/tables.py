@@ -1,8 +1,10 @@
 """pandas tables behind every report section: one row per run, then the derived views.
 
-Figures come from each run's summary (computed by ``bench.model.ratios`` from raw trials and samples)
-and, where a summary lacks a figure, from the raw trials themselves. Repeated runs of the same
-(machine, workload, size, strategy) are combined by their median.
+Figures come from each run's summary (:class:`bench.model.summary.RunSummary`, computed by
+``bench.model.ratios`` from raw trials and samples) and, where a summary lacks a figure (an older
+file), from the raw trials themselves. Repeated runs of the same (machine, workload, size,
+strategy) are combined by their median; speedup and efficiency of the combined walls use the
+formulas of :mod:`bench.model.ratios`.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ def _f(value: Any) -> float:
 
 
 def _time_per_trial(run: Run, wall: float, n_ok: int) -> float:
-    spread = run.summary.get("trial_wall_s")
+    spread = run.summary.trial_wall_s
     if isinstance(spread, Mapping) and ok(spread.get("median")):
         return float(spread["median"])
     walls = [t.wall_s for t in run.ok_trials if t.wall_s > 0]
@@ -41,15 +43,16 @@ def _time_per_trial(run: Run, wall: float, n_ok: int) -> float:
 
 
 def _nodes(run: Run) -> float:
-    if ok(run.summary.get("nodes")):
-        return float(run.summary["nodes"])
+    recorded = run.summary.extra.get("nodes")  # undeclared: no producer writes it, a file that has it is read
+    if ok(recorded):
+        return float(recorded)
     nodes = {str(t.extra.get("node")) for t in run.ok_trials if t.extra.get("node") is not None}
     return float(len(nodes)) if nodes else math.nan
 
 
 def _gflops(run: Run, wall: float) -> float:
-    if ok(run.summary.get("gflops")):
-        return float(run.summary["gflops"])
+    if ok(run.summary.gflops):
+        return float(run.summary.gflops)
     flops = [t.extra.get("flops") for t in run.ok_trials]
     if flops and all(ok(f) for f in flops) and ok(wall) and wall > 0:
         return sum(float(f) for f in flops) / wall / 1e9
@@ -58,8 +61,8 @@ def _gflops(run: Run, wall: float) -> float:
 
 def _wall(run: Run) -> float:
     """The run's wall seconds: its summary, else first start to last end of its trials."""
-    if ok(run.summary.get("wall_s")) and float(run.summary["wall_s"]) > 0:
-        return float(run.summary["wall_s"])
+    if ok(run.summary.wall_s) and float(run.summary.wall_s) > 0:
+        return float(run.summary.wall_s)
     ends = [t.start_s + t.wall_s for t in run.trials if t.wall_s > 0]
     return max(ends) if ends else math.nan
 
@@ -73,16 +76,16 @@ def run_row(run: Run) -> dict:
     """The flat table row of one run."""
     s = run.summary
     wall = _wall(run)
-    n_trials = int(s["trials"]) if ok(s.get("trials")) else len(run.trials)
-    n_failed = int(s["failed"]) if ok(s.get("failed")) else sum(1 for t in run.trials if t.error is not None)
+    n_trials = int(s.trials) if ok(s.trials) else len(run.trials)
+    n_failed = int(s.failed) if ok(s.failed) else sum(1 for t in run.trials if t.error is not None)
     n_ok = max(0, n_trials - n_failed)
     samples_total = sum(t.samples for t in run.ok_trials)
-    throughput = _f(s.get("throughput"))
+    throughput = _f(s.throughput)
     if not samples_total and ok(throughput) and ok(wall):
         samples_total = throughput * wall
     if not ok(throughput) and samples_total and ok(wall) and wall > 0:
         throughput = samples_total / wall
-    spread = s.get("trial_wall_s") if isinstance(s.get("trial_wall_s"), Mapping) else {}
+    spread = s.trial_wall_s if isinstance(s.trial_wall_s, Mapping) else {}
     qkey = next(iter(run.quality), "")
     return {
         "order": run.order,
@@ -102,22 +105,22 @@ def run_row(run: Run) -> dict:
         "ok_trials": n_ok,
         "failed": n_failed,
         "wall_s": wall,
-        "rec_speedup": _f(s.get("speedup")),
-        "cpu_wall_ratio": _f(s.get("cpu_wall_ratio")),
-        "per_proc_ratio": _f(s.get("per_process_cpu_wall_ratio")),
+        "rec_speedup": _f(s.speedup),
+        "cpu_wall_ratio": _f(s.cpu_wall_ratio),
+        "per_proc_ratio": _f(s.per_process_cpu_wall_ratio),
         "throughput": throughput,
-        "unit": str(s.get("throughput_unit") or "samples/s"),
+        "unit": str(s.throughput_unit or "samples/s"),
         "trials_per_hour": (n_ok / wall * 3600.0) if n_ok and ok(wall) and wall > 0 else math.nan,
         "time_per_trial_s": _time_per_trial(run, wall, n_ok),
         "cv": _f(spread.get("cv")),  # spread across the run's configurations: not noise
-        "peak_worker_rss": _f(s.get("peak_worker_rss_bytes")) if ok(s.get("peak_worker_rss_bytes")) else _f(
+        "peak_worker_rss": _f(s.peak_worker_rss_bytes) if ok(s.peak_worker_rss_bytes) else _f(
             max((t.peak_rss_bytes for t in run.trials), default=0) or None
         ),
-        "peak_tree_rss": _f(s.get("peak_tree_rss_bytes")),
-        "peak_tree_uss": _f(s.get("peak_tree_uss_bytes")),
-        "gpu_util_p50": _f(s.get("gpu_util_p50")),
-        "gpu_util_p95": _f(s.get("gpu_util_p95")),
-        "sampler_cpu_share": _f(s.get("sampler_cpu_share")),  # the sampler's own cost, a fraction of one core
+        "peak_tree_rss": _f(s.peak_tree_rss_bytes),
+        "peak_tree_uss": _f(s.peak_tree_uss_bytes),
+        "gpu_util_p50": _f(s.gpu_util_p50),
+        "gpu_util_p95": _f(s.gpu_util_p95),
+        "sampler_cpu_share": _f(s.sampler_cpu_share),  # the sampler's own cost, a fraction of one core
         "quality_key": qkey,
         "quality": _f(run.quality.get(qkey)) if qkey else math.nan,
         "quality_text": quality_text(run.quality),
@@ -127,7 +130,7 @@ def run_row(run: Run) -> dict:
         "gflops": _gflops(run, wall),
         "name": run.name,
         # noise between measurements of the same thing, as recorded (old files: none)
-        "noise": dict(s["noise"]) if isinstance(s.get("noise"), Mapping) else None,
+        "noise": dict(s.noise) if isinstance(s.noise, Mapping) else None,
     }
 
 
@@ -181,9 +184,10 @@ SCALING_KEYS = ["label", "workload", "size", "device"]
 def scaling_frame(df: pd.DataFrame, inputs: Inputs) -> pd.DataFrame:
     """Speedup, efficiency and CPU/wall per process count for local runs.
 
-    Repeated runs are combined by median wall. Speedup is the 1-process median wall over the
-    N-process median wall of the same machine/workload/size/device; without a 1-process run the
-    recorded speedup is used. Adds the Amdahl serial fraction of each group (``serial_fraction``),
+    Repeated runs (several files, or a sweep run again) are combined by median wall. Speedup is
+    :func:`bench.model.ratios.speedup` of the 1-process median wall over the N-process median wall
+    of the same machine/workload/size/device (with one run per count: the recorded speedup);
+    without a 1-process run the recorded speedup is used. Adds the Amdahl serial fraction of each group (``serial_fraction``),
     the machine ceiling at N (``ceiling``) and efficiency against it (``eff_vs_ceiling``).
     """
     m = measured(df)
@@ -208,10 +212,10 @@ def scaling_frame(df: pd.DataFrame, inputs: Inputs) -> pd.DataFrame:
         g = g.sort_values("processes").copy()
         base = g.loc[g["processes"] == 1, "wall_s"]
         if len(base):
-            g["speedup"] = float(base.iloc[0]) / g["wall_s"]
+            g["speedup"] = [_f(ratios.speedup(float(base.iloc[0]), w)) for w in g["wall_s"]]
         else:
             g["speedup"] = g["rec_speedup"]
-        g["efficiency"] = g["speedup"] / g["processes"]
+        g["efficiency"] = [_efficiency(sp, n) for sp, n in zip(g["speedup"], g["processes"])]
         ceiling, peak = calibration(inputs.machine(key[0]))
         g["ceiling"] = [ceiling.get(int(n), math.nan) for n in g["processes"]]
         g["eff_vs_ceiling"] = g["efficiency"] / g["ceiling"]
@@ -223,9 +227,9 @@ def scaling_frame(df: pd.DataFrame, inputs: Inputs) -> pd.DataFrame:
     return pd.concat(out, ignore_index=True)[cols]
 
 
-def amdahl_speedup(f: float, n: float) -> float:
-    """Amdahl's law: speedup at ``n`` processes with serial fraction ``f``."""
-    return 1.0 / (f + (1.0 - f) / n)
+def _efficiency(speedup: float, processes: int) -> float:
+    """:func:`bench.model.ratios.efficiency` of a table cell (NaN without a speedup)."""
+    return _f(ratios.efficiency(float(speedup) if ok(speedup) else None, int(processes)))
 
 
 # ---------------------------------------------------------------- devices
@@ -281,12 +285,12 @@ def cluster_frame(df: pd.DataFrame) -> pd.DataFrame:
         cand = same if len(same) else cand
         base = float(cand["wall_s"].median()) if len(cand) else math.nan
         wall = float(g["wall_s"].median())
-        sp = base / wall if ok(base) else math.nan
+        sp = _f(ratios.speedup(base, wall)) if ok(base) else math.nan
         rows.append({
             "label": label, "workload": workload, "size": size, "device": device, "nodes": int(nodes),
             "processes": int(procs), "n": len(g), "wall_s": wall, "base_wall_s": base,
             "base_label": str(cand["label"].iloc[0]) if len(cand) else "", "speedup": sp,
-            "efficiency": sp / procs if ok(sp) else math.nan,
+            "efficiency": _efficiency(sp, procs),
         })
     return pd.DataFrame(rows, columns=cols).sort_values(["workload", "nodes", "processes"], kind="stable")
 

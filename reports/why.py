@@ -81,8 +81,8 @@ def run_busy_cores(run: Any) -> float | None:
         run: A :class:`reports.load.Run`.
     """
     s = run.summary
-    machine = s.get("busy_cores_p50") if "busy_cores_p50" in s else ratios.busy_cores(run.samples)
-    values = [float(v) for v in (machine, s.get("cpu_wall_ratio")) if ok(v)]
+    machine = s.busy_cores_p50 if "busy_cores_p50" in s else ratios.busy_cores(run.samples)
+    values = [float(v) for v in (machine, s.cpu_wall_ratio) if ok(v)]
     return min(values) if values else None
 
 
@@ -96,14 +96,14 @@ def why_lines(runs: Sequence[Any], machine: Mapping[str, Any]) -> list[str]:
     out: list[str] = []
     cal = machine.get("calibration") if isinstance(machine.get("calibration"), Mapping) else {}
     peak = cal.get("matmul_gflops")
-    best = max((float(r.summary["gflops"]) for r in runs if ok(r.summary.get("gflops"))), default=None)
+    best = max((float(r.summary.gflops) for r in runs if ok(r.summary.gflops)), default=None)
     out.append(overhead_bound(best, peak))
     threaded = [r for r in runs if r.device == "cpu" and r.threads and r.threads >= 2]
     idle = [second_thread_idle(r.processes, r.threads, run_busy_cores(r)) for r in threaded]
     out.append(next((line for line in idle if line), None))
-    gpu = [r for r in runs if r.device != "cpu" and ok(r.summary.get("gpu_util_p50"))]
+    gpu = [r for r in runs if r.device != "cpu" and ok(r.summary.gpu_util_p50)]
     if gpu:
-        out.append(gpu_waited(min(float(r.summary["gpu_util_p50"]) for r in gpu)))
+        out.append(gpu_waited(min(float(r.summary.gpu_util_p50) for r in gpu)))
     return [line for line in out if line]
 
 

@@ -24,6 +24,7 @@ from bench.engines import childenv
 
 from bench.engines import ray as cluster
 from bench.errors import UsageError
+from bench.model.reply import Hello
 
 ROOT = Path(__file__).resolve().parent.parent
 EPOCHS = {"epochs": "1"}
@@ -149,8 +150,9 @@ def test_close_ends_a_worker_ray_could_not_kill_and_records_one_it_cannot_check(
         here = {"index": 0, "pid": child.pid, "node": socket.gethostname()}
         there = {"index": 1, "pid": child.pid, "node": "another-node"}
         for hello in (here, there):
-            slot = cluster._Slot(index=hello["index"], actor=None, env={}, started=0.0, hello=hello,
-                                 proc=cluster._local_process(hello))
+            record = Hello(pid=hello["pid"], node=hello["node"], index=hello["index"])
+            slot = cluster._Slot(index=hello["index"], actor=None, env={}, started=0.0, hello=record,
+                                 proc=cluster._local_process(record))
             pool.slots.append(slot)
             pool.worker_facts.append(hello)
         assert pool.slots[0].proc is not None and pool.slots[1].proc is None
@@ -263,14 +265,14 @@ def local_ray():
         # a private Ray is started even when the environment names another cluster
         mp.setenv("RAY_ADDRESS", "127.0.0.1:9")
         cluster.start_local_ray(num_cpus=2)
-    temp_dir = cluster._OWNED["temp_dir"]
+    temp_dir = cluster.SESSION.temp_dir
     yield
     import psutil
 
     from bench.engines import reaper
 
-    watchdog = cluster._OWNED["reaper"]
-    ours = reaper.ray_processes(cluster._OWNED["token"], exclude={watchdog.pid})
+    watchdog = cluster.SESSION.reaper
+    ours = reaper.ray_processes(cluster.SESSION.token, exclude={watchdog.pid})
     tree = [psutil.Process(watchdog.pid)] + [psutil.Process(pid) for pid, _ in ours]  # Ray's processes, workers
     assert len(tree) >= 6
     cluster.shutdown()
@@ -278,7 +280,7 @@ def local_ray():
     assert os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") == before  # loopback-only mode undone
     left = _wait_gone(tree, within=10)
     assert not left, f"processes alive 10 s after shutdown: {left}"
-    assert not os.path.exists(temp_dir) and not cluster._OWNED
+    assert not os.path.exists(temp_dir) and not cluster.SESSION.owned
     assert set(glob.glob(RAY_SESSIONS)) <= sessions  # nothing under /tmp/ray either
 
 
@@ -288,13 +290,13 @@ def test_local_ray_keeps_its_session_in_its_own_directory_and_is_watched(local_r
 
     from bench.engines import reaper
 
-    temp_dir = cluster._OWNED["temp_dir"]
+    temp_dir = cluster.SESSION.temp_dir
     assert os.path.basename(temp_dir).startswith(cluster.TEMP_PREFIX)
     session = ray._private.worker._global_node.get_session_dir_path()
     assert session.startswith(temp_dir + os.sep)
-    watchdog = cluster._OWNED["reaper"]
+    watchdog = cluster.SESSION.reaper
     assert watchdog.poll() is None  # waiting on the pipe only this process holds
-    watched = {pid for pid, _ in reaper.ray_processes(cluster._OWNED["token"], exclude={watchdog.pid})}
+    watched = {pid for pid, _ in reaper.ray_processes(cluster.SESSION.token, exclude={watchdog.pid})}
     import psutil
 
     names = {psutil.Process(pid).name() for pid in watched}
@@ -415,9 +417,9 @@ def test_ray_trials_give_what_a_local_worker_gives(ray_sweep):
     finally:
         pool.close()
     for t in ray_trials:
-        assert replies[t.id]["type"] == "result"
-        assert replies[t.id]["quality"]["rmse"] == pytest.approx(t.quality["rmse"], rel=1e-5)
-        assert replies[t.id]["samples"] == t.samples
+        assert replies[t.id].kind == "result"
+        assert replies[t.id].quality["rmse"] == pytest.approx(t.quality["rmse"], rel=1e-5)
+        assert replies[t.id].samples == t.samples
 
 
 @pytest.mark.slow
@@ -473,16 +475,16 @@ def test_killed_worker_and_trial_over_its_time_limit(local_ray):
         pool.close()
     assert set(replies) == {HUNG, KILLED, after}
     hung = replies[HUNG]
-    assert hung["type"] == "error" and hung["kind"] == "timeout" and hung["worker"] == 0
-    assert hung["message"] == "trial over its 15 s time limit; worker killed"
-    assert 15 <= hung["wall_s"] < 25
+    assert hung.kind == "error" and hung.error.kind == "timeout" and hung.worker == 0
+    assert hung.error.message == "trial over its 15 s time limit; worker killed"
+    assert 15 <= hung.wall_s < 25
     assert ("worker_died", {"worker": 0, "reason": "over the 15 s trial time limit"}) in events
     killed = replies[KILLED]
-    assert killed["type"] == "error" and killed["kind"] == "crash" and killed["worker"] == 1
-    assert "SIGKILL" in killed["message"] and killed["wall_s"] < 15
-    assert killed["stderr_tail"]  # the end of the worker's own log, read back from Ray's session directory
+    assert killed.kind == "error" and killed.error.kind == "crash" and killed.worker == 1
+    assert "SIGKILL" in killed.error.message and killed.wall_s < 15
+    assert killed.error.stderr_tail  # the end of the worker's own log, read back from Ray's session directory
     ok = replies[after]
-    assert ok["type"] == "result" and ok["worker"] == 2 and ok["extra"]["node"] == socket.gethostname()
+    assert ok.kind == "result" and ok.worker == 2 and ok.extra["node"] == socket.gethostname()
     assert sorted(f["index"] for f in pool.worker_facts) == [0, 1, 2]
 
 

@@ -6,7 +6,8 @@ import sys
 
 def test_import_bench_leaves_tensorflow_and_nvml_alone():
     code = (
-        "import sys, bench, bench.cli, bench.sweep.sweep, bench.measure.sampler, bench.measure.machine, bench.pytest.plugin\n"
+        "import sys, bench, bench.cli, bench.sweep.sweep, bench.measure.sampler, bench.measure.machine,"
+        " bench.request, bench.pytest.plugin, bench.pytest.fixture, bench.pytest.extra_info\n"
         "bad = [m for m in ('tensorflow', 'keras', 'pynvml', 'ray') if m in sys.modules]\n"
         "print(','.join(bad))\n"
     )

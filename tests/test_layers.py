@@ -164,3 +164,47 @@ def test_the_layer_check_catches_an_upward_import():
         "bench.sweep.sweep (sweep) -> reports.report (reports)",
         "reports.load (reports) -> bench.engines.local (engines)",
     ]
+
+
+# Modules that may call the json module, and why. Records (worker replies, trial records, run
+# summaries, result files) go to and from JSON only in bench/model/results.py.
+JSON_ALLOWED = {
+    "bench.model.results": "the one JSON path",
+    "bench.measure.calibrate": "calibration's own measuring-process protocol and its cache document (not a record)",
+}
+
+
+def json_calls(package: Path) -> dict[str, list[str]]:
+    """``{module: ["json.dumps", ...]}`` for every call of a ``json.*`` function in the package's source."""
+    found: dict[str, list[str]] = {}
+    for p in sorted(package.rglob("*.py")):
+        parts = list(p.relative_to(package.parent).with_suffix("").parts)
+        mod = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        tree = ast.parse(p.read_text(encoding="utf-8"), str(p))
+        calls = [
+            f"json.{n.func.attr}"
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+            and isinstance(n.func.value, ast.Name) and n.func.value.id == "json"
+        ]
+        calls += [f"from json import {a.name}" for n in ast.walk(tree)
+                  if isinstance(n, ast.ImportFrom) and n.module == "json" for a in n.names]
+        if calls:
+            found[mod] = calls
+    return found
+
+
+def test_only_results_turns_records_to_and_from_json():
+    found = json_calls(BENCH)
+    assert "bench.model.results" in found and "json.dumps" in found["bench.model.results"]
+    assert set(found) == set(JSON_ALLOWED), f"json used outside the one path: {sorted(set(found) - set(JSON_ALLOWED))}"
+
+
+def test_the_json_scan_sees_calls_and_imports(tmp_path):
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("import json\n\ndef f(x):\n    return json.dumps(x)\n")
+    (pkg / "b.py").write_text("from json import loads\n")
+    (pkg / "c.py").write_text("code = 'import json; print(json.dumps(1))'\n")  # a child's source text is not a call here
+    assert json_calls(pkg) == {"pkg.a": ["json.dumps"], "pkg.b": ["from json import loads"]}

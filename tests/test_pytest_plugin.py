@@ -38,15 +38,7 @@ CONTRACT_KEYS = {"workload", "size", "strategy", "summary", "quality", "data", "
 FINALIZED = {"speedup", "efficiency", "baseline_wall_s"}  # filled from the session's 1-process run
 
 
-def _entry_point_active() -> bool:
-    if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
-        return False
-    eps = importlib.metadata.entry_points(group="pytest11")
-    return any(ep.name == "xpubench" and ep.value == "bench.pytest.plugin" for ep in eps)
-
-
-# Inner sessions load the plugin through its entry point (pip install -e .); from a bare checkout, explicitly.
-PLUGIN = [] if _entry_point_active() else ["-p", "bench.pytest.plugin"]
+from support.plugin import PLUGIN
 
 
 def _env() -> dict:
@@ -71,12 +63,13 @@ def test_lorenz(xpu, xpu_processes):
 
 @pytest.fixture(scope="module")
 def lorenz_session(tmp_path_factory):
-    """A real session: Lorenz quick (1 epoch/trial) at 1 then 2 processes, label ``pytester-box``."""
+    """A real session: Lorenz quick (1 epoch/trial) at 1 then 2 processes, label ``pytester-box``,
+    sampler every 0.2 s."""
     d = tmp_path_factory.mktemp("xpu-session")
     (d / "test_lorenz_bench.py").write_text(LORENZ_TEST)
     out = d / "out.json"
     proc = _pytest(
-        ["-q", "--xpu-processes=1,2", "--xpu-option=epochs=1", "--xpu-label=pytester-box",
+        ["-q", "--xpu-processes=1,2", "--xpu-option=epochs=1", "--xpu-label=pytester-box", "--xpu-sample-interval=0.2",
          f"--xpu-out={d / 'results'}", f"--benchmark-json={out}", "test_lorenz_bench.py"],
         cwd=d,
     )
@@ -134,6 +127,12 @@ def test_extra_info_matches_the_sweeps_result_files(lorenz_session):
         total = sum(t.samples for t in run.trials)
         assert math.isclose(xb["summary"]["throughput"], total / run.summary["wall_s"])
         assert math.isclose(xb["quality"]["rmse"], statistics.fmean(t.quality["rmse"] for t in run.trials))
+
+
+def test_sample_interval_option_is_the_sweeps_interval(lorenz_session):
+    for n, b in lorenz_session.benches.items():
+        assert lorenz_session.results[n].runs[0].summary["sampler_interval_s"] == 0.2
+        assert b["extra_info"]["xpubench"]["summary"]["sampler_interval_s"] == 0.2
 
 
 def test_speedup_and_efficiency_use_the_same_sessions_1_process_run(lorenz_session):
@@ -205,7 +204,7 @@ def test_json_round_trips_into_bench_report(lorenz_session):
 @pytest.mark.parametrize(
     "arg, message",
     [
-        ("--xpu-size=huge", "--xpu-size: unknown size 'huge' (choose from: full, quick)"),
+        ("--xpu-size=huge", "--xpu-size: unknown size 'huge' (choose from: quick, full)"),  # bench run's message
         ("--xpu-processes=0", "--xpu-processes: bad process count '0'"),
         ("--xpu-processes=two", "--xpu-processes: bad process count 'two'"),
         ("--xpu-processes=4-2", "--xpu-processes: bad process range '4-2'"),
@@ -214,6 +213,9 @@ def test_json_round_trips_into_bench_report(lorenz_session):
         ("--xpu-rounds=0", "--xpu-rounds: bad value '0'"),
         ("--xpu-warmup-rounds=-1", "--xpu-warmup-rounds: bad value '-1'"),
         ("--xpu-option=epochs", "--xpu-option: bad workload option 'epochs' (expected key=value)"),
+        ("--xpu-sample-interval=0.01", "--xpu-sample-interval 0.01 is below the floor 0.05 s ("),
+        ("--xpu-sample-interval=soon", "--xpu-sample-interval: bad sample interval 'soon' (expected a positive number"),
+        ("--xpu-sample-interval=0", "--xpu-sample-interval: bad sample interval '0' (expected a positive number"),
     ],
 )
 def test_bad_option_fails_the_session_at_start_with_one_line(pytester, arg, message):
@@ -509,6 +511,28 @@ def test_fixture_takes_the_median_measured_round_and_the_sessions_baseline(fake_
     three = FakeBenchmark()
     pytest_plugin.XpuBenchmark(three, settings, tmp_path, baselines)("lorenz", 2, options={"epochs": "1"})
     assert three.extra_info["speedup"] is None and three.extra_info["efficiency"] is None
+
+
+def test_sample_interval_setting_reaches_the_sweep_and_a_call_overrides_it(monkeypatch, tmp_path):
+    seen = []
+
+    def run_sweep(workload, size, processes, devices, **kw):
+        seen.append(kw["sample_interval"])
+        return _fake_result(processes[0], 1.0, [_trial(0, 1.0)])
+
+    monkeypatch.setattr("bench.sweep.sweep.run_sweep", run_sweep)
+    settings, _ = pytest_plugin.parse_settings(processes="1", sample_interval="0.2")
+    assert settings.sample_interval == 0.2
+    pytest_plugin.XpuBenchmark(FakeBenchmark(), settings, tmp_path)("lorenz", 1)
+    pytest_plugin.XpuBenchmark(FakeBenchmark(), settings, tmp_path)("lorenz", 1, sample_interval=0.1)
+    pytest_plugin.XpuBenchmark(FakeBenchmark(), pytest_plugin.XpuSettings(), tmp_path)("lorenz", 1)
+    assert seen == [0.2, 0.1, 0.5]
+
+
+def test_fixture_runs_one_strategy_per_call(fake_sweeps, tmp_path):
+    x = pytest_plugin.XpuBenchmark(FakeBenchmark(), pytest_plugin.XpuSettings(), tmp_path)
+    with pytest.raises(pytest.fail.Exception, match=r"xpu\('lorenz', processes='1,2', device='cpu'\): one process count"):
+        x("lorenz", "1,2")
 
 
 def test_fixture_is_single_use(fake_sweeps, tmp_path):

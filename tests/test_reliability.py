@@ -31,6 +31,7 @@ from bench.sweep import memguard  # noqa: E402
 from bench.model import results  # noqa: E402
 from bench.errors import ResultWriteError, UsageError, WorkerStartError  # noqa: E402
 from bench.engines.local import WorkerPool  # noqa: E402
+from bench.model.reply import TrialReply  # noqa: E402
 from bench.sweep.sweep import Sweep, SweepInterrupted  # noqa: E402
 from bench.model.strategy import make_strategies  # noqa: E402
 
@@ -194,9 +195,9 @@ def test_replacements_that_cannot_start_end_the_run_instead_of_looping(tmp_path)
         t0 = time.monotonic()
         pool.run(jobs, lambda job, reply: done.append((job["config"]["id"], reply)), trial_timeout=60)
     assert time.monotonic() - t0 < 60
-    kinds = {i: r["kind"] for i, r in done}
+    kinds = {i: r.error.kind for i, r in done}
     assert kinds == {"t0-kill": "crash", "t1-ok": "startup", "t2-ok": "startup"}
-    assert "3 workers in a row failed to start" in done[1][1]["message"]
+    assert "3 workers in a row failed to start" in done[1][1].error.message
 
 
 # ---------------------------------------------------------------- SIGINT and resume (real `python -m bench run`)
@@ -285,7 +286,7 @@ class FakePool:
                 reply = {"type": "error", "kind": "exception", "message": "ValueError: boom", "stderr_tail": "tb"}
             else:
                 reply = {"type": "error", "kind": "crash", "message": "worker killed by SIGKILL", "signal": 9}
-            on_done(job, {**reply, "worker": i % self.n})
+            on_done(job, TrialReply.from_message({**reply, "worker": i % self.n}))
 
     def close(self):
         self.closed = True

@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import json
 import os
 import re
 import subprocess
@@ -219,6 +218,7 @@ def _probe_tensorflow_gpus() -> tuple[list[str] | None, str]:
         (GPU device names, "") or (None, why the probe failed).
     """
     from bench.engines.childenv import child_env
+    from bench.model.results import read_message
 
     code = (
         "import json, tensorflow as tf\n"
@@ -236,7 +236,7 @@ def _probe_tensorflow_gpus() -> tuple[list[str] | None, str]:
         return None, f"TensorFlow probe failed ({type(exc).__name__})"
     line = (proc.stdout.strip().splitlines() or [""])[-1]
     try:
-        facts = json.loads(line)
+        facts = read_message(line)
     except ValueError:
         tail = " ".join(proc.stderr.strip().splitlines()[-1:])[:200]
         return None, f"TensorFlow probe failed (exit {proc.returncode}: {tail})"
@@ -507,7 +507,8 @@ def _gpu_details(tf, gpus) -> list[dict]:
     for g in gpus:
         try:
             d = tf.config.experimental.get_device_details(g)
-        except Exception:  # noqa: BLE001 - details are optional
+        except (ValueError, RuntimeError, AttributeError, tf.errors.OpError):  # details are optional: not a
+            # device TensorFlow listed, a malformed compute capability, no such call in this TensorFlow, a driver error
             d = {}
         cc = d.get("compute_capability")
         out.append({"name": g.name, "device_name": d.get("device_name"),

@@ -6,8 +6,9 @@ environment (threads, devices) before it imports TensorFlow, stays alive for the
 answers over a private pipe in JSON lines. A worker that dies or overruns its time limit becomes
 a failed trial; a replacement is started while trials remain.
 
-Whatever happens to a worker, every job gets exactly one ``on_done`` call: the worker's
-``result`` or ``error`` reply, or an ``error`` the pool makes: ``crash`` (killed by a signal or
+Whatever happens to a worker, every job gets exactly one ``on_done`` call with a
+:class:`bench.model.reply.TrialReply`: the worker's ``result`` or ``error`` reply, or an ``error``
+the pool makes: ``crash`` (killed by a signal or
 exited), ``timeout`` (over the trial time limit; the pool killed it), ``protocol`` (a reply that
 is not JSON) or ``startup`` (no worker could be started to run it).
 """
@@ -15,8 +16,6 @@ is not JSON) or ``startup`` (no worker could be started to run it).
 from __future__ import annotations
 
 import dataclasses
-import json
-import logging
 import os
 import selectors
 import signal
@@ -25,15 +24,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
-from bench.engines.dispatch import Dispatcher, Slot
+from bench.engines.dispatch import Dispatcher, OnDone, Slot
 from bench.errors import WorkerStartError
+from bench.model import results
+from bench.model.reply import Hello, TrialReply
 
-STARTUP_TIMEOUT_S = 600.0
 QUIT_GRACE_S = 0.1  # idle workers have sent every result: TensorFlow's ~1.5 s teardown is not worth waiting for
 KILL_WAIT_S = 30.0  # a SIGKILLed process that has not ended by then is stuck in the kernel (I/O, a driver)
-LOG = logging.getLogger("bench")
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -143,34 +142,20 @@ class WorkerPool(Dispatcher):
         startup_timeout: Seconds a worker may take to import TensorFlow and say hello.
     """
 
-    def __init__(
-        self,
-        n: int,
-        env_for: Callable[[int], dict],
-        device: str = "cpu",
-        log_dir: str | os.PathLike | None = None,
-        on_event: Callable[..., None] | None = None,
-        startup_timeout: float = STARTUP_TIMEOUT_S,
-    ):
-        self.n = n
-        self.env_for = env_for
-        self.device = device
-        self._tmp = None if log_dir else tempfile.TemporaryDirectory(prefix="xpubench-logs-")
-        self.log_dir = Path(log_dir or self._tmp.name)
-        self.on_event = on_event or (lambda kind, **info: None)
-        self.startup_timeout = startup_timeout
+    slots: list[_Worker]
+    log_dir: Path
+    sel: selectors.BaseSelector
+
+    def __init__(self, *args: Any, **kwargs: Any):  # the arguments of Dispatcher (see the class's Args)
+        super().__init__(*args, **kwargs)
+        self._tmp = None if self.log_dir else tempfile.TemporaryDirectory(prefix="xpubench-logs-")
+        self.log_dir = Path(self.log_dir or self._tmp.name)
         self.sel = selectors.DefaultSelector()
-        self.workers: list[_Worker] = []
-        self.worker_facts: list[dict] = []
-        self._next_index = 0
-        self._start_failures = 0  # consecutive
-        self._closed = False
 
     # ------------------------------------------------------------ lifecycle
 
     def _spawn(self) -> _Worker:
-        index = self._next_index
-        self._next_index += 1
+        index = self._take_index()
         env = self.env_for(index)
         r, w = os.pipe()
         log_path = self.log_dir / f"worker-{index}.log"
@@ -198,7 +183,7 @@ class WorkerPool(Dispatcher):
             start_deadline=now + self.startup_timeout,
         )
         self.sel.register(r, selectors.EVENT_READ, worker)
-        self.workers.append(worker)
+        self.slots.append(worker)
         return worker
 
     def start(self) -> None:
@@ -212,11 +197,11 @@ class WorkerPool(Dispatcher):
         """
         for _ in range(self.n):
             self._spawn()
-        while any(w.state == "starting" for w in self.workers):
+        while any(w.state == "starting" for w in self.slots):
             self._poll(0.5, on_done=None)
             self._check_startup_deadlines()
-        if not any(w.state != "dead" for w in self.workers):
-            w = self.workers[-1]
+        if not any(w.state != "dead" for w in self.slots):
+            w = self.slots[-1]
             fact = next((f for f in reversed(self.worker_facts) if f.get("index") == w.index), {})
             reason = fact.get("failed_to_start") or describe_exit(w.proc.returncode)[0]
             raise WorkerStartError(f"no worker could start ({reason}): {stderr_tail(w.log_path, 4)}")
@@ -225,24 +210,21 @@ class WorkerPool(Dispatcher):
         """Asks idle workers to quit, kills the rest and any that do not quit in time. Safe to call twice."""
         if self._closed:
             return
-        for w in self.workers:
-            if w.dead or w.job is not None or w.hello is None:
-                continue
+        idle = [w for w in self.slots if not w.dead and w.job is None and w.hello is not None]
+        for w in idle:
             try:
-                w.proc.stdin.write(b'{"type": "quit"}\n')
+                w.proc.stdin.write(results.message_line({"type": "quit"}).encode() + b"\n")
                 w.proc.stdin.flush()
                 w.proc.stdin.close()
             except (OSError, ValueError):  # it died meanwhile: it is killed and checked below
                 pass
         deadline = time.perf_counter() + QUIT_GRACE_S
-        for w in self.workers:
-            if w.dead or w.job is not None or w.hello is None:
-                continue
+        for w in idle:
             try:
                 w.proc.wait(timeout=max(0.0, deadline - time.perf_counter()))
             except subprocess.TimeoutExpired:  # did not quit in time: killed (and checked) below
                 pass
-        for w in self.workers:
+        for w in self.slots:
             self._kill(w)
         self._closed = True
         self.sel.close()
@@ -281,25 +263,12 @@ class WorkerPool(Dispatcher):
             except (OSError, ValueError):  # flushing to a dead worker's pipe (BrokenPipeError): it is gone anyway
                 pass
 
-    def _not_ended(self, w: _Worker, reason: str) -> None:
-        """Records a worker that could not be ended (kept in the result file with the worker facts)."""
-        fact = next((f for f in reversed(self.worker_facts) if f.get("index") == w.index), None)
-        if fact is None:
-            fact = {"index": w.index}
-            self.worker_facts.append(fact)
-        fact["not_ended"] = reason
-        LOG.warning("xpubench: worker %s could not be ended: %s", w.index, reason)
-        self.on_event("worker_not_ended", worker=w.index, reason=reason)
-
     @property
     def pids(self) -> list[int]:
-        return [w.proc.pid for w in self.workers if not w.dead]
+        """Process ids of the live workers."""
+        return [w.proc.pid for w in self.slots if not w.dead]
 
     # ------------------------------------------------------------ Dispatcher hooks
-
-    @property
-    def _slots(self) -> list[_Worker]:
-        return self.workers
 
     def _start_deadline(self, w: _Worker) -> float:
         return w.start_deadline
@@ -307,24 +276,16 @@ class WorkerPool(Dispatcher):
     def _tail(self, w: _Worker) -> str:
         return stderr_tail(w.log_path)
 
-    # ------------------------------------------------------------ running
-
-    def _start_failed(self, w: _Worker, reason: str) -> None:
-        self._start_failures += 1
-        self.worker_facts.append({"index": w.index, "failed_to_start": reason, "stderr_tail": stderr_tail(w.log_path)})
-        self.on_event("worker_died", worker=w.index, reason=f"failed to start: {reason}")
-
-    def _send(self, w: _Worker, job: dict, trial_timeout: float | None) -> None:
-        w.job = job
-        w.job_started = time.perf_counter()
-        w.deadline = w.job_started + trial_timeout if trial_timeout else float("inf")
+    def _deliver(self, w: _Worker, job: dict) -> None:
         try:
-            w.proc.stdin.write((json.dumps(job) + "\n").encode())
+            w.proc.stdin.write((results.message_line(job) + "\n").encode())
             w.proc.stdin.flush()
         except (BrokenPipeError, OSError, ValueError):
             pass  # the death is seen as EOF on its pipe
 
-    def _poll(self, timeout: float, on_done) -> None:
+    # ------------------------------------------------------------ replies
+
+    def _poll(self, timeout: float, on_done: OnDone | None) -> None:
         for key, _ in self.sel.select(timeout):
             w: _Worker = key.data
             if w.dead:
@@ -344,79 +305,40 @@ class WorkerPool(Dispatcher):
                 if not line.strip():
                     continue
                 try:
-                    msg = json.loads(line)
-                    if not isinstance(msg, dict):
-                        raise ValueError("not an object")
-                except ValueError:
+                    msg = results.read_message(line)
+                    record = Hello.from_message(msg) if msg.get("type") == "hello" else TrialReply.from_message(msg)
+                except (KeyError, TypeError, ValueError):  # not JSON, not an object, not a reply of the protocol
                     self._on_garbage(w, line, on_done)
                     break
-                self._on_message(w, msg, on_done)
+                if isinstance(record, Hello):
+                    self._ready(w, record)
+                else:
+                    self._finish(w, record, on_done)
 
-    def _on_message(self, w: _Worker, msg: dict, on_done) -> None:
-        if msg.get("type") == "hello":
-            msg["startup_s"] = time.perf_counter() - w.started
-            msg["index"] = w.index
-            w.hello = msg
-            self._start_failures = 0
-            self.worker_facts.append(msg)
-            self.on_event("worker_ready", worker=w.index, startup_s=msg["startup_s"])
-            return
-        job, w.job, w.deadline = w.job, None, float("inf")
-        if job is None or on_done is None:
-            return
-        msg["worker"] = w.index
-        if msg.get("type") == "error":
-            msg.setdefault("wall_s", time.perf_counter() - w.job_started)
-        on_done(job, msg)
-
-    def _on_garbage(self, w: _Worker, line: bytes, on_done) -> None:
-        """A reply that is not a JSON object: the worker cannot be trusted any more."""
-        job = w.job
+    def _on_garbage(self, w: _Worker, line: bytes, on_done: OnDone | None) -> None:
+        """A reply that is not a JSON object of the protocol: the worker cannot be trusted any more."""
         self._kill(w)
-        w.job = None
         text = line[:120].decode("utf-8", "replace")
         self.on_event("worker_died", worker=w.index, reason="sent a reply that is not JSON")
-        if w.hello is None:
+        if w.hello is None:  # it never had a job
             self._start_failed(w, f"bad hello {text!r}")
             return
-        if job is not None and on_done is not None:
-            on_done(
-                job,
-                {
-                    "type": "error",
-                    "kind": "protocol",
-                    "message": f"worker sent a reply that is not a JSON object: {text!r}",
-                    "stderr_tail": stderr_tail(w.log_path),
-                    "wall_s": time.perf_counter() - w.job_started,
-                    "worker": w.index,
-                },
-            )
+        self._finish(w, TrialReply.failure(
+            "protocol", f"worker sent a reply that is not a JSON object: {text!r}", stderr_tail=stderr_tail(w.log_path),
+        ), on_done)
 
-    def _on_eof(self, w: _Worker, on_done) -> None:
-        job = w.job
+    def _on_eof(self, w: _Worker, on_done: OnDone | None) -> None:
         try:
             w.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:  # its pipe closed but it lives on: _kill ends it
             pass
         returncode = w.proc.poll()
         self._kill(w)
-        w.job = None
         message, exit_code, sig = describe_exit(returncode)
-        if w.hello is None:
+        if w.hello is None:  # it never had a job
             self._start_failed(w, message)
             return
         self.on_event("worker_died", worker=w.index, reason=message)
-        if job is not None and on_done is not None:
-            on_done(
-                job,
-                {
-                    "type": "error",
-                    "kind": "crash",
-                    "message": message,
-                    "exit_code": exit_code,
-                    "signal": sig,
-                    "stderr_tail": stderr_tail(w.log_path),
-                    "wall_s": time.perf_counter() - w.job_started,
-                    "worker": w.index,
-                },
-            )
+        self._finish(w, TrialReply.failure(
+            "crash", message, exit_code=exit_code, signal=sig, stderr_tail=stderr_tail(w.log_path),
+        ), on_done)

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
-import json
 import logging
 import os
 import re
@@ -54,12 +53,13 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from bench.engines import reaper
-from bench.engines.dispatch import Dispatcher, Slot
+from bench.engines.dispatch import Dispatcher, OnDone, Slot
+from bench.engines.local import end_processes, stderr_tail
 from bench.errors import UsageError, WorkerStartError
-from bench.engines.local import STARTUP_TIMEOUT_S, end_processes, stderr_tail
+from bench.model.reply import Hello, TrialReply
 
 LOG = logging.getLogger("bench")
 LOOPBACK = "127.0.0.1"
@@ -78,13 +78,42 @@ _PASS_NAMES = (
 )
 _ADDRESS_RE = re.compile(r"^(ray://)?(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 
-_LOCAL_STARTED = False  # True while a Ray started by this module runs in this process
-_RESTORE: dict[str, Any] = {}  # what start_local_ray changed, put back by shutdown
-_ATEXIT = False
-# The local Ray this module started: "temp_dir" (its session lives there), "token" (in its
-# processes' environment), "reaper" and "fd" (the watchdog and the pipe that keeps it waiting).
-_OWNED: dict[str, Any] = {}
 TEMP_PREFIX = "xpubench-ray-"
+
+
+@dataclasses.dataclass
+class RaySession:
+    """What this process holds of Ray: the local Ray this module started and what it changed.
+
+    There is one, :data:`SESSION`; :func:`start_local_ray` fills it and :func:`shutdown` empties it.
+
+    Args:
+        started: A Ray started by this module runs in this process.
+        restore: What :func:`start_local_ray` changed (``env``, ``constant``), put back by :func:`shutdown`.
+        atexit_registered: :func:`shutdown` is registered to run at exit.
+        temp_dir: The directory the local Ray's session lives in.
+        token: The value of ``XPUBENCH_RAY_SESSION`` in its processes' environment.
+        reaper: The watchdog process (bench.engines.reaper).
+        fd: The pipe that keeps the watchdog waiting (closing it ends the session).
+        remote_actor: ``ray.remote(TrialActor)``, made once.
+    """
+
+    started: bool = False
+    restore: dict[str, Any] | None = None
+    atexit_registered: bool = False
+    temp_dir: str | None = None
+    token: str | None = None
+    reaper: subprocess.Popen | None = None
+    fd: int | None = None
+    remote_actor: Any = None
+
+    @property
+    def owned(self) -> bool:
+        """True while a local Ray's directory, token or watchdog is held."""
+        return any(v is not None for v in (self.temp_dir, self.token, self.reaper, self.fd))
+
+
+SESSION = RaySession()
 
 
 def _ray():
@@ -227,47 +256,49 @@ def start_local_ray(num_cpus: int | None = None) -> None:
         UsageError: Ray is not installed.
         WorkerStartError: Ray could not start.
     """
-    global _LOCAL_STARTED, _ATEXIT
     from bench.model.strategy import usable_cores
 
     ray = _ray()
     import ray._private.ray_constants as ray_constants
 
-    if not _RESTORE:
-        _RESTORE.update(env=os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"), constant=ray_constants.ENABLE_RAY_CLUSTER)
+    if SESSION.restore is None:
+        SESSION.restore = {
+            "env": os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"), "constant": ray_constants.ENABLE_RAY_CLUSTER,
+        }
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # Ray resolves 127.0.0.1 to the machine's routable address unless cluster mode is off; off,
     # it binds every server to loopback (the mode Ray uses on laptops). The variable reaches
     # Ray's own processes; the constant is what this (already imported) Ray reads.
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     ray_constants.ENABLE_RAY_CLUSTER = False
-    if not _ATEXIT:
+    if not SESSION.atexit_registered:
         atexit.register(shutdown)
-        _ATEXIT = True
+        SESSION.atexit_registered = True
     _own_session()
     sigterm = _sigterm_handler()
-    os.environ[reaper.TOKEN_VAR] = _OWNED["token"]  # inherited by this Ray's processes only
+    os.environ[reaper.TOKEN_VAR] = SESSION.token  # inherited by this Ray's processes only
     try:
         ray.init(
             address="local",  # a new Ray, even if RAY_ADDRESS or `ray start` points to another one
             num_cpus=num_cpus or usable_cores(),
             include_dashboard=False,
             _node_ip_address=LOOPBACK,
-            _temp_dir=_OWNED["temp_dir"],
+            _temp_dir=SESSION.temp_dir,
             object_store_memory=LOCAL_OBJECT_STORE_BYTES,
             log_to_driver=False,
             configure_logging=True,
             logging_level=logging.ERROR,
             namespace="xpubench",
         )
-    except Exception as exc:  # noqa: BLE001 - ray.init raises many kinds (RuntimeError, ConnectionError, ValueError,
-        # RayError, grpc's): not swallowed, re-raised as the WorkerStartError the runner records as the strategy's note
+    except Exception as exc:  # noqa: BLE001 - stays broad: Ray's start-up code (ray._private.node, services) raises
+        # bare Exception besides RuntimeError, ConnectionError, ValueError, TimeoutError and RayError. Not swallowed:
+        # re-raised as the WorkerStartError the sweep records as the strategy's note
         _end_session()
         raise WorkerStartError(f"could not start a local Ray: {_first_line(exc)}") from exc
     finally:
         os.environ.pop(reaper.TOKEN_VAR, None)
         _restore_sigterm(sigterm)
-    _LOCAL_STARTED = True
+    SESSION.started = True
     _watch_ray_processes()
 
 
@@ -288,26 +319,24 @@ def _own_session() -> None:
     _end_session()  # a session left by an earlier start that failed
     temp_dir = tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=temp_base())
     token = f"{os.getpid()}-{secrets.token_hex(8)}"
-    _OWNED.update(temp_dir=temp_dir, token=token)
+    SESSION.temp_dir, SESSION.token = temp_dir, token
     started = reaper.start(token, temp_dir)
     if started is not None:
-        _OWNED["reaper"], _OWNED["fd"] = started
+        SESSION.reaper, SESSION.fd = started
 
 
 def _watch_ray_processes() -> None:
     """Tells the watchdog which processes are this local Ray's (called after start and per pool)."""
-    if "fd" not in _OWNED:
+    if SESSION.fd is None:
         return
-    proc = _OWNED.get("reaper")
-    reaper.watch(_OWNED["fd"], reaper.ray_processes(_OWNED["token"], exclude={proc.pid} if proc else set()))
+    proc = SESSION.reaper
+    reaper.watch(SESSION.fd, reaper.ray_processes(SESSION.token, exclude={proc.pid} if proc else set()))
 
 
 def _end_session(timeout: float = 10.0) -> None:
     """Ends the watchdog (which ends any process of the session still alive) and removes the directory."""
-    fd = _OWNED.pop("fd", None)
-    proc = _OWNED.pop("reaper", None)
-    temp_dir = _OWNED.pop("temp_dir", None)
-    _OWNED.clear()
+    fd, proc, temp_dir = SESSION.fd, SESSION.reaper, SESSION.temp_dir
+    SESSION.fd = SESSION.reaper = SESSION.temp_dir = SESSION.token = None
     if fd is not None:
         try:
             os.close(fd)  # end of its input: it ends what is left, removes the directory, exits
@@ -361,8 +390,9 @@ def connect(address: str | None = None) -> bool:
         # runtime_env, its thread variables, is merged into it), so nodes run the same code.
         ray.init(address=address, log_to_driver=False, configure_logging=True, logging_level=logging.ERROR,
                  namespace="xpubench", runtime_env={"py_modules": _code_modules()})
-    except Exception as exc:  # noqa: BLE001 - ray.init raises many kinds (ConnectionError, RuntimeError,
-        # PermissionError, RayError, grpc's): not swallowed, the one-line UsageError names the address and the cause
+    except Exception as exc:  # noqa: BLE001 - stays broad: connecting runs Ray's start-up code, which raises bare
+        # Exception besides ConnectionError, RuntimeError, PermissionError and RayError, and Ray Client adds grpc's
+        # errors. Not swallowed: the one-line UsageError names the address and the cause
         hint = ""
         if address != "auto" and not os.environ.get("RAY_AUTH_MODE"):
             hint = (" (a cluster with token authentication, Ray's default, needs RAY_AUTH_MODE=token and its "
@@ -379,20 +409,19 @@ def shutdown() -> None:
     The local Ray's processes still alive after ``ray.shutdown()`` are ended and its temporary
     directory removed; nothing of a cluster connected to is touched.
     """
-    global _LOCAL_STARTED
     if ray_is_up():
         sys.modules["ray"].shutdown()
-    _LOCAL_STARTED = False
+    SESSION.started = False
     _end_session()
-    if _RESTORE:  # cluster mode back as it was, for a later connection to a real cluster
+    restore, SESSION.restore = SESSION.restore, None
+    if restore is not None:  # cluster mode back as it was, for a later connection to a real cluster
         import ray._private.ray_constants as ray_constants
 
-        ray_constants.ENABLE_RAY_CLUSTER = _RESTORE["constant"]
-        if _RESTORE["env"] is None:
+        ray_constants.ENABLE_RAY_CLUSTER = restore["constant"]
+        if restore["env"] is None:
             os.environ.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
         else:
-            os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = _RESTORE["env"]
-        _RESTORE.clear()
+            os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = restore["env"]
 
 
 def cluster_nodes() -> list[dict]:
@@ -420,6 +449,11 @@ def cluster_nodes() -> list[dict]:
 class TrialActor:
     """One worker: a Ray actor that imports TensorFlow once and runs trials one at a time.
 
+    It is set up through the local worker's own public API (:func:`bench.engines.worker.prepare`,
+    :class:`bench.engines.worker.TrialRunner`), so a trial runs the same way on either engine, and
+    it answers with the same messages (:class:`bench.model.reply.Hello`,
+    :class:`bench.model.reply.TrialReply`).
+
     Args:
         index: The worker's index in its pool (replacements get new indices).
         env: Variables to set before TensorFlow is imported (already set by Ray's runtime_env
@@ -428,25 +462,16 @@ class TrialActor:
     """
 
     def __init__(self, index: int, env: dict, device_spec: str):
-        t0 = time.perf_counter()
         preimported = "tensorflow" in sys.modules
         os.environ.update(env)
-        import tensorflow as tf
-        import keras
-
-        import_s = time.perf_counter() - t0
-        from bench.engines import worker as local_worker
+        from bench.engines import worker
         from bench.model.strategy import THREAD_VARS
-        from bench.engines.devices import get_device
 
-        # The same set-up as a local worker, through the same functions.
-        local_worker._apply_thread_caps(tf)
-        device = get_device(device_spec).setup()
-        self.runner = local_worker.TrialRunner(device_spec, device)
+        self.runner, hello = worker.prepare(device_spec)
         self.node = socket.gethostname()
         import ray
 
-        node_error = ""
+        node_error = None
         try:
             node_id = ray.get_runtime_context().get_node_id()
             node_ip = ray.util.get_node_ip_address()
@@ -459,55 +484,65 @@ class TrialActor:
             log_path = os.readlink("/proc/self/fd/2")
         except OSError:
             log_path = ""
-        self._hello = {
-            **local_worker.hello_facts(tf, keras, device_spec, device, import_s),
-            "index": index,
-            "thread_env": {k: os.environ.get(k) for k in THREAD_VARS},
-            "tensorflow_preimported": preimported,
-            "node": self.node,
-            "node_ip": node_ip,
-            "node_id": node_id,
-            "log_path": log_path if log_path.startswith("/") else "",
-        }
-        if node_error:
-            self._hello["node_error"] = node_error
+        self._hello = dataclasses.replace(
+            hello,
+            index=index,
+            thread_env={k: os.environ.get(k) for k in THREAD_VARS},
+            tensorflow_preimported=preimported,
+            node=self.node,
+            node_ip=node_ip,
+            node_id=node_id,
+            log_path=log_path if log_path.startswith("/") else "",
+            node_error=node_error,
+        )
 
     def hello(self) -> dict:
-        """The worker's facts (its first reply, as in the local worker protocol)."""
-        return dict(self._hello)
+        """The worker's hello message (its first reply, as in the local worker protocol)."""
+        return self._hello.as_message()
 
     def run(self, msg: dict) -> dict:
-        """Runs one trial message (the local worker protocol's ``trial``); returns the reply."""
-        from bench.engines.worker import _jsonable
+        """Runs one trial message (the local worker protocol's ``trial``); returns the reply message.
 
+        Args:
+            msg: The trial message.
+        """
         reply = self.runner.run(msg)
-        if reply["type"] == "result":
-            reply["extra"] = {**reply["extra"], "node": self.node, "node_ip": self.node_ip}
-        reply["node"] = self.node
-        # Exactly what the local worker would have sent: plain JSON, NaN/inf already None.
-        return json.loads(json.dumps(reply, allow_nan=False, default=_jsonable))
+        if reply.ok:
+            reply = dataclasses.replace(reply, extra={**reply.extra, "node": self.node, "node_ip": self.node_ip})
+        # plain JSON values (NaN/inf as None), exactly the message a local worker would send
+        return dataclasses.replace(reply, node=self.node).as_message()
 
 
-_REMOTE_ACTOR = None
-
-
-def _local_process(hello: dict):
+def _local_process(hello: Hello):
     """The ``psutil.Process`` of a worker that said hello from this machine, else None."""
-    if hello.get("node") != socket.gethostname() or not hello.get("pid"):
+    if hello.node != socket.gethostname() or not hello.pid:
         return None
     import psutil
 
     try:
-        return psutil.Process(int(hello["pid"]))
+        return psutil.Process(int(hello.pid))
     except (psutil.Error, ValueError, TypeError):  # already gone (or a malformed pid): nothing to check at close
         return None
 
 
+def _actor_start_errors() -> tuple[type[BaseException], ...]:
+    """What creating an actor raises when Ray refuses it (ray.actor, its option and runtime_env checks,
+    a lost connection, Ray Client's grpc calls)."""
+    ray = _ray()
+    errors: tuple[type[BaseException], ...] = (
+        ray.exceptions.RayError, ConnectionError, RuntimeError, TypeError, ValueError, AttributeError,
+    )
+    try:
+        import grpc
+    except ImportError:  # Ray without grpc (a stripped build): its own errors only
+        return errors
+    return errors + (grpc.RpcError,)
+
+
 def _remote_actor():
-    global _REMOTE_ACTOR
-    if _REMOTE_ACTOR is None:
-        _REMOTE_ACTOR = _ray().remote(TrialActor)
-    return _REMOTE_ACTOR
+    if SESSION.remote_actor is None:
+        SESSION.remote_actor = _ray().remote(TrialActor)
+    return SESSION.remote_actor
 
 
 # ---------------------------------------------------------------- the pool
@@ -554,29 +589,12 @@ class RayPool(Dispatcher):
         """
         check_address(address)
 
+    worker_label = "Ray worker"
+    slots: list[_Slot]
 
-    def __init__(
-        self,
-        n: int,
-        env_for: Callable[[int], dict],
-        device: str = "cpu",
-        log_dir: str | os.PathLike | None = None,
-        on_event: Callable[..., None] | None = None,
-        address: str | None = None,
-        startup_timeout: float = STARTUP_TIMEOUT_S,
-    ):
-        self.n = n
-        self.startup_timeout = startup_timeout
-        self.env_for = env_for
-        self.device = device
-        self.log_dir = log_dir
-        self.on_event = on_event or (lambda kind, **info: None)
+    def __init__(self, *args: Any, address: str | None = None, **kwargs: Any):  # + Dispatcher's (see Args)
+        super().__init__(*args, **kwargs)
         self.address = check_address(address)
-        self.slots: list[_Slot] = []
-        self.worker_facts: list[dict] = []
-        self._next_index = 0
-        self._start_failures = 0
-        self._closed = False
         self.local = self.address is None
         self.placement = ""  # where the workers run, and how that was decided (recorded in each hello)
 
@@ -601,8 +619,7 @@ class RayPool(Dispatcher):
         return False, f"a cluster ({len(nodes)} node(s) at {ips}; this machine is {here})"
 
     def _spawn(self) -> _Slot:
-        index = self._next_index
-        self._next_index += 1
+        index = self._take_index()
         env = self.env_for(index)
         gpus = gpus_of(env, self.device)
         env_vars = ray_env_vars(env, local=self.local, ray_assigns_gpus=gpus > 0)
@@ -647,12 +664,12 @@ class RayPool(Dispatcher):
         try:
             for _ in range(self.n):
                 self._spawn()
-        except Exception as exc:  # noqa: BLE001 - Ray refused the actor (bad runtime_env, lost connection, grpc
-            # errors in Ray Client): not swallowed, re-raised as the WorkerStartError recorded as the strategy's note
+        except _actor_start_errors() as exc:  # Ray refused the actor (bad options or runtime_env, lost connection,
+            # grpc errors in Ray Client): re-raised as the WorkerStartError recorded as the strategy's note
             raise WorkerStartError(f"Ray could not start a worker: {type(exc).__name__}: {_first_line(exc)}") from exc
         while any(s.state == "starting" for s in self.slots):
             self._poll(0.5, on_done=None)
-        if _LOCAL_STARTED:
+        if SESSION.started:
             _watch_ray_processes()  # the workers too (they also carry the session's token)
         if not any(s.state == "idle" for s in self.slots):
             fact = self.worker_facts[-1] if self.worker_facts else {}
@@ -677,7 +694,7 @@ class RayPool(Dispatcher):
                 self._kill(s)
                 ended.append(s)
         self._check_ended()
-        if ended and _LOCAL_STARTED:
+        if ended and SESSION.started:
             # On the private local Ray every CPU is ours: wait (briefly) until the ended actors'
             # CPUs are free, so the next strategy's start-up time is its own.
             deadline = time.perf_counter() + 5.0
@@ -707,19 +724,6 @@ class RayPool(Dispatcher):
                 self._fact(s)["ended_by"] = how
             s.proc = None
 
-    def _fact(self, s: _Slot) -> dict:
-        """The worker's fact (its hello) in ``worker_facts``, kept in the result file; made if missing."""
-        fact = next((f for f in reversed(self.worker_facts) if f.get("index") == s.index), None)
-        if fact is None:
-            fact = {"index": s.index}
-            self.worker_facts.append(fact)
-        return fact
-
-    def _not_ended(self, s: _Slot, reason: str) -> None:
-        self._fact(s)["not_ended"] = reason
-        LOG.warning("xpubench: Ray worker %s could not be ended: %s", s.index, reason)
-        self.on_event("worker_not_ended", worker=s.index, reason=reason)
-
     def _kill(self, s: _Slot) -> None:
         if s.dead:
             return
@@ -740,34 +744,38 @@ class RayPool(Dispatcher):
     @property
     def pids(self) -> list[int]:
         """Process ids of the live workers (on their nodes)."""
-        return [int(s.hello["pid"]) for s in self.slots if not s.dead and s.hello]
+        return [int(s.hello.pid) for s in self.slots if not s.dead and s.hello]
 
     # ------------------------------------------------------------ Dispatcher hooks
-
-    @property
-    def _slots(self) -> list[_Slot]:
-        return self.slots
 
     def _start_deadline(self, s: _Slot) -> float:
         return s.started + self.startup_timeout
 
-    def _error_extra(self, s: _Slot) -> dict:
-        return {"node": (s.hello or {}).get("node")}
+    def _node(self, s: _Slot) -> str | None:
+        return s.hello.node if s.hello else None
+
+    def _hello_extra(self) -> dict:
+        return {"placement": self.placement}
 
     @property
     def nodes(self) -> list[str]:
         """Distinct nodes the workers started on, in order."""
         return list(dict.fromkeys(f["node"] for f in self.worker_facts if f.get("node")))
 
+    def _tail(self, s: _Slot) -> str:
+        """The end of a worker's log when it is on this machine (Ray keeps it on its node)."""
+        if s.hello is None or not s.hello.log_path:
+            return ""
+        if s.hello.node != socket.gethostname():
+            return f"(log on node {s.hello.node}: {s.hello.log_path})"
+        return stderr_tail(Path(s.hello.log_path))
+
     # ------------------------------------------------------------ running
 
-    def _send(self, s: _Slot, job: dict, trial_timeout: float | None) -> None:
-        s.job = job
-        s.job_started = time.perf_counter()
-        s.deadline = s.job_started + trial_timeout if trial_timeout else float("inf")
+    def _deliver(self, s: _Slot, job: dict) -> None:
         s.job_ref = s.actor.run.remote(job)
 
-    def _poll(self, timeout: float, on_done) -> None:
+    def _poll(self, timeout: float, on_done: OnDone | None) -> None:
         ray = _ray()
         waiting: dict[Any, tuple[_Slot, str]] = {}
         for s in self.slots:
@@ -793,67 +801,39 @@ class RayPool(Dispatcher):
     def _on_hello(self, s: _Slot, ref) -> None:
         ray = _ray()
         try:
-            hello = ray.get(ref)
+            hello = Hello.from_message(ray.get(ref))
         except (ray.exceptions.RayError, ConnectionError) as exc:  # the actor died starting (RayActorError,
             # RuntimeEnvSetupError, unschedulable...): recorded as its failed_to_start fact
             self._kill(s)
             self._start_failed(s, _first_line(getattr(exc, "cause", None) or exc) or type(exc).__name__)
             return
-        hello["startup_s"] = time.perf_counter() - s.started
-        hello["index"] = s.index
-        hello["placement"] = self.placement
-        s.hello = hello
-        s.proc = _local_process(hello)
-        self._start_failures = 0
-        self.worker_facts.append(hello)
-        self.on_event("worker_ready", worker=s.index, startup_s=hello["startup_s"])
+        except (TypeError, ValueError) as exc:  # not a hello of the protocol: the worker cannot be trusted
+            self._kill(s)
+            self._start_failed(s, f"bad hello: {_first_line(exc)}")
+            return
+        s.proc = _local_process(self._ready(s, hello))
 
-    def _start_failed(self, s: _Slot, reason: str) -> None:
-        self._start_failures += 1
-        self.worker_facts.append({"index": s.index, "failed_to_start": reason, "stderr_tail": ""})
-        self.on_event("worker_died", worker=s.index, reason=f"failed to start: {reason}")
-
-    def _tail(self, s: _Slot) -> str:
-        """The end of a worker's log when it is on this machine (Ray keeps it on its node)."""
-        hello = s.hello or {}
-        path = hello.get("log_path")
-        if not path:
-            return ""
-        if hello.get("node") != socket.gethostname():
-            return f"(log on node {hello.get('node')}: {path})"
-        return stderr_tail(Path(path))
-
-    def _on_reply(self, s: _Slot, ref, on_done) -> None:
+    def _on_reply(self, s: _Slot, ref, on_done: OnDone | None) -> None:
         ray = _ray()
-        job = s.job
-        s.job, s.job_ref, s.deadline = None, None, float("inf")
+        s.job_ref = None
         try:
-            reply = ray.get(ref)
+            reply = TrialReply.from_message(ray.get(ref))
         except ray.exceptions.RayTaskError as exc:  # the method itself raised: the actor lives
             cause = getattr(exc, "cause", None) or exc
-            reply = {
-                "type": "error",
-                "kind": "exception",
-                "message": f"{type(cause).__name__}: {_first_line(cause)}"[:500],
-                "stderr_tail": "\n".join(str(exc).strip().splitlines()[-8:]),
-            }
+            reply = TrialReply.failure(
+                "exception",
+                f"{type(cause).__name__}: {_first_line(cause)}"[:500],
+                stderr_tail="\n".join(str(exc).strip().splitlines()[-8:]),
+            )
         except (ray.exceptions.RayError, ConnectionError) as exc:  # the actor (its process) is gone (RayActorError,
             # ActorDiedError, OutOfMemoryError...): recorded as this trial's crash/oom error reply
             self._kill(s)
             kind, message, exit_code = describe_actor_death(exc)
-            reply = {
-                "type": "error",
-                "kind": kind,
-                "message": message,
-                "exit_code": exit_code,
-                "signal": None,
-                "stderr_tail": self._tail(s),
-                "wall_s": time.perf_counter() - s.job_started,
-            }
+            reply = TrialReply.failure(kind, message, exit_code=exit_code, stderr_tail=self._tail(s))
             self.on_event("worker_died", worker=s.index, reason=message)
-        reply["worker"] = s.index
-        if reply.get("type") == "error":
-            reply.setdefault("wall_s", time.perf_counter() - s.job_started)
-        reply.setdefault("node", (s.hello or {}).get("node"))
-        if job is not None and on_done is not None:
-            on_done(job, reply)
+        except (KeyError, TypeError, ValueError) as exc:  # not a reply of the protocol: the worker cannot be trusted
+            self._kill(s)
+            reply = TrialReply.failure("protocol", f"worker sent a reply that is not of the protocol: {_first_line(exc)}",
+                                       stderr_tail=self._tail(s))
+            self.on_event("worker_died", worker=s.index, reason="sent a reply that is not of the protocol")
+        self._finish(s, reply, on_done)

@@ -1,14 +1,19 @@
 """Execution engines: where a strategy's worker processes run.
 
 ``local`` is :class:`bench.engines.local.WorkerPool` (processes on this machine). ``ray`` runs trials as
-Ray tasks (optional: ``pip install 'xpubench[cluster]'``). Every engine has WorkerPool's
-interface: ``start()``, ``run(jobs, on_done, trial_timeout)``, ``close()``, ``worker_facts``.
+Ray tasks (optional: ``pip install 'xpubench[cluster]'``). Every engine has the interface
+:class:`bench.engines.dispatch.Engine` describes: ``start()``, ``run(jobs, on_done, trial_timeout)``,
+``close()``, ``worker_facts``, ``pids``, ``validate_options(**engine_options)``.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from bench.engines.dispatch import Engine
 
 from bench.errors import UsageError, choices_error
 
@@ -19,8 +24,11 @@ _ENGINES: dict[str, tuple[str, str | None, str]] = {
 }
 
 
-def get_engine(name: str):
+def get_engine(name: str) -> Callable[..., "Engine"]:
     """The pool class of an engine.
+
+    Args:
+        name: ``local`` or ``ray``.
 
     Raises:
         UsageError: unknown engine (listing the valid ones) or its package is not installed

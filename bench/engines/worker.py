@@ -2,37 +2,31 @@
 
 Its environment (threads, device visibility) was set by the parent before this process
 started, so TensorFlow reads it on import. It reads one JSON command per line on stdin and
-writes one JSON reply per line to the result pipe; stdout/stderr go to a log the parent keeps
-for error reports. It never forks.
+writes one JSON reply per line to the result pipe: a :class:`bench.model.reply.Hello`, then a
+:class:`bench.model.reply.TrialReply` per trial, each as ``record.as_message()`` through
+:func:`bench.model.results.message_line` (the parent reads the same record types back with
+``from_message``). stdout/stderr go to a log the parent keeps for error reports. It never forks.
+
+The Ray actor (bench.engines.ray) sets itself up and runs trials through the same public API:
+:func:`prepare`, :class:`TrialRunner`, :func:`apply_thread_caps`.
 """
 
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import sys
 import time
 import traceback
 
+from bench.model import results
+from bench.model.reply import Hello, TrialReply
 
-def _send(out, message: dict) -> None:
-    out.write(json.dumps(message, allow_nan=False, default=_jsonable) + "\n")
+
+def _send(out, record: Hello | TrialReply) -> None:
+    """Writes one reply line: the record's message through the one JSON path (bench.model.results)."""
+    out.write(results.message_line(record.as_message()) + "\n")
     out.flush()
-
-
-def _jsonable(value):
-    if hasattr(value, "item"):
-        return value.item()
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return str(value)
-
-
-def _finite(mapping):
-    import math
-
-    return {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in mapping.items()}
 
 
 def _load_class(ref: str):
@@ -70,7 +64,7 @@ def _maybe_fault(config: dict) -> None:
         time.sleep(3600)
 
 
-def _apply_thread_caps(tf) -> None:
+def apply_thread_caps(tf) -> None:
     """Makes TensorFlow's thread pools match the environment the parent set (before any op).
 
     TensorFlow reads TF_NUM_INTRAOP_THREADS/TF_NUM_INTEROP_THREADS itself; setting them through
@@ -107,8 +101,8 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def hello_facts(tf, keras, device_spec: str, device, import_s: float) -> dict:
-    """The ``hello`` a worker sends once TensorFlow is imported and its devices are set up.
+def hello_facts(tf, keras, device_spec: str, device, import_s: float) -> Hello:
+    """The :class:`Hello` a worker sends once TensorFlow is imported and its devices are set up.
 
     Args:
         tf: The imported ``tensorflow`` module.
@@ -117,28 +111,28 @@ def hello_facts(tf, keras, device_spec: str, device, import_s: float) -> dict:
         device: What ``get_device(device_spec).setup()`` returned.
         import_s: Seconds ``import tensorflow`` took.
     """
-    return {
-        "type": "hello",
-        "pid": os.getpid(),
-        "import_s": import_s,
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
-        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
-        "visible_devices": [d.name for d in tf.config.list_logical_devices()],
-        "physical_devices": [f"{d.device_type}:{d.name}" for d in tf.config.list_physical_devices()],
-        "device": device_spec,
-        "replicas": device.replicas,
-        "device_info": device.info,
-        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-        "build": _build_info(tf),
-    }
+    return Hello(
+        pid=os.getpid(),
+        import_s=import_s,
+        tensorflow=tf.__version__,
+        keras=keras.__version__,
+        intra_op_threads=tf.config.threading.get_intra_op_parallelism_threads(),
+        inter_op_threads=tf.config.threading.get_inter_op_parallelism_threads(),
+        visible_devices=tuple(d.name for d in tf.config.list_logical_devices()),
+        physical_devices=tuple(f"{d.device_type}:{d.name}" for d in tf.config.list_physical_devices()),
+        device=device_spec,
+        replicas=device.replicas,
+        device_info=device.info,
+        cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
+        build=_build_info(tf),
+    )
 
 
 class TrialRunner:
     """Runs ``trial`` messages in this process (TensorFlow imported, devices set up).
 
-    Shared by the local worker and the Ray actor, so a trial runs the same way on either.
+    Shared by the local worker and the Ray actor, so a trial runs the same way on either; build
+    one with :func:`prepare`.
 
     Args:
         device_spec: Device strategy name.
@@ -150,7 +144,7 @@ class TrialRunner:
         self.device = device
         self.workloads: dict[str, object] = {}
 
-    def run(self, msg: dict) -> dict:
+    def run(self, msg: dict) -> TrialReply:
         """Runs one trial; returns its ``result`` reply, or an ``error`` reply if it raised.
 
         Args:
@@ -180,60 +174,77 @@ class TrialRunner:
             output = workload.run_trial(config, ctx)
             wall, cpu = time.perf_counter() - w0, time.process_time() - c0
             rss, peak = _rss_bytes()
-            return {
-                "type": "result",
-                "id": config["id"],
-                "wall_s": wall,
-                "cpu_s": cpu,
-                "warmup_s": float(output.warmup_s),
-                "samples": float(output.samples),
-                "quality": _finite({k: float(v) for k, v in output.quality.items()}),
-                "extra": dict(output.extra),
-                "rss_bytes": rss,
-                "peak_rss_bytes": peak,
-            }
+            return TrialReply(
+                kind="result",
+                id=config["id"],
+                wall_s=wall,
+                cpu_s=cpu,
+                warmup_s=float(output.warmup_s),
+                samples=float(output.samples),
+                quality={k: float(v) for k, v in output.quality.items()},  # NaN/inf become None in the message
+                extra=dict(output.extra),
+                rss_bytes=rss,
+                peak_rss_bytes=peak,
+            )
         except Exception as exc:  # noqa: BLE001 - any error of workload code is data: recorded as this
             # trial's error reply (kind oom/exception, message, traceback tail; the full traceback goes to
             # the worker log) and the worker goes on with the next trial
             tb = traceback.format_exc()
             print(tb, file=sys.stderr, flush=True)
             oom = isinstance(exc, MemoryError) or "ResourceExhausted" in type(exc).__name__
-            return {
-                "type": "error",
-                "id": config.get("id"),
-                "kind": "oom" if oom else "exception",
-                "message": f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:500],
-                "stderr_tail": "\n".join(tb.strip().splitlines()[-8:]),
-            }
+            return TrialReply.failure(
+                "oom" if oom else "exception",
+                f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:500],
+                stderr_tail="\n".join(tb.strip().splitlines()[-8:]),
+                id=config.get("id"),
+            )
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    _die_with_parent()
-    out = os.fdopen(int(argv[0]), "w", buffering=1, encoding="utf-8")
-    device_spec = argv[1] if len(argv) > 1 else "cpu"
+def prepare(device_spec: str) -> tuple[TrialRunner, Hello]:
+    """Sets this process up as a worker: imports TensorFlow (timed), caps its threads, sets up the devices.
 
+    Used by the local worker (:func:`main`) and the Ray actor alike. The environment (threads, device
+    visibility) must be set before this is called. A strategy that cannot get its devices raises
+    here, before any hello, so a ``gpu`` run never silently measures the CPU.
+
+    Args:
+        device_spec: Device strategy name (``cpu``, ``gpu:0``, ``mirrored``...).
+
+    Returns:
+        The trial runner and the worker's hello.
+    """
     t0 = time.perf_counter()
     import tensorflow as tf  # noqa: F401  - imported here, after the environment was set
     import keras
 
     import_s = time.perf_counter() - t0
-    _apply_thread_caps(tf)
+    apply_thread_caps(tf)
 
     from bench.engines.devices import get_device
 
-    # Devices are configured before any op runs (logical CPU devices, GPU memory growth). A
-    # strategy that cannot get its devices raises here: the worker ends before its hello, so a
-    # "gpu" run never silently measures the CPU. Trials are timed in full, so GPU work is timed
-    # up to the copy of its results back to host (workloads return host values).
+    # Devices are configured before any op runs (logical CPU devices, GPU memory growth). Trials
+    # are timed in full, so GPU work is timed up to the copy of its results back to host
+    # (workloads return host values).
     device = get_device(device_spec).setup()
-    _send(out, hello_facts(tf, keras, device_spec, device, import_s))
+    return TrialRunner(device_spec, device), hello_facts(tf, keras, device_spec, device, import_s)
 
-    runner = TrialRunner(device_spec, device)
+
+def main(argv: list[str] | None = None) -> int:
+    """The worker's loop: hello, then one reply per ``trial`` line on stdin until ``quit`` or EOF.
+
+    Args:
+        argv: ``[RESULT_FD, DEVICE]`` (default: ``sys.argv[1:]``).
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    _die_with_parent()
+    out = os.fdopen(int(argv[0]), "w", buffering=1, encoding="utf-8")
+    device_spec = argv[1] if len(argv) > 1 else "cpu"
+    runner, hello = prepare(device_spec)
+    _send(out, hello)
     for line in sys.stdin:
         if not line.strip():
             continue
-        msg = json.loads(line)
+        msg = results.read_message(line)
         if msg.get("type") == "quit":
             break
         _send(out, runner.run(msg))

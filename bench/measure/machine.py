@@ -48,7 +48,8 @@ def cpu_brand() -> str:
         import cpuinfo
 
         return cpuinfo.get_cpu_info().get("brand_raw", "") or platform.processor()
-    except Exception:  # pragma: no cover
+    except Exception:  # noqa: BLE001  # pragma: no cover - py-cpuinfo probes CPUID and /proc in ways that raise
+        # anything on an unusual platform (it is best-effort by design); the brand is a label, so fall back
         return platform.processor() or "unknown"
 
 
@@ -66,7 +67,7 @@ def fingerprint(label: str | None = None, calibration: dict | None = None) -> di
     try:
         f = psutil.cpu_freq()
         freq = round(f.max or f.current, 1) if f else None
-    except Exception:
+    except (OSError, NotImplementedError, AttributeError):  # no cpufreq in this VM/container: recorded as None
         pass
     nv = nvml()
     return {

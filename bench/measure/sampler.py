@@ -141,6 +141,11 @@ class Sampler:
         return self.samples
 
     @property
+    def t0(self) -> float:
+        """The clock reading when :meth:`start` ran (0.0 before): every sample's ``t`` counts from it."""
+        return self._t0
+
+    @property
     def overhead_cpu_s(self) -> float:
         """CPU seconds the sampler itself used so far (its thread, plus start and the final sample)."""
         return self._thread_cpu_s + self._caller_cpu_s

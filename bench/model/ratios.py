@@ -1,6 +1,8 @@
 """Ratios derived from raw trial times and sampler timelines.
 
-speedup = wall(1 process) / wall(N processes); efficiency = speedup / N;
+speedup = wall(1 process) / wall(N processes); efficiency = speedup / N (:func:`speedup`,
+:func:`efficiency`: the one place these are computed; :func:`finalize_runs` records them in each run's
+summary, and readers read them from there);
 CPU-time/wall = CPU seconds of the whole process tree / wall seconds (how many cores were busy);
 per-process CPU/wall = mean over workers of that worker's CPU seconds / wall (seed 001's figure).
 Noise is the spread between measurements of the same thing only (trials with an identical
@@ -9,28 +11,73 @@ median of the per-core CPU samples summed. GFLOP/s is the trials' analytic FLOPs
 (``extra["flops"]``, :mod:`bench.measure.flops`) over the run's wall seconds.
 GPU utilisation and memory p50/p95 come from the NVML samples; energy (CPU package from RAPL,
 GPU from NVML) is joules over the run's window, per finished trial and per 1,000 samples, or
-"unavailable" with the reason (see bench.measure.energy).
+"unavailable" with the reason (see bench.measure.energy). Amdahl's law (:func:`amdahl_speedup`) and
+its fit (:func:`amdahl_fit`) and the mean quality of a run's trials (:func:`mean_quality`) live here too.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
+import math
 import statistics
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from bench.model.energy import energy_summary
+from bench.model.results import RunRecord, canonical
 
 
-def speedup(baseline_wall: float, wall: float) -> float | None:
+def speedup(baseline_wall: float | None, wall: float | None) -> float | None:
+    """How much faster than the baseline: ``baseline_wall / wall`` (None unless both are > 0).
+
+    Args:
+        baseline_wall: Wall seconds of the baseline (the 1-process run, the cpu run...).
+        wall: Wall seconds of the run compared with it.
+    """
     if not baseline_wall or not wall or baseline_wall <= 0 or wall <= 0:
         return None
     return baseline_wall / wall
 
 
 def efficiency(speedup_value: float | None, processes: int) -> float | None:
+    """Parallel efficiency: ``speedup / processes`` (None without a speedup).
+
+    Args:
+        speedup_value: The speedup over 1 process.
+        processes: Worker processes (or tasks at once).
+    """
     if speedup_value is None or processes < 1:
         return None
     return speedup_value / processes
+
+
+def number(value: Any) -> float | None:
+    """A finite real number as float, else None (bool, None, NaN, text and objects are not numbers).
+
+    Args:
+        value: Anything read from a file or a record.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        return float(value) if math.isfinite(value) else None
+    except OverflowError:  # an int too large for a float
+        return None
+
+
+def mean_quality(trials: Iterable) -> dict[str, float]:
+    """Mean of each quality metric over the finished trials (values that are not numbers ignored).
+
+    Args:
+        trials: TrialRecords (failed ones are left out).
+    """
+    values: dict[str, list[float]] = {}
+    for t in trials:
+        if t.error is not None:
+            continue
+        for k, v in t.quality.items():
+            if number(v) is not None:
+                values.setdefault(k, []).append(float(v))
+    return {k: statistics.fmean(v) for k, v in values.items() if v}
 
 
 def spread(values: Sequence[float]) -> dict:
@@ -100,7 +147,7 @@ def config_identity(config: Mapping) -> str:
     Args:
         config: A trial's config.
     """
-    return json.dumps(config, sort_keys=True, default=str)
+    return canonical(config)
 
 
 def trial_noise(trials: Iterable) -> dict:
@@ -223,17 +270,27 @@ def speedup_over_cpu(runs: Sequence) -> list[float | None]:
     """
     base: dict[tuple, float] = {}
     for r in runs:
-        wall = r.summary.get("wall_s")
-        if r.strategy.get("device") == "cpu" and r.status == "complete" and wall and not r.summary.get("failed"):
+        wall = r.summary.wall_s
+        if r.strategy.get("device") == "cpu" and r.status == "complete" and wall and not r.summary.failed:
             base.setdefault((r.workload, r.size, r.strategy.get("processes")), wall)
     return [
-        speedup(base.get((r.workload, r.size, r.strategy.get("processes"))), r.summary.get("wall_s"))
+        speedup(base.get((r.workload, r.size, r.strategy.get("processes"))), r.summary.wall_s)
         if r.status == "complete" else None
         for r in runs
     ]
 
 
 AMDAHL_MIN_COUNTS = 3
+
+
+def amdahl_speedup(f: float, n: float) -> float:
+    """Amdahl's law: the speedup at ``n`` processes of work with serial fraction ``f``.
+
+    Args:
+        f: Serial fraction, 0 to 1.
+        n: Processes (> 0).
+    """
+    return 1.0 / (f + (1.0 - f) / n)
 
 
 def amdahl_fit(points: Mapping[int, float]) -> float | None:
@@ -253,7 +310,35 @@ def amdahl_fit(points: Mapping[int, float]) -> float | None:
     best, best_err = 0.0, float("inf")
     for i in range(1001):
         f = i / 1000
-        err = sum((1 / (f + (1 - f) / n) - s) ** 2 for n, s in pairs)
+        err = sum((amdahl_speedup(f, n) - s) ** 2 for n, s in pairs)
         if err < best_err:
             best, best_err = f, err
     return best
+
+
+def finalize_runs(runs: Sequence[RunRecord]) -> list[RunRecord]:
+    """Records speedup, efficiency and baseline wall of every run against the 1-process run of the
+    same workload/size/device, and ``speedup_vs_cpu`` (see :func:`speedup_over_cpu`).
+
+    Args:
+        runs: The sweep's RunRecords.
+
+    Returns:
+        The runs, each with its summary holding those figures.
+    """
+    base: dict[tuple, float] = {}
+    for r in runs:
+        if r.strategy.get("processes") == 1 and r.summary.wall_s and r.status == "complete":
+            base.setdefault((r.workload, r.size, r.strategy.get("device")), r.summary.wall_s)
+    out = []
+    for r in runs:
+        b = base.get((r.workload, r.size, r.strategy.get("device")))
+        sp = speedup(b, r.summary.wall_s)
+        if sp is not None:
+            r = dataclasses.replace(r, summary=r.summary.replace(
+                speedup=sp, efficiency=efficiency(sp, int(r.strategy["processes"])), baseline_wall_s=b))
+        out.append(r)
+    # device comparison: how much faster than the cpu run with the same trials and processes
+    for i, v in enumerate(speedup_over_cpu(out)):
+        out[i] = dataclasses.replace(out[i], summary=out[i].summary.replace(speedup_vs_cpu=v))
+    return out

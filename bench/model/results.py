@@ -17,6 +17,7 @@ from typing import Any, Mapping
 from bench.errors import ResultFileError, UsageError
 from bench.text import printable
 from bench.model.safefile import atomic_write_bytes, atomic_write_text, read_regular
+from bench.model.summary import RunSummary
 
 SCHEMA = 1
 TOOL = "xpubench"
@@ -69,7 +70,8 @@ class RunRecord:
 
     ``status`` is ``complete``, ``running`` (being written), ``interrupted``, ``failed`` (no worker
     could start) or ``skipped`` (with the reason in ``skipped``). ``options`` are the workload
-    options the trials ran with (resume checks them).
+    options the trials ran with (resume checks them). ``summary`` is a
+    :class:`bench.model.summary.RunSummary`; a plain dict given here is converted to one.
     """
 
     workload: str
@@ -78,7 +80,7 @@ class RunRecord:
     trials: tuple[TrialRecord, ...] = ()
     samples: tuple[Mapping[str, Any], ...] = ()
     workers: tuple[Mapping[str, Any], ...] = ()
-    summary: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    summary: RunSummary = dataclasses.field(default_factory=RunSummary)
     workload_version: int = 1
     data: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     env: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -87,6 +89,10 @@ class RunRecord:
     notes: tuple[str, ...] = ()
     started_at: str = ""
     options: Mapping[str, Any] | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.summary, RunSummary):  # a producer's dict (bench.model.ratios.summarize)
+            object.__setattr__(self, "summary", RunSummary.from_dict(self.summary))
 
     @property
     def key(self) -> tuple:
@@ -116,36 +122,73 @@ def _version() -> str:
         from importlib.metadata import version
 
         return version("xpubench")
-    except Exception:  # not installed (running from a checkout)
+    except ImportError:  # PackageNotFoundError: not installed (running from a checkout)
         return "0.1.0+checkout"
 
 
 # ---------------------------------------------------------------- serialisation
 
 
-def _clean(value: Any) -> Any:
-    """JSON-safe copy: tuples to lists, non-finite floats to None."""
+def plain(value: Any) -> Any:
+    """A copy that strict JSON accepts, of any record or value: dataclasses to objects, tuples to
+    lists, NaN/inf to None, numpy scalars to numbers and numpy arrays to lists.
+
+    This and the functions below are the one path between records and JSON: result files, the
+    worker protocol's lines and pytest-benchmark's ``extra_info`` all go through it.
+    """
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, Mapping):
-        return {str(k): _clean(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [plain(v) for v in value]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _clean({f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return _clean(value.item())
-    return value
+        return plain({f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 0) == 0:  # numpy scalars
+        return plain(value.item())
+    if hasattr(value, "tolist") and callable(value.tolist):  # numpy arrays
+        return plain(value.tolist())
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    return str(value)  # an object JSON has no form for (one a workload put in ``extra``): its text
 
 
 def as_json(value: Any) -> Any:
     """A JSON-safe copy of any record (dataclasses to objects, tuples to lists, NaN to null)."""
-    return _clean(value)
+    return plain(value)
+
+
+def message_line(message: Any) -> str:
+    """One line of the worker protocol (a JSON object, no newline inside), of any value :func:`plain` takes."""
+    return json.dumps(plain(message), allow_nan=False)
+
+
+def require_json(value: Any) -> None:
+    """Raises TypeError (or ValueError for NaN) unless ``value`` is JSON as it is (a trial config must be)."""
+    json.dumps(value, allow_nan=False)
+
+
+def canonical(value: Any) -> str:
+    """One text per value, whatever its key order: to compare or group configs (``{"a": 1, "b": 2}``
+    and ``{"b": 2, "a": 1}`` give the same text; ``1`` and ``1.0`` do not)."""
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def read_message(line: str | bytes) -> dict:
+    """A worker-protocol line back to a dict (strict JSON: no NaN, no Infinity).
+
+    Raises:
+        ValueError: the line is not one JSON object (the caller records a ``protocol`` error).
+    """
+    msg = json.loads(line, parse_constant=_no_constants)
+    if not isinstance(msg, dict):
+        raise ValueError(f"a protocol line is a JSON object, not {type(msg).__name__}")
+    return msg
 
 
 def to_dict(result: Result) -> dict:
     """The JSON document of a result (the only serialisation path)."""
-    doc = _clean(result)
+    doc = plain(result)
     # key order: schema first, so `head` shows what a file is
     return {"schema": doc.pop("schema"), **doc}
 
@@ -188,16 +231,7 @@ MAX_MAGNITUDE = 1e100
 
 _NUM = (int, float)
 
-# summary keys that hold a number (or null); spreads are objects of numbers.
-_SUMMARY_NUMBERS = (
-    "trials", "failed", "wall_s", "trials_per_hour", "speedup", "efficiency", "cpu_s", "cpu_wall_ratio",
-    "per_process_cpu_wall_ratio", "throughput", "peak_tree_rss_bytes", "peak_tree_uss_bytes",
-    "peak_worker_rss_bytes", "compute_offset_s", "baseline_wall_s", "gpu_util_p50", "gpu_util_p95",
-    "gpu_mem_used_p50_bytes", "gpu_mem_used_p95_bytes", "resumed_trials",
-    # the sampler's own cost (bench.measure.sampler.Sampler.cost); absent in files written before it
-    "sampler_cpu_s", "sampler_wall_s", "sampler_cpu_share", "sampler_samples", "sampler_interval_s",
-)
-_SUMMARY_SPREADS = ("trial_wall_s", "startup_s")
+# the summary's keys and their checks: bench.model.summary (RunSummary's declared fields)
 _SAMPLE_NUMBERS = (
     "t", "tree_cpu_s", "tree_rss_bytes", "tree_uss_bytes", "processes", "sys_mem_used_bytes", "sys_mem_total_bytes",
 )
@@ -436,10 +470,8 @@ def _trial_from(d: Any, c: _Checker, where: str) -> TrialRecord:
     )
 
 
-def _summary_from(d: Mapping, c: _Checker, where: str) -> dict:
-    summary = c.get(d, "summary", dict, where, None) or {}
-    check_summary(summary, c, where + ".summary")
-    return summary
+def _summary_from(d: Mapping, c: _Checker, where: str) -> RunSummary:
+    return RunSummary.from_dict(c.get(d, "summary", dict, where, None) or {}, c, where + ".summary")
 
 
 def _run_from(d: Any, c: _Checker, where: str) -> RunRecord:
@@ -510,25 +542,6 @@ def check_machine(machine: Mapping, c: "_Checker", where: str = "machine") -> No
         elif isinstance(eff, list):
             for i, point in enumerate(c.list_of(cal, "parallel_efficiency", dict, w)):
                 c.numbers(point, ("processes", "efficiency"), f"{w}.parallel_efficiency[{i}]")
-
-
-def check_summary(summary: Mapping, c: "_Checker", where: str) -> None:
-    """Checks a run's summary: every figure a number or null, spreads and failure counts objects of numbers.
-
-    Args:
-        summary: A run's ``summary`` object.
-        c: The checker of the file.
-        where: Its place in the file, for messages.
-    """
-    c.numbers(summary, _SUMMARY_NUMBERS, where)
-    c.get(summary, "throughput_unit", str, where, None)
-    for key in _SUMMARY_SPREADS:
-        spread = c.get(summary, key, dict, where, None)
-        if spread:
-            c.numbers(spread, list(spread), f"{where}.{key}")
-    failures = c.get(summary, "failures", dict, where, None)
-    if failures:
-        c.numbers(failures, list(failures), f"{where}.failures")
 
 
 def checker(source: str) -> "_Checker":

@@ -12,10 +12,10 @@ import dataclasses
 import hashlib
 import importlib
 import importlib.util
-import json
 from typing import Any, Callable, ClassVar, Iterator, Mapping
 
 from bench.errors import UsageError, choices_error
+from bench.model.results import require_json
 
 SIZES = ("quick", "full")
 # options the command line sets for every workload (--data, --offline, --model); a workload
@@ -111,7 +111,7 @@ class Workload:
             if config["id"] in seen:
                 raise TypeError(f"{self.name}: duplicate trial id {config['id']!r}")
             seen.add(config["id"])
-            json.dumps(config)
+            require_json(config)
         return configs
 
 

@@ -270,3 +270,23 @@ def decide(requested: int, est: Estimate | None, memory: Memory, force: bool = F
         "free some memory or use --force",
         **base,
     )
+
+
+def preflight(history: Iterable[tuple[str, Any]], workload: str, size: str, strategies: Sequence[Any]) -> None:
+    """Refuses, before anything starts, a sweep of which not even one worker fits.
+
+    Args:
+        history: ``(where, RunRecord)`` pairs of earlier runs of this machine.
+        workload: Workload name.
+        size: Workload size.
+        strategies: The sweep's strategies (``device``, ``processes``).
+
+    Raises:
+        UsageError: ``memory guard: one worker needs about ...``.
+    """
+    history = list(history)
+    memory = memory_now()
+    for strategy in strategies:
+        decision = decide(strategy.processes, estimate(history, workload, size, strategy.device), memory)
+        if decision.action == "refused":
+            raise UsageError(f"memory guard: {decision.message}")

@@ -40,6 +40,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", default="quick", help=f"workload size: {' or '.join(SIZES)} (default quick)")
     p.add_argument("--processes", "-p", default="1", help="worker process counts, e.g. 1,2,4 or 1-4 (default 1)")
     p.add_argument("--device", "-d", default="cpu", help="device strategies, e.g. cpu,gpu,mirrored or all (default cpu)")
+    p.add_argument("--backend", "-b", default="tensorflow",
+                   help="Keras backends, e.g. tensorflow,jax,torch or all (= every installed one; default tensorflow)")
     p.add_argument("--threads", default=None, help="threads per worker (default: usable cores // processes)")
     p.add_argument("--out", "-o", default="results", help="directory for result files (default results/)")
     p.add_argument("--label", default=None, help="machine label recorded in the result (default: hostname)")
@@ -56,7 +58,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="bench", description="xpubench: measure Keras/TensorFlow work on 1..N processes, CPU or GPUs.")
+    parser = _Parser(prog="bench", description="xpubench: measure Keras work (TensorFlow, JAX or PyTorch backend) "
+                                                "on 1..N processes, CPU or GPUs.")
     parser.add_argument("--version", action="store_true", help="print the version")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
@@ -95,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_list(args) -> int:
+    from bench.backends.registry import backend_names, get_backend, installed_backends
     from bench.engines.devices import get_device, device_names
     from bench.model.strategy import usable_cores
     from bench.model.workload import iter_workloads
@@ -102,11 +106,25 @@ def cmd_list(args) -> int:
     print("workloads:")
     for w in iter_workloads():
         print(f"  {w.name:<16} {w.description}")
+    print("backends:")
+    installed = installed_backends()
+    for name in backend_names():
+        try:
+            version = get_backend(name).version() or "installed"
+        except UsageError as exc:  # not installed: the pip command that installs it
+            version = f"[{printable(exc, None)}]"
+        print(f"  {name:<16} {version}")
     print("devices:")
     for name in device_names():
         d = get_device(name)
-        reason = d.availability()
-        print(f"  {name:<16} {d.description}" + (f"  [unavailable: {reason}]" if reason else ""))
+        reasons = {b: d.availability(backend=b) for b in installed}  # asked of each installed backend
+        runs_on = [b for b, reason in reasons.items() if not reason]
+        if not runs_on:
+            reason = next(iter(reasons.values()), None) or "no backend installed"
+            note = f"  [unavailable: {reason}]"
+        else:
+            note = "" if runs_on == installed else f"  [{', '.join(runs_on)} only]"
+        print(f"  {name:<16} {d.description}{note}")
     print(f"processes:\n  1..N worker processes (this machine: {usable_cores()} usable cores), e.g. --processes 1,2,4")
     print("clusters:\n  ray              Ray actors, one per worker (--cluster ray; pip install 'xpubench[cluster]')")
     return 0
@@ -126,7 +144,8 @@ def _request(args, workload: str | None = None, resume: str | None = None):
     from bench.request import SweepRequest
 
     request = SweepRequest.parse(
-        workload=workload, size=args.size, processes=args.processes, devices=args.device, threads=args.threads,
+        workload=workload, size=args.size, processes=args.processes, devices=args.device, backends=args.backend,
+        threads=args.threads,
         options=args.opt, data=args.data, offline=args.offline, model=args.model,
         engine=getattr(args, "cluster", None), address=getattr(args, "address", None), label=args.label,
         sample_interval=args.sample_interval, trial_timeout=args.trial_timeout, out_dir=args.out, resume=resume,
@@ -135,6 +154,13 @@ def _request(args, workload: str | None = None, resume: str | None = None):
     for note in request.notes:
         print(f"warning: {printable(note, None)}", file=sys.stderr)
     return request
+
+
+def _where(strategy, processes: bool = True) -> str:
+    """A strategy in a progress sentence (:func:`bench.console.strategy_text`)."""
+    from bench.console import strategy_text
+
+    return strategy_text(strategy, processes)
 
 
 class _Reporter:
@@ -160,7 +186,8 @@ class _Reporter:
         self.inner.stop()
 
     def on_memory_probe(self, strategy, trial, **_):
-        self.say(f"memory guard: no memory figure for {strategy.device} workers yet; measuring trial {trial} alone first")
+        self.say(f"memory guard: no memory figure for {_where(strategy, False)} workers yet; "
+                 f"measuring trial {trial} alone first")
 
     def on_memory_guard(self, decision, strategy, **_):
         if decision.warn:
@@ -168,16 +195,15 @@ class _Reporter:
 
     def on_strategy_start(self, strategy, trials, resumed=0, **_):
         if resumed:
-            self.say(f"resume: {resumed} of {trials} trials of {strategy.device} × {strategy.processes} proc "
+            self.say(f"resume: {resumed} of {trials} trials of {_where(strategy)} "
                      f"already finished; running {trials - resumed}")
 
     def on_resume_superseded(self, strategy, old, new, **_):
-        self.say(f"warning: resume: workload version {old} -> {new}: every {strategy.device} × {strategy.processes} proc "
+        self.say(f"warning: resume: workload version {old} -> {new}: every {_where(strategy)} "
                  "trial runs again (the old records stay in the file)", style="yellow")
 
     def on_strategy_failed(self, strategy, reason, trials=0, **_):
-        self.say(f"failed: {strategy.device} × {strategy.processes} proc: {reason}; {trials} trials recorded as not run",
-                 style="red")
+        self.say(f"failed: {_where(strategy)}: {reason}; {trials} trials recorded as not run", style="red")
         progress = getattr(self.inner, "progress", None)
         if progress is not None:
             progress.update(self.inner.task, advance=trials)
@@ -404,9 +430,10 @@ def cmd_compare(args) -> int:
 
 def _calibration_env(threads: int) -> dict[str, str]:
     """A calibration process's environment: the worker environment for ``threads`` threads."""
+    from bench.backends.registry import default_backend
     from bench.engines.childenv import child_env
 
-    return child_env(threads, 1)
+    return child_env(threads, 1, backend=default_backend())
 
 
 def cmd_calibrate(args) -> int:

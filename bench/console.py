@@ -18,6 +18,7 @@ from rich.text import Text
 
 from bench.model.ratios import mean_quality
 from bench.model.results import Result, RunRecord
+from bench.model.strategy import DEFAULT_BACKEND, backend_label
 from bench.model.summary import RunSummary
 from bench.text import printable
 from reports import fmt
@@ -53,6 +54,19 @@ def value(v: object) -> str:
     return escape(printable(v))
 
 
+def strategy_text(strategy, processes: bool = True) -> str:
+    """A strategy in a progress line: ``cpu × 2 proc``, with its backend when not tensorflow
+    (``cpu × 2 proc (jax)``); values escaped by the caller.
+
+    Args:
+        strategy: A :class:`bench.model.strategy.Strategy`.
+        processes: Include the process count.
+    """
+    text = f"{strategy.device} × {strategy.processes} proc" if processes else str(strategy.device)
+    backend = getattr(strategy, "backend", DEFAULT_BACKEND)
+    return text if backend == DEFAULT_BACKEND else f"{text} ({backend})"
+
+
 def _fmt(v, spec: str = ".2f", unit: str = "") -> str:
     if v is None:
         return "–"
@@ -83,6 +97,7 @@ def _quality(r: RunRecord) -> str:
 
 # (header, getter of (run, its summary), shown only when some run has a value)
 _COLUMNS = [
+    ("backend", lambda r, s: r.backend, False),
     ("device", lambda r, s: str(r.strategy.get("device")), False),
     ("procs", lambda r, s: str(r.strategy.get("processes")), False),
     ("threads", lambda r, s: str(r.strategy.get("threads_per_process")), False),
@@ -98,6 +113,8 @@ _COLUMNS = [
     ("start-up s", lambda r, s: _fmt((s.startup_s or {}).get("median"), ".1f"), False),
     ("vs cpu", lambda r, s: None if s.speedup_vs_cpu is None or r.strategy.get("device") == "cpu"
      else fmt.times(s.speedup_vs_cpu), True),
+    ("vs tensorflow", lambda r, s: None if s.speedup_vs_tensorflow is None or r.backend == DEFAULT_BACKEND
+     else fmt.times(s.speedup_vs_tensorflow), True),
     ("GPU util p50/p95", lambda r, s: None if s.gpu_util_p50 is None
      else f"{s.gpu_util_p50:.0f} / {s.gpu_util_p95 or 0:.0f} %", True),
     ("energy/trial", lambda r, s: _energy(s), True),
@@ -108,15 +125,23 @@ _COLUMNS = [
 
 def runs_table(runs: Sequence[RunRecord], title: str = "") -> Table:
     """One row per strategy: wall, trial spread, trials/hour, speedup, efficiency, CPU/wall,
-    throughput, peak memory, start-up, quality; device, GPU and energy columns when measured."""
+    throughput, peak memory, start-up, quality; device, GPU and energy columns when measured.
+
+    The backend column (and "vs tensorflow", the recorded ``speedup_vs_tensorflow``) appears when
+    some run is not a tensorflow run: a sweep of tensorflow alone prints the table it always did.
+    """
     done = [r for r in runs if r.status != "skipped"]
-    columns = [c for c in _COLUMNS if not c[2] or any(c[1](r, r.summary) is not None for r in done)]
+    backends = any(r.backend != DEFAULT_BACKEND for r in runs)
+    columns = [c for c in _COLUMNS if (c[0] != "backend" or backends)
+               and (not c[2] or any(c[1](r, r.summary) is not None for r in done))]
     table = Table(title=cell(title) if title else None, show_lines=False)
     for header, _, _ in columns:
-        table.add_column(header, justify="left" if header in ("device", "quality") else "right", no_wrap=True)
+        table.add_column(header, justify="left" if header in ("backend", "device", "quality") else "right",
+                         no_wrap=True)
     for r in runs:
         if r.status == "skipped":
-            row = [str(r.strategy.get("device")), str(r.strategy.get("processes")), "", f"skipped: {r.skipped}"]
+            row = ([r.backend] if backends else []) + [
+                str(r.strategy.get("device")), str(r.strategy.get("processes")), "", f"skipped: {r.skipped}"]
             table.add_row(*map(cell, row), *[""] * (len(columns) - len(row)))
             continue
         table.add_row(*[cell(get(r, r.summary) or "–") for _, get, _ in columns])  # values are text, not markup
@@ -147,7 +172,7 @@ def predict_modes_output(runs: Sequence[RunRecord]) -> list:
         table.add_column(h, justify="left" if h == "mode" else "right", no_wrap=True)
     out: list = [table]
     for r in done:
-        where = f"{r.strategy.get('device')}×{r.strategy.get('processes')}p"
+        where = backend_label(r.backend, f"{r.strategy.get('device')}×{r.strategy.get('processes')}p")
         for m in pr.mode_rows(r):
             ratio = pr.times(m["ratio"]) + (" (baseline)" if m["baseline"] else "")
             cells = ([where] if multi else []) + [
@@ -277,14 +302,14 @@ class ConsoleReporter:
             self.progress.update(self.task, advance=n, **kw)
 
     def on_strategy_start(self, strategy, trials, resumed=0, **_):
-        self._advance(resumed, f"{value(strategy.device)} × {value(strategy.processes)} proc: starting workers")
+        self._advance(resumed, f"{value(strategy_text(strategy))}: starting workers")
 
     def on_workers_ready(self, strategy, workers, **_):
-        self._advance(0, f"{value(strategy.device)} × {value(strategy.processes)} proc")
+        self._advance(0, value(strategy_text(strategy)))
 
     def on_strategy_skipped(self, strategy, reason, trials, **_):
         self._advance(trials)
-        self.console.print(f"[yellow]skipped[/] {value(strategy.device)}: {value(reason)}")
+        self.console.print(f"[yellow]skipped[/] {value(strategy_text(strategy, processes=False))}: {value(reason)}")
 
     def on_trial_done(self, trial, strategy, **_):
         self._advance(1)

@@ -1,7 +1,8 @@
 """One sweep's request, parsed and validated once: the one path from ``bench run``, ``bench suite``
 and the pytest plugin's ``xpu`` fixture to :class:`bench.sweep.sweep.Sweep`.
 
-Every front door gives :meth:`SweepRequest.parse` the values as it has them (text from a command
+A sweep runs one strategy per (Keras backend, device, process count). Every front door gives
+:meth:`SweepRequest.parse` the values as it has them (text from a command
 line or an ini file, or Python values from a fixture call); bad input raises
 :class:`bench.errors.UsageError`, one line naming the bad value and the valid choices, before
 anything is created or started. The error carries ``field`` (which value was bad), so a front
@@ -116,6 +117,63 @@ def parse_device_list(text: Any, require_available: bool = True) -> tuple[str, .
     return tuple(out)
 
 
+def parse_backend_list(text: Any) -> tuple[str, ...]:
+    """Keras backends (``tensorflow,jax``, ``all`` = the installed ones, or a list), each known and
+    installed (:func:`bench.backends.registry.parse_backends`).
+
+    Args:
+        text: Comma-separated names, ``all``, or a list/tuple of names (None: tensorflow).
+
+    Raises:
+        UsageError: empty list, unknown backend (with the choices), one that is not installed
+            (with the pip command).
+    """
+    from bench.backends.registry import parse_backends
+    from bench.backends.registry import default_backend
+
+    return tuple(parse_backends(default_backend() if text is None else text))
+
+
+def explicit_devices(text: Any) -> tuple[str, ...]:
+    """The device specs a device list names itself (``all`` left out: what it expands to is
+    skipped, with the reason, where it cannot run).
+
+    Args:
+        text: The comma-separated specs (None: ``cpu``).
+    """
+    text = "cpu" if text is None else str(text)
+    return tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip() and p.strip() != "all"))
+
+
+def combination_reason(backend: str, device: str) -> str | None:
+    """Why ``device`` cannot run with ``backend`` here (None: it can): the device strategy's
+    ``availability(backend)``, which asks the backend first (``Backend.supports``), then this machine.
+
+    Args:
+        backend: Backend name (known and installed).
+        device: Device spec.
+    """
+    from bench.engines.devices import get_device
+
+    return get_device(device).availability(backend=backend) or None
+
+
+def _check_combinations(devices: Any, backends: Sequence[str]) -> None:
+    """Every explicitly named device must run with every backend here (``bench run``): one line
+    naming both when a backend cannot run a device, the device's own reason when it is not here."""
+    from bench.backends.registry import get_backend
+    from bench.engines.devices import get_device
+
+    for device in explicit_devices(devices):
+        for backend in backends:
+            reason = get_backend(backend).supports(device)
+            if reason:
+                raise UsageError(f"device {device!r} cannot run on backend {backend!r}: {reason}")
+            reason = get_device(device).availability(backend=backend)
+            if reason:
+                raise UsageError(reason)
+
+
 def _options(options: Sequence[str] | Mapping[str, Any] | None, data: str | None, offline: bool,
              model: str | None) -> dict[str, str]:
     from bench.model.workload import parse_options
@@ -145,6 +203,7 @@ class SweepRequest:
         size: ``quick`` or ``full``.
         processes: Worker process counts, ascending.
         devices: Device strategy specs.
+        backends: Keras backends (known and installed), in the order given.
         threads: Threads per worker (None: usable cores // processes).
         options: Workload options (``key=value``, plus ``data``, ``offline``, ``model``); read-only.
         engine: Execution engine (``local``, ``ray``).
@@ -164,6 +223,7 @@ class SweepRequest:
     size: str = "quick"
     processes: tuple[int, ...] = (1,)
     devices: tuple[str, ...] = ("cpu",)
+    backends: tuple[str, ...] = ("tensorflow",)
     threads: int | None = None
     options: Mapping[str, str] = dataclasses.field(default_factory=dict)
     engine: str = "local"
@@ -186,6 +246,7 @@ class SweepRequest:
         size: Any = "quick",
         processes: Any = None,
         devices: Any = "cpu",
+        backends: Any = None,
         threads: Any = None,
         options: Sequence[str] | Mapping[str, Any] | None = None,
         data: str | None = None,
@@ -211,6 +272,7 @@ class SweepRequest:
             size: ``quick`` or ``full`` (None: quick).
             processes: ``1,2,4``, ``1-4``, an int or a list (None: :func:`default_processes`).
             devices: ``cpu,gpu``... or ``all`` (None: cpu).
+            backends: ``tensorflow,jax,torch``, ``all`` (the installed ones) or a list (None: tensorflow).
             threads: Threads per worker, text or int (None: derived from the process count).
             options: ``key=value`` texts, or a mapping already split.
             data: A dataset file (must exist); recorded as the ``data`` option, resolved.
@@ -227,7 +289,9 @@ class SweepRequest:
             resume: A result file to continue (loaded here; the sweep checks that it matches).
             force: The sweep's ``force``.
             command: The command line to record.
-            require_available: See :func:`parse_device_list`.
+            require_available: See :func:`parse_device_list`; also, a named device a backend
+                cannot run (``Backend.supports``), or cannot run here, is an error (False: such
+                combinations are skipped later with the reason, see :meth:`unavailable`).
             names: How the caller names ``processes``, ``sample_interval``, ``engine`` and
                 ``address`` in messages (default :data:`DEFAULT_NAMES`).
 
@@ -252,8 +316,12 @@ class SweepRequest:
                 raise UsageError(f"{names['address']} {address!r} needs {names['engine']} (choose from: ray)")
         with _about("size"):
             size = _size(size)
+        with _about("backends"):
+            backend_names = parse_backend_list(backends)
         with _about("devices"):
-            device_specs = parse_device_list(devices, require_available)
+            device_specs = parse_device_list(devices, require_available=False)
+            if require_available:
+                _check_combinations(devices, backend_names)
         with _about("processes"):
             counts, notes = _processes(processes, names["processes"])
         with _about("threads"):
@@ -274,8 +342,8 @@ class SweepRequest:
             with _about("resume"):
                 loaded = results.load(resume)
         request = cls(
-            workload=workload, size=size, processes=counts, devices=device_specs, threads=threads,
-            options=types.MappingProxyType(opts), engine=engine or "local",
+            workload=workload, size=size, processes=counts, devices=device_specs, backends=backend_names,
+            threads=threads, options=types.MappingProxyType(opts), engine=engine or "local",
             engine_options=types.MappingProxyType({"address": address} if address else {}), label=label,
             sample_interval=interval, trial_timeout=trial_timeout,
             out_dir=None if out_dir is None else str(out_dir), resume_path=None if resume is None else str(resume),
@@ -326,17 +394,23 @@ class SweepRequest:
         return dataclasses.replace(self, workload=workload, resume_path=resume_path, resume=resume).checked()
 
     def strategies(self) -> list:
-        """The strategies to run: every device × every process count, threads capped."""
+        """The strategies to run: every backend × every device × every process count, threads capped."""
         from bench.model.strategy import make_strategies
 
-        return make_strategies(list(self.devices), list(self.processes), self.threads)
+        return make_strategies(list(self.devices), list(self.processes), self.threads, list(self.backends))
 
     def unavailable(self) -> dict[str, str]:
-        """Devices of this request this machine cannot run: spec -> the reason (one line)."""
-        from bench.engines.devices import get_device
+        """Devices of this request this machine cannot run with (one of) its backends: spec -> the
+        reason (one line; the first backend that cannot run it)."""
+        out: dict[str, str] = {}
+        for (backend, device), reason in self.unavailable_pairs().items():
+            out.setdefault(device, reason)
+        return out
 
-        reasons = {d: get_device(d).availability() for d in self.devices}
-        return {d: r for d, r in reasons.items() if r}
+    def unavailable_pairs(self) -> dict[tuple[str, str], str]:
+        """(backend, device) combinations of this request that cannot run here: -> the reason."""
+        reasons = {(b, d): combination_reason(b, d) for b in self.backends for d in self.devices}
+        return {k: r for k, r in reasons.items() if r}
 
     def sweep_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of :class:`bench.sweep.sweep.Sweep` (and ``run_sweep``) after

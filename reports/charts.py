@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from bench.model import ratios
+from bench.model.strategy import backend_label
 from reports.fmt import ok
 
 DPI = 80
@@ -96,8 +97,8 @@ def _int_x(ax) -> None:
 
 
 def _group_name(key: Sequence, multi_label: bool) -> str:
-    label, _workload, size, device = key
-    parts = ([str(label)] if multi_label else []) + [str(device), str(size)]
+    label, _workload, size, backend, device = key
+    parts = ([str(label)] if multi_label else []) + [backend_label(str(backend), str(device)), str(size)]
     return " / ".join(parts)
 
 
@@ -110,7 +111,7 @@ def speedup_chart(workload: str, scaling: pd.DataFrame) -> Chart:
     xs = np.linspace(1, max(n_max, 2), 100)
     ax.plot(xs, xs, color="#999", ls=":", lw=1, label="ideal N×")
     ax2.axhline(1.0, color="#999", ls=":", lw=1, label="ideal")
-    groups = [(k, g) for k, g in scaling.groupby(["label", "workload", "size", "device"], sort=False)
+    groups = [(k, g) for k, g in scaling.groupby(["label", "workload", "size", "backend", "device"], sort=False)
               if g["processes"].nunique() > 1]
     for i, (key, g) in enumerate(groups):
         c = COLORS[i % len(COLORS)]
@@ -151,7 +152,7 @@ def cpu_wall_chart(workload: str, scaling: pd.DataFrame) -> Chart:
     multi = scaling["label"].nunique() > 1
     n_max = int(scaling["processes"].max())
     ax.plot([1, max(n_max, 2)], [1, max(n_max, 2)], color="#999", ls=":", lw=1, label="N cores busy")
-    groups = [(k, g) for k, g in scaling.groupby(["label", "workload", "size", "device"], sort=False)
+    groups = [(k, g) for k, g in scaling.groupby(["label", "workload", "size", "backend", "device"], sort=False)
               if g["processes"].nunique() > 1]
     for i, (key, g) in enumerate(groups):
         c = COLORS[i % len(COLORS)]

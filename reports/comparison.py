@@ -18,11 +18,12 @@ import pandas as pd
 
 from bench.errors import UsageError
 from bench.model import ratios
+from bench.model.strategy import DEFAULT_BACKEND, backend_label
 from reports.fmt import DASH, money, ok, seconds, times
 from reports.load import Inputs
 from reports.tables import measured
 
-KEYS = ["workload", "size", "device", "engine", "processes"]
+KEYS = ["workload", "size", "backend", "device", "engine", "processes"]
 
 
 def parse_prices(texts: Sequence[str]) -> dict[str, float]:
@@ -108,9 +109,10 @@ def machines_table(df: pd.DataFrame, labels: Sequence[str], prices: Mapping[str,
         by = {r.label: r for r in g.itertuples()}
         if ref not in by or len(by) < 2:
             continue
-        workload, size, device, engine, procs = key
-        row = {"workload": workload, "size": size, "device": device, "engine": engine, "processes": int(procs),
-               "strategy": _strategy(device, procs, engine), "unit": by[ref].unit, "best": False}
+        workload, size, backend, device, engine, procs = key
+        row = {"workload": workload, "size": size, "backend": backend, "device": device, "engine": engine,
+               "processes": int(procs), "strategy": _strategy(device, procs, engine, backend), "unit": by[ref].unit,
+               "best": False}
         rows.append(_fill(row, by, labels, prices))
     # the fastest strategy of each machine, when some machine measured more than one
     agg["per_trial"] = agg["wall"] / agg["ok_trials"]
@@ -119,8 +121,8 @@ def machines_table(df: pd.DataFrame, labels: Sequence[str], prices: Mapping[str,
         if ref not in by or len(by) < 2 or g.groupby("label").size().max() < 2:
             continue
         by = {k: _Row(**v[["label", "wall", "ok_trials", "samples", "throughput", "quality", "threads"]].to_dict(),
-                      strategy=_strategy(v["device"], v["processes"], v["engine"])) for k, v in by.items()}
-        row = {"workload": workload, "size": size, "device": "", "engine": "", "processes": 0,
+                      strategy=_strategy(v["device"], v["processes"], v["engine"], v["backend"])) for k, v in by.items()}
+        row = {"workload": workload, "size": size, "backend": "", "device": "", "engine": "", "processes": 0,
                "strategy": "fastest: " + " | ".join(by[lab].strategy if lab in by else "–" for lab in labels),
                "unit": "", "best": True}
         rows.append(_fill(row, by, labels, prices))
@@ -139,8 +141,8 @@ class _Row:
     strategy: str = ""
 
 
-def _strategy(device, processes, engine) -> str:
-    return f"{device}×{int(processes)}p" + (f" {engine}" if engine != "local" else "")
+def _strategy(device, processes, engine, backend=DEFAULT_BACKEND) -> str:
+    return backend_label(backend, f"{device}×{int(processes)}p" + (f" {engine}" if engine != "local" else ""))
 
 
 def _fill(row: dict, by: Mapping, labels: Sequence[str], prices: Mapping[str, float]) -> dict:

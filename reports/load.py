@@ -22,6 +22,7 @@ from bench.model import results
 from bench.errors import ResultFileError, UsageError
 from bench.model.ratios import mean_quality, number
 from bench.model.results import SCHEMA, TrialRecord
+from bench.model.strategy import DEFAULT_BACKEND, backend_label, backend_of
 from bench.model.summary import RunSummary
 from bench.text import printable
 from reports import fmt
@@ -44,6 +45,7 @@ class Run:
         processes: Worker processes (or Ray tasks at once).
         threads: Threads per process, when recorded.
         engine: ``local`` or ``ray``.
+        backend: The Keras backend (``tensorflow`` for a run recorded without one).
         status: ``complete``, ``skipped``, ``running``, ``interrupted`` or ``failed``.
         skipped: Why the strategy was skipped, if it was.
         summary: The run's summary (a :class:`bench.model.summary.RunSummary`; a dict is converted).
@@ -65,6 +67,7 @@ class Run:
     processes: int
     threads: int | None = None
     engine: str = "local"
+    backend: str = DEFAULT_BACKEND
     status: str = "complete"
     skipped: str | None = None
     summary: RunSummary = dataclasses.field(default_factory=RunSummary)
@@ -82,7 +85,12 @@ class Run:
 
     @property
     def strategy(self) -> str:
-        """A short strategy name, e.g. ``cpu×2p×1t`` or ``cpu×4p ray``."""
+        """A short strategy name, e.g. ``cpu×2p×1t``, ``cpu×4p ray`` or (not tensorflow) ``jax:cpu×2p×1t``."""
+        return backend_label(self.backend, self.plain_strategy)
+
+    @property
+    def plain_strategy(self) -> str:
+        """The strategy name without its backend (``cpu×2p×1t`` whatever the backend)."""
         text = f"{self.device}×{self.processes}p"
         if self.threads:
             text += f"×{self.threads}t"
@@ -218,6 +226,7 @@ def from_result(result: results.Result, path: str, order: int = 0) -> Source:
                 processes=int(s["processes"]),
                 threads=threads if isinstance(threads, int) and not isinstance(threads, bool) else None,
                 engine=shown_name(s.get("engine") or "local"),
+                backend=shown_name(r.backend),
                 status=shown_name(r.status),
                 skipped=r.skipped,
                 summary=r.summary,
@@ -284,7 +293,7 @@ def _pb_run(xb: Any, bench: Mapping, path: str, where: str, label: str, created:
     summary = RunSummary.from_dict(xb.get("summary") or {}, c, where + ".summary")
     for key in ("size", "status", "skipped"):
         c.get(xb, key, str, where, None)
-    for key in ("device", "engine"):
+    for key in ("device", "engine", "backend"):
         c.get(strategy, key, str, where + ".strategy", None)
     if strategy.get("threads_per_process") is not None:
         c.count(strategy, "threads_per_process", where + ".strategy", minimum=1)
@@ -303,6 +312,7 @@ def _pb_run(xb: Any, bench: Mapping, path: str, where: str, label: str, created:
         processes=processes,
         threads=threads if isinstance(threads, int) and not isinstance(threads, bool) else None,
         engine=shown_name(strategy.get("engine") or "local"),
+        backend=shown_name(backend_of(strategy)),
         status=shown_name(xb.get("status") or "complete"),
         skipped=xb.get("skipped") if isinstance(xb.get("skipped"), str) else None,
         summary=summary,

@@ -24,6 +24,7 @@ import math
 import statistics
 from typing import Any, Iterable, Mapping, Sequence
 
+from bench.model.strategy import DEFAULT_BACKEND, backend_label
 from reports import fmt
 from reports.fmt import num, ok
 
@@ -46,11 +47,13 @@ def _processes(run: Any) -> int:
 
 
 def _device(run: Any) -> str:
+    """The run's device, prefixed with its backend unless tensorflow (``cpu``, ``jax:cpu``)."""
     device = getattr(run, "device", None)  # reports.load.Run
-    if isinstance(device, str):
-        return device
-    strategy = getattr(run, "strategy", None)  # a RunRecord
-    return str(strategy.get("device") or "") if isinstance(strategy, Mapping) else ""
+    if not isinstance(device, str):
+        strategy = getattr(run, "strategy", None)  # a RunRecord
+        device = str(strategy.get("device") or "") if isinstance(strategy, Mapping) else ""
+    backend = getattr(run, "backend", DEFAULT_BACKEND)  # Run field or RunRecord property
+    return backend_label(backend if isinstance(backend, str) else DEFAULT_BACKEND, device)
 
 
 def _label(run: Any) -> str:
@@ -386,7 +389,7 @@ def predict_frame(inputs: Any):
         declared = baseline_declared(run)
         for r in mode_rows(run):
             rows.append({
-                "label": run.label, "size": run.size, "device": run.device, "processes": run.processes,
+                "label": run.label, "size": run.size, "device": _device(run), "processes": run.processes,
                 "strategy": run.strategy, "model": ",".join(sorted({str(t.extra.get("model")) for t in run.ok_trials})),
                 "mode": r["mode"], "batch": float(r["batch"]) if ok(r["batch"]) else math.nan,
                 "mode_label": r["mode_label"], "task": r["task"] or "", "per_row": r["per_row"],

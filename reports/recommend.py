@@ -67,7 +67,7 @@ def _sentence(parts: list[str]) -> str:
 
 def _recommend_one(label: str, workload: str, size: str, g: pd.DataFrame, machine: Mapping[str, Any]) -> Recommendation:
     agg = (
-        g.groupby(["device", "engine", "processes"], sort=False)
+        g.groupby(["backend", "device", "engine", "processes"], sort=False)
         .agg(strategy=("strategy", "first"), tph=("trials_per_hour", "median"), wall=("wall_s", "median"),
              ratio=("cpu_wall_ratio", "median"), gpu50=("gpu_util_p50", "median"))
         .reset_index()
@@ -79,7 +79,7 @@ def _recommend_one(label: str, workload: str, size: str, g: pd.DataFrame, machin
     ram = machine.get("ram_bytes")
     max_fit = memory_max_processes(peak, ram)
     parts: list[str] = []
-    local = agg[(agg["engine"] == "local") & (agg["device"] == best["device"])]
+    local = agg[(agg["engine"] == "local") & (agg["device"] == best["device"]) & (agg["backend"] == best["backend"])]
     base = local[local["processes"] == 1]
     base_wall = float(base["wall"].iloc[0]) if len(base) else math.nan
     if len(agg) == 1:
@@ -107,7 +107,7 @@ def _recommend_one(label: str, workload: str, size: str, g: pd.DataFrame, machin
         if best["device"] == "cpu" and float(worst["gpu50"]) < LOW_GPU_UTIL:
             parts.append(f"GPU utilisation p50 was {float(worst['gpu50']):.0f} %: batch too small to feed the GPU")
         elif best["device"] != "cpu":
-            cpu = agg[agg["device"] == "cpu"]
+            cpu = agg[(agg["device"] == "cpu") & (agg["backend"] == best["backend"])]
             if len(cpu):
                 parts.append(f"the GPU ran {float(best['tph']) / float(cpu['tph'].max()):.1f}× the best CPU strategy "
                              f"at {float(best['gpu50']):.0f} % utilisation (p50)")

@@ -14,6 +14,7 @@ import pandas as pd
 
 from bench.model import ratios
 from bench.model.results import _version
+from bench.model.strategy import DEFAULT_BACKEND, backend_label
 from reports import charts as ch
 from reports import fmt
 from reports.comparison import machines_table, table_cells, timing_cells, timings_table
@@ -23,7 +24,7 @@ from reports.html import Section, Table, render
 from reports.load import PYTEST_BENCHMARK, Inputs, Run
 from reports.recommend import HEADROOM, recommend
 from reports.tables import (
-    calibration, cluster_frame, devices_frame, runs_frame, scaling_frame, timings_frame,
+    backends_frame, calibration, cluster_frame, devices_frame, runs_frame, scaling_frame, timings_frame,
 )
 from reports import predict as pr
 
@@ -91,6 +92,26 @@ def _calibration_text(machine: Mapping[str, Any]) -> str:
     return text or fmt.DASH
 
 
+def backends_text(machine: Mapping[str, Any]) -> str:
+    """The fingerprint's installed Keras backends (``backends``): ``jax 0.10.2; torch 2.13.0+cpu``,
+    with CUDA/cuDNN where the build says; a dash for a fingerprint written before backends.
+
+    Args:
+        machine: A machine fingerprint.
+    """
+    backends = machine.get("backends")
+    if not isinstance(backends, Mapping):
+        return fmt.DASH
+    parts = []
+    for name, info in backends.items():
+        info = info if isinstance(info, Mapping) else {}
+        build = info.get("build") if isinstance(info.get("build"), Mapping) else {}
+        built = [f"{label} {build[key]}" for key, label in (("cuda", "CUDA"), ("cudnn", "cuDNN"), ("rocm", "ROCm"))
+                 if isinstance(build.get(key), (str, int, float)) and not isinstance(build.get(key), bool)]
+        parts.append(f"{name} {fmt.plain(info.get('version'))}" + (f" ({', '.join(built)})" if built else ""))
+    return "; ".join(parts) or fmt.DASH
+
+
 def machines_table_html(inputs: Inputs) -> Table:
     """One row per machine label: the fingerprint facts that make results comparable."""
     rows = []
@@ -101,13 +122,13 @@ def machines_table_html(inputs: Inputs) -> Table:
         threads = m.get("thread_env") if isinstance(m.get("thread_env"), Mapping) else {}
         rows.append([
             label, fmt.plain(m.get("cpu")), cores, fmt.nbytes(m.get("ram_bytes")), fmt.plain(m.get("os")),
-            fmt.plain(m.get("python")), fmt.plain(m.get("tensorflow")), fmt.plain(m.get("keras")),
+            fmt.plain(m.get("python")), fmt.plain(m.get("tensorflow")), fmt.plain(m.get("keras")), backends_text(m),
             ", ".join(versions), _gpus(m), ", ".join(f"{k}={v}" for k, v in threads.items()) or fmt.DASH,
             _calibration_text(m),
         ])
     return Table(
         columns=["machine", "CPU", "cores phys/logical/usable", "RAM", "OS", "Python", "TensorFlow", "Keras",
-                 "xpubench", "GPUs", "thread env", "calibration"],
+                 "Keras backends", "xpubench", "GPUs", "thread env", "calibration"],
         rows=rows, caption="Machine fingerprints",
     )
 
@@ -266,15 +287,17 @@ def scaling_sections(sc: pd.DataFrame, charts: _Charts) -> list[Section]:
     speed, cpu = [], []
     has_gflops = sc["gflops"].notna().any()
     for workload, g in sc.groupby("workload", sort=False):
-        multi_n = any(gg["processes"].nunique() > 1 for _, gg in g.groupby(["label", "size", "device"], sort=False))
+        groups = ["label", "size", "backend", "device"]
+        multi_n = any(gg["processes"].nunique() > 1 for _, gg in g.groupby(groups, sort=False))
         intro, notes = [], []
-        for key, gg in g.groupby(["label", "size", "device"], sort=False):
+        for key, gg in g.groupby(groups, sort=False):
             f = gg["serial_fraction"].iloc[0]
             counts = sorted({int(n) for n in gg["processes"]} | ({1} if gg["speedup"].notna().any() else set()))
+            where = f"{key[0]} / {backend_label(key[2], key[3])} / {key[1]}"
             if fmt.ok(f):
-                intro.append(f"{key[0]} / {key[2]} / {key[1]}: {amdahl_sentence(f, len(counts))}.")
+                intro.append(f"{where}: {amdahl_sentence(f, len(counts))}.")
             elif len(counts) > 1:
-                intro.append(f"{key[0]} / {key[2]} / {key[1]}: no Amdahl fit: it needs at least "
+                intro.append(f"{where}: no Amdahl fit: it needs at least "
                              f"{ratios.AMDAHL_MIN_COUNTS} distinct process counts and "
                              f"{', '.join(map(str, counts))} were measured (one point would fit any curve); run "
                              "with more counts, e.g. --processes 1,2,4, to estimate the serial fraction.")
@@ -288,8 +311,8 @@ def scaling_sections(sc: pd.DataFrame, charts: _Charts) -> list[Section]:
             cols += ["GFLOP/s", "share of peak"]
         rows = []
         for r in g.itertuples():
-            cells = [r.label, r.size, r.device, str(r.processes), str(r.n), fmt.seconds(r.wall_s), fmt.times(r.speedup),
-                     fmt.pct(r.efficiency)]
+            cells = [r.label, r.size, backend_label(r.backend, r.device), str(r.processes), str(r.n),
+                     fmt.seconds(r.wall_s), fmt.times(r.speedup), fmt.pct(r.efficiency)]
             cells += [fmt.pct(r.ceiling), fmt.pct(r.eff_vs_ceiling)] if fmt.ok(r.ceiling) else ["not measured"] * 2
             cells += [fmt.num(r.cpu_wall_ratio), fmt.num(r.per_proc_ratio), f"{fmt.num(r.throughput)} {r.unit}"]
             if has_gflops:
@@ -320,7 +343,7 @@ def timeline_section(inputs: Inputs, charts: _Charts) -> Section | None:
     latest: dict[tuple, Run] = {}
     for r in inputs.runs:
         if r.samples and r.status in ("complete", "interrupted"):
-            latest[(r.label, r.workload, r.size, r.device, r.engine, r.processes)] = r
+            latest[(r.label, r.workload, r.size, r.backend, r.device, r.engine, r.processes)] = r
     if not latest:
         return None
     chosen = sorted(latest.values(), key=lambda r: r.order)
@@ -355,6 +378,48 @@ def devices_section(df: pd.DataFrame, charts: _Charts) -> Section | None:
         sec.tables.append(Table(caption=title, columns=["strategy", "time/trial", "throughput", "quality",
                                                         "GPU util p50", "GPU util p95"], rows=rows, numeric=(1, 2, 4, 5)))
     return sec
+
+
+def backends_section(df: pd.DataFrame) -> Section | None:
+    """The same workload and strategy on each Keras backend, side by side (:func:`reports.tables.backends_frame`):
+    wall, throughput, the recorded speedup over tensorflow, and the mean quality beside it. None
+    unless some workload was measured on more than one backend on one machine.
+
+    Args:
+        df: The report's runs frame.
+    """
+    bf = backends_frame(df)
+    if bf.empty:
+        return None
+    sec = Section(id="backends", title="Backends",
+                  intro=["The same workload and strategy on each Keras backend. 'vs tensorflow' is the recorded "
+                         "speedup: the wall of the tensorflow run with the same device, processes and threads over "
+                         "this run's wall (> 1×: faster than tensorflow). Quality is the mean over each run's "
+                         "finished trials, beside the timing, so a faster backend is seen to learn the same thing: "
+                         "the same seed gives each backend its own initial weights and random streams, so small "
+                         "differences are expected."])
+    for (label, workload, size), g in bf.groupby(["label", "workload", "size"], sort=False):
+        rows = []
+        for r in g.itertuples():
+            strategy = f"{r.device}×{int(r.processes)}p" + (f"×{int(r.threads)}t" if fmt.ok(r.threads) else "")
+            strategy += f" {r.engine}" if r.engine != "local" else ""
+            vs = fmt.times(r.speedup_vs_tensorflow) if fmt.ok(r.speedup_vs_tensorflow) else fmt.DASH
+            if r.backend == DEFAULT_BACKEND and fmt.ok(r.speedup_vs_tensorflow):
+                vs += " (baseline)"
+            rows.append([strategy, r.backend, str(r.n), fmt.seconds(r.wall_s),
+                         f"{fmt.num(r.throughput)} {r.unit}" if fmt.ok(r.throughput) else fmt.DASH, vs,
+                         r.quality_text or fmt.DASH])
+        sec.tables.append(Table(caption=f"{workload} ({size}) on {label}: backends side by side",
+                                columns=["strategy", "backend", "runs", "wall", "throughput", "vs tensorflow",
+                                         "quality (mean)"], rows=rows, numeric=(2, 3, 4, 5)))
+        if g.groupby(BACKEND_STRATEGY, sort=False, dropna=False)["backend"].nunique().max() < 2:
+            sec.notes.append(f"{workload} ({size}) on {label}: no strategy was measured on two backends, so no "
+                             "speedup over tensorflow: run the same --device and --processes with --backend "
+                             "tensorflow,jax.")
+    return sec
+
+
+BACKEND_STRATEGY = ["device", "engine", "processes", "threads"]
 
 
 def predict_section(inputs: Inputs, charts: _Charts) -> Section | None:
@@ -549,7 +614,8 @@ def build(inputs: Inputs, prices: Mapping[str, float] | None = None, title: str 
     sections += config_sections(inputs, charts)
     sections += scaling_sections(sc, charts)
     sections += [
-        timeline_section(inputs, charts), devices_section(df, charts), predict_section(inputs, charts),
+        timeline_section(inputs, charts), devices_section(df, charts), backends_section(df),
+        predict_section(inputs, charts),
         cluster_section(df, charts), timings_section(inputs, charts),
     ]
     context = {

@@ -15,16 +15,17 @@ from typing import Any, Mapping
 import pandas as pd
 
 from bench.model import ratios
+from bench.model.strategy import DEFAULT_BACKEND
 from reports.fmt import ok
 from reports.load import Inputs, Run
 
 RUN_COLUMNS = [
-    "order", "file", "origin", "label", "workload", "size", "device", "engine", "processes", "threads",
+    "order", "file", "origin", "label", "workload", "size", "backend", "device", "engine", "processes", "threads",
     "strategy", "status", "skipped", "trials", "ok_trials", "failed", "wall_s", "rec_speedup",
     "cpu_wall_ratio", "per_proc_ratio", "throughput", "unit", "trials_per_hour", "time_per_trial_s",
     "cv", "peak_worker_rss", "peak_tree_rss", "peak_tree_uss", "gpu_util_p50", "gpu_util_p95",
     "quality_key", "quality", "quality_text", "data_source", "nodes", "samples_total", "gflops", "name", "noise",
-    "sampler_cpu_share",
+    "sampler_cpu_share", "speedup_vs_tensorflow",
 ]
 
 
@@ -94,6 +95,7 @@ def run_row(run: Run) -> dict:
         "label": run.label,
         "workload": run.workload,
         "size": run.size,
+        "backend": run.backend,
         "device": run.device,
         "engine": run.engine,
         "processes": run.processes,
@@ -121,6 +123,7 @@ def run_row(run: Run) -> dict:
         "gpu_util_p50": _f(s.gpu_util_p50),
         "gpu_util_p95": _f(s.gpu_util_p95),
         "sampler_cpu_share": _f(s.sampler_cpu_share),  # the sampler's own cost, a fraction of one core
+        "speedup_vs_tensorflow": _f(s.speedup_vs_tensorflow),  # as recorded (bench.model.ratios.finalize_runs)
         "quality_key": qkey,
         "quality": _f(run.quality.get(qkey)) if qkey else math.nan,
         "quality_text": quality_text(run.quality),
@@ -178,7 +181,7 @@ def calibration(machine: Mapping[str, Any]) -> tuple[dict[int, float], float | N
 
 # ---------------------------------------------------------------- scaling (local processes)
 
-SCALING_KEYS = ["label", "workload", "size", "device"]
+SCALING_KEYS = ["label", "workload", "size", "backend", "device"]
 
 
 def scaling_frame(df: pd.DataFrame, inputs: Inputs) -> pd.DataFrame:
@@ -186,7 +189,7 @@ def scaling_frame(df: pd.DataFrame, inputs: Inputs) -> pd.DataFrame:
 
     Repeated runs (several files, or a sweep run again) are combined by median wall. Speedup is
     :func:`bench.model.ratios.speedup` of the 1-process median wall over the N-process median wall
-    of the same machine/workload/size/device (with one run per count: the recorded speedup);
+    of the same machine/workload/size/backend/device (with one run per count: the recorded speedup);
     without a 1-process run the recorded speedup is used. Adds the Amdahl serial fraction of each group (``serial_fraction``),
     the machine ceiling at N (``ceiling``) and efficiency against it (``eff_vs_ceiling``).
     """
@@ -236,20 +239,21 @@ def _efficiency(speedup: float, processes: int) -> float:
 
 
 def devices_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """Time per trial, throughput, quality and GPU utilisation per device strategy of each workload.
+    """Time per trial, throughput, quality and GPU utilisation per device strategy of each workload
+    (and backend: devices are compared within one backend).
 
     Only workloads measured on more than one device strategy, or on any non-CPU device, appear.
     """
     m = measured(df)
     keep = []
-    for _, g in m.groupby(["label", "workload", "size"], sort=False):
+    for _, g in m.groupby(["label", "workload", "size", "backend"], sort=False):
         if g["device"].nunique() > 1 or (g["device"] != "cpu").any():
             keep.append(g)
     if not keep:
         return pd.DataFrame(columns=list(df.columns))
     g = pd.concat(keep)
     return (
-        g.groupby(["label", "workload", "size", "device", "processes"], sort=False)
+        g.groupby(["label", "workload", "size", "backend", "device", "processes"], sort=False)
         .agg(
             strategy=("strategy", "first"), time_per_trial_s=("time_per_trial_s", "median"),
             throughput=("throughput", "median"), unit=("unit", "first"), quality_key=("quality_key", "first"),
@@ -266,28 +270,30 @@ def devices_frame(df: pd.DataFrame) -> pd.DataFrame:
 def cluster_frame(df: pd.DataFrame) -> pd.DataFrame:
     """Ray runs grouped by node count, with speedup over the local 1-process run of the same work.
 
-    The baseline is the local (engine ``local``) 1-process run of the same workload, size and
-    device, on the same machine label when there is one, else on any machine.
+    The baseline is the local (engine ``local``) 1-process run of the same workload, size,
+    backend and device, on the same machine label when there is one, else on any machine.
     """
     m = measured(df)
     ray = m[m["engine"] == "ray"]
-    cols = ["label", "workload", "size", "device", "nodes", "processes", "n", "wall_s", "base_wall_s",
+    cols = ["label", "workload", "size", "backend", "device", "nodes", "processes", "n", "wall_s", "base_wall_s",
             "base_label", "speedup", "efficiency"]
     if ray.empty:
         return pd.DataFrame(columns=cols)
     local1 = m[(m["engine"] == "local") & (m["processes"] == 1)]
     rows = []
     ray = ray.assign(nodes=ray["nodes"].fillna(1))
-    for key, g in ray.groupby(["label", "workload", "size", "device", "nodes", "processes"], sort=False):
-        label, workload, size, device, nodes, procs = key
-        cand = local1[(local1["workload"] == workload) & (local1["size"] == size) & (local1["device"] == device)]
+    for key, g in ray.groupby(["label", "workload", "size", "backend", "device", "nodes", "processes"], sort=False):
+        label, workload, size, backend, device, nodes, procs = key
+        cand = local1[(local1["workload"] == workload) & (local1["size"] == size) & (local1["device"] == device)
+                      & (local1["backend"] == backend)]
         same = cand[cand["label"] == label]
         cand = same if len(same) else cand
         base = float(cand["wall_s"].median()) if len(cand) else math.nan
         wall = float(g["wall_s"].median())
         sp = _f(ratios.speedup(base, wall)) if ok(base) else math.nan
         rows.append({
-            "label": label, "workload": workload, "size": size, "device": device, "nodes": int(nodes),
+            "label": label, "workload": workload, "size": size, "backend": backend, "device": device,
+            "nodes": int(nodes),
             "processes": int(procs), "n": len(g), "wall_s": wall, "base_wall_s": base,
             "base_label": str(cand["label"].iloc[0]) if len(cand) else "", "speedup": sp,
             "efficiency": _efficiency(sp, procs),
@@ -307,3 +313,42 @@ def timings_frame(inputs: Inputs) -> pd.DataFrame:
     ]
     cols = ["label", "file", "name", "group", "fullname", "mean", "median", "min", "max", "stddev", "rounds"]
     return pd.DataFrame(rows, columns=cols)
+
+
+# ---------------------------------------------------------------- backends
+
+BACKEND_KEYS = ["label", "workload", "size", "device", "engine", "processes", "threads"]
+
+
+def backends_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """The same workload and strategy on each Keras backend, side by side.
+
+    Only (machine, workload, size) groups measured on more than one backend appear. Repeated runs
+    of one strategy are combined by their median; ``speedup_vs_tensorflow`` is the median of what
+    the runs recorded (:func:`bench.model.ratios.speedup_over_tensorflow`), never recomputed here;
+    ``quality`` is the median of the runs' mean quality (:func:`bench.model.ratios.mean_quality`).
+    Rows are ordered by strategy, tensorflow first within each.
+    """
+    cols = BACKEND_KEYS + ["backend", "n", "wall_s", "throughput", "unit", "speedup_vs_tensorflow", "quality_key",
+                           "quality", "quality_text", "time_per_trial_s"]
+    m = measured(df)
+    keep = [g for _, g in m.groupby(["label", "workload", "size"], sort=False) if g["backend"].nunique() > 1]
+    if not keep:
+        return pd.DataFrame(columns=cols)
+    g = pd.concat(keep)
+    out = (
+        g.groupby(BACKEND_KEYS + ["backend"], sort=False, dropna=False)
+        .agg(
+            n=("wall_s", "size"), wall_s=("wall_s", "median"), throughput=("throughput", "median"),
+            unit=("unit", "first"), speedup_vs_tensorflow=("speedup_vs_tensorflow", "median"),
+            quality_key=("quality_key", "first"), quality=("quality", "median"), quality_text=("quality_text", "first"),
+            time_per_trial_s=("time_per_trial_s", "median"),
+        )
+        .reset_index()
+    )
+    first_seen = {k: i for i, k in enumerate(dict.fromkeys(zip(*(out[c] for c in ["label", "workload", "size"]))))}
+    out["_group"] = [first_seen[k] for k in zip(out["label"], out["workload"], out["size"])]
+    out["_tf"] = out["backend"] != DEFAULT_BACKEND
+    out = out.sort_values(["_group", "device", "engine", "processes", "threads", "_tf"], kind="stable",
+                          na_position="first")
+    return out[cols].reset_index(drop=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from bench.model import ratios
+from bench.model.strategy import DEFAULT_BACKEND
 from reports.fmt import ok
 
 PEAK_SHARE_LIMIT = 0.01  # under 1 % of the matmul peak: the run is bound by per-step overhead
@@ -99,8 +100,11 @@ def why_lines(runs: Sequence[Any], machine: Mapping[str, Any]) -> list[str]:
     best = max((float(r.summary.gflops) for r in runs if ok(r.summary.gflops)), default=None)
     out.append(overhead_bound(best, peak))
     threaded = [r for r in runs if r.device == "cpu" and r.threads and r.threads >= 2]
-    idle = [second_thread_idle(r.processes, r.threads, run_busy_cores(r)) for r in threaded]
-    out.append(next((line for line in idle if line), None))
+    idle = [(r, second_thread_idle(r.processes, r.threads, run_busy_cores(r))) for r in threaded]
+    r, line = next(((r, line) for r, line in idle if line), (None, None))
+    if line and getattr(r, "backend", DEFAULT_BACKEND) != DEFAULT_BACKEND:  # say which backend's run showed it
+        line = f"{line} (on {r.backend})"
+    out.append(line)
     gpu = [r for r in runs if r.device != "cpu" and ok(r.summary.gpu_util_p50)]
     if gpu:
         out.append(gpu_waited(min(float(r.summary.gpu_util_p50) for r in gpu)))

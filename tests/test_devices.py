@@ -59,7 +59,7 @@ def tf_sees(monkeypatch):
                 return [], "TensorFlow (CUDA 12.5.1 build) lists no GPU device"
             return [f"/physical_device:GPU:{i}" for i in range(n)], ""
 
-        monkeypatch.setattr(devices, "_probe_tensorflow_gpus", probe)
+        monkeypatch.setattr(devices, "_probe_gpus", lambda backend: probe())
         forget()
         return calls
 
@@ -151,9 +151,10 @@ def test_parse_cuda_visible_reads_it_like_cuda(value, count, expected):
 
 
 def test_unknown_and_malformed_devices_are_usage_errors():
-    with pytest.raises(UsageError, match=r"unknown device 'tpu' \(choose from: cpu, gpu, mirrored\)"):
+    with pytest.raises(UsageError, match=r"unknown device 'tpu' \(choose from: cpu, data_parallel, gpu, mirrored\)"):
         parse_devices("tpu")
-    for bad in ("gpu:x", "gpu:-1", "cpu:2", "mirrored:cpu0", "mirrored:gpu2", "mirrored:cpu65"):
+    for bad in ("gpu:x", "gpu:-1", "cpu:2", "mirrored:cpu0", "mirrored:gpu2", "mirrored:cpu65", "data_parallel:cpu0",
+                "data_parallel:gpu"):
         with pytest.raises(UsageError, match="bad device"):
             get_device(bad)
     with pytest.raises(UsageError, match="bad device list"):
@@ -173,8 +174,8 @@ def test_gpu_without_visible_gpu_is_a_usage_error(fake_nvml, tf_sees):
 
 def test_all_keeps_unavailable_strategies_for_the_runner_to_skip(fake_nvml):
     no_gpu(fake_nvml)
-    assert parse_devices("all") == ["cpu", "gpu", "mirrored"]
-    assert parse_devices("cpu,all,mirrored") == ["cpu", "gpu", "mirrored"]
+    assert parse_devices("all") == ["cpu", "data_parallel", "gpu", "mirrored"]
+    assert parse_devices("cpu,all,mirrored") == ["cpu", "data_parallel", "gpu", "mirrored"]
     assert get_device("gpu").availability().startswith("no GPU visible to TensorFlow (")
     assert get_device("cpu").availability() is None
     assert get_device("mirrored").availability() is None  # falls back to logical CPU devices
@@ -322,7 +323,7 @@ def test_checking_devices_imports_neither_tensorflow_nor_nvml_eagerly():
 @pytest.mark.slow
 def test_real_tensorflow_probe(monkeypatch):
     """The probe subprocess for real: on a machine without GPU it explains what TensorFlow saw."""
-    names, why = devices._probe_tensorflow_gpus()
+    names, why = devices._probe_gpus("tensorflow")
     assert names is not None, why  # the probe ran and answered
     if names:
         assert why == "" and all("GPU" in n for n in names)
@@ -330,18 +331,26 @@ def test_real_tensorflow_probe(monkeypatch):
         assert "lists no GPU device" in why and "TensorFlow (" in why
 
 
+def _gpu_backends() -> list[str]:
+    from bench.backends.registry import installed_backends
+
+    return installed_backends()
+
+
 @pytest.mark.requires_gpu
-def test_gpu_strategy_on_a_real_gpu(tmp_path, monkeypatch):
-    """Only where TensorFlow sees a GPU: one trial on it, with GPU readings in the samples."""
+@pytest.mark.parametrize("backend", _gpu_backends())
+def test_gpu_strategy_on_a_real_gpu(tmp_path, monkeypatch, backend):
+    """Only where the backend sees a GPU: one trial on it, with GPU readings in the samples."""
     forget()
-    if not devices.gpu_inventory().ids:
-        pytest.skip("no GPU visible to TensorFlow on this machine")
+    reason = devices.get_device("gpu").availability(backend=backend)
+    if reason:
+        pytest.skip(f"no GPU visible to {backend} on this machine ({reason})")
     from bench.model import workload
     from bench.sweep.sweep import run_sweep
     from fakes.tiny_workload import TinyWorkload
 
     monkeypatch.setitem(workload._REGISTRY, TinyWorkload.name, TinyWorkload)
-    result = run_sweep(TinyWorkload.name, "quick", processes=[1], devices=["gpu"], out_dir=tmp_path)
+    result = run_sweep(TinyWorkload.name, "quick", processes=[1], devices=["gpu"], backends=[backend], out_dir=tmp_path)
     (run,) = result.runs
     assert run.status == "complete" and all(t.ok for t in run.trials)
     assert run.workers[0]["device_info"]["kind"] == "gpu"

@@ -1,4 +1,4 @@
-"""`import bench` must not import TensorFlow or initialise NVML."""
+"""`import bench` must not import an ML framework (TensorFlow, Keras, JAX, PyTorch) or initialise NVML."""
 
 import subprocess
 import sys
@@ -8,7 +8,7 @@ def test_import_bench_leaves_tensorflow_and_nvml_alone():
     code = (
         "import sys, bench, bench.cli, bench.sweep.sweep, bench.measure.sampler, bench.measure.machine,"
         " bench.request, bench.pytest.plugin, bench.pytest.fixture, bench.pytest.extra_info\n"
-        "bad = [m for m in ('tensorflow', 'keras', 'pynvml', 'ray') if m in sys.modules]\n"
+        "bad = [m for m in ('tensorflow', 'keras', 'jax', 'jaxlib', 'torch', 'pynvml', 'ray') if m in sys.modules]\n"
         "print(','.join(bad))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

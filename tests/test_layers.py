@@ -15,10 +15,11 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 
 # The layers, top to bottom. A module may import its own layer and the layers below it, never one
-# above: front doors -> sweep -> engines -> measure -> model -> base. reports/ reads results and
+# above: front doors -> sweep -> engines -> measure -> backends -> model -> base (bench.backends: one
+# module per Keras backend, importing the model and base only). reports/ reads results and
 # imports the model (and base) only; workloads/ are plug-ins run inside a worker and import the
 # model, measure (FLOP counts) and base only.
-LAYERS = {"front": 5, "sweep": 3, "engines": 2, "measure": 1, "model": 0, "base": -1}
+LAYERS = {"front": 6, "sweep": 4, "engines": 3, "measure": 2, "backends": 1, "model": 0, "base": -1}
 BASE = {"bench.errors", "bench.text"}
 REPORTS_MAY_IMPORT = {"model", "base", "reports"}
 WORKLOADS_MAY_IMPORT = {"model", "measure", "base", "workloads"}
@@ -150,17 +151,24 @@ def test_the_walk_finds_a_cycle_wherever_the_import_is(tmp_path, where):
 def test_imports_follow_the_layers():
     graph = project_graph()
     assert {"bench.cli", "bench.sweep.sweep", "bench.engines.local", "bench.measure.sampler", "bench.model.results",
-            "reports.report", "workloads.lorenz"} <= set(graph)
+            "reports.report", "workloads.lorenz", "bench.backends.registry", "bench.backends.jax"} <= set(graph)
     assert graph["bench.sweep.sweep"] & {"bench.engines.registry", "bench.model.results"}  # the graph sees real edges
+    assert "bench.backends.registry" in graph["bench.engines.childenv"]  # engines ask the backends
+    backends_import = {layer(d) for m, deps in graph.items() if layer(m) == "backends" for d in deps}
+    assert backends_import <= {"backends", "model", "base"}, backends_import
     bad = upward_imports(graph)
     assert bad == [], "imports against the layers:\n" + "\n".join(bad)
 
 
 def test_the_layer_check_catches_an_upward_import():
     graph = {"bench.model.results": {"bench.sweep.sweep"}, "reports.load": {"bench.engines.local", "bench.model.results"},
-             "bench.sweep.sweep": {"reports.report", "bench.model.results"}, "bench.cli": {"reports.report"}}
+             "bench.sweep.sweep": {"reports.report", "bench.model.results"}, "bench.cli": {"reports.report"},
+             "bench.backends.jax": {"bench.measure.flops", "bench.model.results"},
+             "bench.model.workload": {"bench.backends.registry"}, "bench.measure.machine": {"bench.backends.registry"}}
     assert upward_imports(graph) == [
+        "bench.backends.jax (backends) -> bench.measure.flops (measure)",
         "bench.model.results (model) -> bench.sweep.sweep (sweep)",
+        "bench.model.workload (model) -> bench.backends.registry (backends)",
         "bench.sweep.sweep (sweep) -> reports.report (reports)",
         "reports.load (reports) -> bench.engines.local (engines)",
     ]

@@ -8,6 +8,7 @@ import types
 import numpy as np
 import pytest
 
+from bench.backends.registry import get_backend
 from bench.errors import UsageError
 from bench.model.results import TrialRecord
 from bench.model.workload import TrialContext, get_workload
@@ -21,7 +22,9 @@ def run(workload, config, seed=0, options=TINY):
     import keras
 
     keras.utils.set_random_seed(seed)
-    return workload.run_trial(config, TrialContext(size="quick", seed=seed, options=options))
+    tf = get_backend("tensorflow")  # what a tensorflow worker gives its trials
+    ctx = TrialContext(size="quick", seed=seed, options=options, compile_predict=tf.compile_predict)
+    return workload.run_trial(config, ctx)
 
 
 def test_trials_cover_every_mode_and_validate_options():

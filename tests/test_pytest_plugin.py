@@ -100,7 +100,7 @@ def test_extra_info_follows_the_contract(lorenz_session):
         assert set(xb) == CONTRACT_KEYS
         assert xb["schema"] == 1 and xb["workload"] == "lorenz" and xb["size"] == "quick"
         assert xb["strategy"] == {"device": "cpu", "processes": n, "threads_per_process": max(1, usable_cores() // n),
-                                  "engine": "local"}
+                                  "engine": "local", "backend": "tensorflow"}
         assert xb["data"]["source"] == "generated"
         assert set(xb["quality"]) == {"rmse"}
         # flat copies for readers of pytest-benchmark's own output

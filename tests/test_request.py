@@ -79,8 +79,8 @@ def test_a_process_count_above_the_cores_is_a_note_not_an_error():
 
 
 def test_devices_known_but_unavailable_are_kept_for_the_plugin():
-    assert parse_device_list("cpu,all") == ("cpu", "gpu", "mirrored")
-    assert parse_device_list("all", require_available=False) == ("cpu", "gpu", "mirrored")
+    assert parse_device_list("cpu,all") == ("cpu", "data_parallel", "gpu", "mirrored")
+    assert parse_device_list("all", require_available=False) == ("cpu", "data_parallel", "gpu", "mirrored")
     request = SweepRequest.parse(devices="cpu,gpu", require_available=False)
     assert request.devices == ("cpu", "gpu")
     assert set(request.unavailable()) <= {"gpu"}  # whatever this machine has: the cpu always runs
@@ -120,8 +120,8 @@ BAD = [
     ({"processes": "4-2"}, "processes", ["bad process range '4-2'", "low-high"]),
     ({"processes": "10,000"}, "processes", ["'000'", RANGE, "in processes '10,000'"]),
     ({"processes": "1,,2"}, "processes", ["''", RANGE]),
-    ({"devices": "tpu"}, "devices", ["unknown device 'tpu' (choose from: cpu, gpu, mirrored)"]),
-    ({"devices": " , "}, "devices", ["bad device list ' , ' (choose from: cpu, gpu, mirrored, all)"]),
+    ({"devices": "tpu"}, "devices", ["unknown device 'tpu' (choose from: cpu, data_parallel, gpu, mirrored)"]),
+    ({"devices": " , "}, "devices", ["bad device list ' , ' (choose from: cpu, data_parallel, gpu, mirrored, all)"]),
     ({"threads": "0"}, "threads", ["bad thread count '0'", RANGE]),
     ({"trial_timeout": "-3"}, "trial_timeout", ["'-3'", "positive number of seconds"]),
     ({"trial_timeout": "nan"}, "trial_timeout", ["'nan'", "positive number of seconds"]),

@@ -128,7 +128,7 @@ def test_ctrl_c_ends_the_pool_and_hands_the_run_back():
 
 def test_an_unavailable_device_is_skipped(monkeypatch):
     class Nowhere:
-        def availability(self):
+        def availability(self, backend="tensorflow"):
             return "no such device here"
 
     monkeypatch.setattr(strategy_run, "get_device", lambda spec: Nowhere())

@@ -3,10 +3,18 @@
 A trained model (default: the pose classifier's 28 -> 64 -> 32 -> 4 network; the ``model`` option,
 from ``--model``, picks any workload's) predicts a table of rows in each of the ways people write
 it: the seed's pandas ``df.apply(lambda row: model.predict(...))`` loop, per-row ``model.predict``,
-``model(x, training=False)``, ``predict_on_batch`` and a ``tf.function``-compiled call, then
-batched ``model.predict`` at several batch sizes, batched ``predict_on_batch`` and batched
-``tf.function``. A trial is one (mode, batch size). Each trial checks its predictions against a
-reference (``model(x, training=False)`` in chunks) and fails if they differ.
+``model(x, training=False)``, ``predict_on_batch`` and a compiled call, then batched
+``model.predict`` at several batch sizes, batched ``predict_on_batch`` and the batched compiled
+call. A trial is one (mode, batch size). Each trial checks its predictions against a reference
+(``model(x, training=False)`` in chunks) and fails if they differ.
+
+The compiled call is the backend's (``TrialContext.compile_predict``): ``tf.function`` on
+TensorFlow, ``jax.jit`` of the stateless call on JAX, ``torch.compile`` on PyTorch (a trial where
+it does not work here fails with the reason, ``Unavailable: ...``). Its modes keep the ids
+``tf_function_row`` and ``tf_function`` on every backend, so old result files, resumed runs and
+``--opt modes=`` mean what they meant and one mode compares across backends; the label
+(``mode_label``) and ``extra["compiler"]`` name the compiler actually used. It is compiled once per
+model and process, inside the first compiled trial's warm-up (``extra["compile_s"]``).
 
 Seed 000's two measured steps are modes too, for models whose set-up gives labels (``SCORED``):
 
@@ -46,6 +54,7 @@ BASELINE = "predict_row"  # per-row model.predict: what every mode's ratio is ag
 SCORING_BASELINE = "score_row"  # seed 000's loop: per-row model.predict + the metric in Python
 SHARD_MODE = "evaluate_shard"
 PER_ROW = ("df_apply", "predict_row", "call_row", "predict_on_batch_row", "tf_function_row", "score_row")
+COMPILED = ("tf_function_row", "tf_function")  # modes timing the backend's compiled call (ids kept from TensorFlow)
 BATCHED = {"predict": (32, 256, 4096), "predict_on_batch": (4096,), "tf_function": (4096,), "evaluate": (4096,)}
 SCORING = ("score_row", "evaluate", SHARD_MODE)  # modes that need labels and a metric
 SHARD_BATCH = 4096
@@ -72,6 +81,7 @@ LABELS = {
     "evaluate": "model.evaluate, compiled metric", SHARD_MODE: "model.evaluate",
 }
 _models: dict[tuple, tuple] = {}
+_compiled: dict[int, Callable] = {}  # id(model) -> its compiled call (the model is held by _models)
 
 
 class PredictionMismatch(AssertionError):
@@ -82,7 +92,8 @@ class MetricMismatch(AssertionError):
     """A scoring mode's metric differs from the metric of the reference predictions."""
 
 
-def mode_label(mode: str, batch: int, shard: int | None = None, shards: int | None = None) -> str:
+def mode_label(mode: str, batch: int, shard: int | None = None, shards: int | None = None,
+               compiler: str | None = None) -> str:
     """The human name of a trial's mode, e.g. ``model.predict (batch 256)``.
 
     Args:
@@ -90,22 +101,32 @@ def mode_label(mode: str, batch: int, shard: int | None = None, shards: int | No
         batch: Rows per call (1 for per-row modes).
         shard: Shard index (from 0), for shard trials.
         shards: Number of shards, for shard trials.
+        compiler: For the compiled modes: the backend's compiler (``jax.jit``...; default ``tf.function``).
     """
+    label = compiler if (mode in COMPILED and compiler) else LABELS[mode]
     if mode in PER_ROW:
-        return f"{LABELS[mode]}, one row a call"
+        return f"{label}, one row a call"
     if shards:
-        return f"{LABELS[mode]} of shard {int(shard or 0) + 1}/{shards} (batch {batch})"
-    return f"{LABELS[mode]} (batch {batch})"
+        return f"{label} of shard {int(shard or 0) + 1}/{shards} (batch {batch})"
+    return f"{label} (batch {batch})"
 
 
 # ------------------------------------------------------------------- the modes
-# Each mode: mode(model, x, batch) -> a callable that predicts every row of x, as one array.
-# Building the callable (a DataFrame, a tf.function) is set-up; calling it is what is timed.
+# Each mode: mode(model, x, batch) -> a callable that predicts every row of x, as one array. The
+# compiled modes (COMPILED) get the backend's compiled call, fn(batch) -> array, in place of the
+# model. Building the callable (a DataFrame, a compiled call) is set-up; calling it is what is timed.
 
 
-def _rows(predict_one: Callable) -> Callable:
+def _host(value) -> np.ndarray:
+    """A model output as a NumPy array, whatever the backend (a torch tensor is detached first)."""
+    import keras
+
+    return np.asarray(keras.ops.convert_to_numpy(value))
+
+
+def _rows(predict_one: Callable, to_host: Callable = np.asarray) -> Callable:
     def factory(model, x, batch):
-        return lambda: np.stack([np.asarray(predict_one(model, x[i : i + 1]))[0] for i in range(len(x))])
+        return lambda: np.stack([to_host(predict_one(model, x[i : i + 1]))[0] for i in range(len(x))])
 
     return factory
 
@@ -122,16 +143,8 @@ def _df_apply(model, x, batch):
     return lambda: np.stack(df.apply(row_to_output, axis=1).to_list())
 
 
-def _compiled(model, x):
-    import tensorflow as tf
-
-    spec = tf.TensorSpec((None,) + x.shape[1:], tf.as_dtype(x.dtype))
-    return tf.function(lambda t: model(t, training=False), input_signature=[spec])
-
-
-def _tf_function_row(model, x, batch):
-    fn = _compiled(model, x)
-    return lambda: np.stack([fn(x[i : i + 1]).numpy()[0] for i in range(len(x))])
+def _compiled_row(fn, x, batch):
+    return lambda: np.stack([fn(x[i : i + 1])[0] for i in range(len(x))])
 
 
 def _chunked(predict_chunk: Callable) -> Callable:
@@ -141,21 +154,46 @@ def _chunked(predict_chunk: Callable) -> Callable:
     return factory
 
 
-def _tf_function(model, x, batch):
-    fn = _compiled(model, x)
-    return lambda: np.concatenate([fn(x[i : i + batch]).numpy() for i in range(0, len(x), batch)])
+def _compiled_batches(fn, x, batch):
+    return lambda: np.concatenate([fn(x[i : i + batch]) for i in range(0, len(x), batch)])
 
 
 MODES: dict[str, Callable] = {
     "df_apply": _df_apply,
     "predict_row": _rows(lambda m, r: m.predict(r, verbose=0)),
-    "call_row": _rows(lambda m, r: m(r, training=False)),
+    "call_row": _rows(lambda m, r: m(r, training=False), _host),
     "predict_on_batch_row": _rows(lambda m, r: m.predict_on_batch(r)),
-    "tf_function_row": _tf_function_row,
+    "tf_function_row": _compiled_row,
     "predict": lambda model, x, batch: (lambda: model.predict(x, batch_size=batch, verbose=0)),
     "predict_on_batch": _chunked(lambda m, c: m.predict_on_batch(c)),
-    "tf_function": _tf_function,
+    "tf_function": _compiled_batches,
 }
+
+
+def compiled_call(model, x: np.ndarray, ctx: TrialContext) -> tuple[Callable, float]:
+    """The backend's compiled call of ``model`` (``ctx.compile_predict``), built once per model and process.
+
+    Args:
+        model: The trained model.
+        x: The table (its row shape and dtype are what the call is compiled for).
+        ctx: The trial's context.
+
+    Returns:
+        ``(fn, compile_s)``: ``fn(batch) -> array``; ``compile_s`` is 0 when it was cached.
+
+    Raises:
+        RuntimeError: the context has no compiled call (outside a worker).
+        bench.backends.base.Unavailable: the backend's compiler does not work here.
+    """
+    if id(model) in _compiled:
+        return _compiled[id(model)], 0.0
+    if ctx.compile_predict is None:
+        raise RuntimeError("the compiled modes need the backend's compiled call (TrialContext.compile_predict), "
+                           "which a worker gives")
+    t0 = time.perf_counter()
+    fn = ctx.compile_predict(model, x)
+    _compiled[id(model)] = fn
+    return fn, time.perf_counter() - t0
 
 
 # ------------------------------------------------------------------- scoring
@@ -226,7 +264,7 @@ def reference(model, x: np.ndarray, chunk: int = 1024) -> np.ndarray:
         x: Input rows.
         chunk: Rows per call.
     """
-    return np.concatenate([np.asarray(model(x[i : i + chunk], training=False)) for i in range(0, len(x), chunk)])
+    return np.concatenate([_host(model(x[i : i + chunk], training=False)) for i in range(0, len(x), chunk)])
 
 
 def shard_rows(rows: int, shard: int, shards: int) -> tuple[int, int]:
@@ -308,6 +346,7 @@ def trained_model(name: str, size: str, rows: int, options: Mapping[str, Any] | 
     built = setup(size, rows, options)
     model, x, y = (*built, None) if len(built) == 2 else built
     _models.clear()  # one model at a time: they can be large
+    _compiled.clear()
     _models[key] = (model, x, y)
     return model, x, y, time.perf_counter() - t0
 
@@ -390,12 +429,16 @@ class PredictModesWorkload(Workload):
         x = table[lo:hi]
         y = labels[lo:hi] if scoring else None
 
+        compiled, compile_s = None, 0.0
+
         def build(rows: slice):
             if scoring:
                 return SCORE_MODES[mode](model, x[rows], y[rows], batch, metric)
-            return MODES[mode](model, x[rows], batch)
+            return MODES[mode](compiled if mode in COMPILED else model, x[rows], batch)
 
         t0 = time.perf_counter()
+        if mode in COMPILED:  # compiling is warm-up: once per model and process
+            compiled, compile_s = compiled_call(model, table, ctx)
         build(slice(0, 2 * batch + 1))()  # warm-up: tracing, a full and a partial batch
         run = build(slice(None))
         warmup_s = time.perf_counter() - t0
@@ -413,13 +456,16 @@ class PredictModesWorkload(Workload):
         ref = reference(model, x)
         rows_done = passes * len(x)
         extra = {
-            "model": config["model"], "mode": mode, "mode_label": mode_label(mode, batch, config.get("shard"), shards),
+            "model": config["model"], "mode": mode,
+            "mode_label": mode_label(mode, batch, config.get("shard"), shards, ctx.compiler),
             "batch": batch, "task": "score" if scoring else "predict", "per_row": mode in PER_ROW,
             "baseline": mode == BASELINE, "scoring_baseline": mode == SCORING_BASELINE,
             "rows_per_s": rows_done / elapsed, "ms_per_row": 1000 * elapsed / rows_done, "rows_timed": len(x),
             "rows_predicted": rows_done, "passes": passes, "timed_s": elapsed, "model_setup_s": setup_s,
-            "params": int(model.count_params()), "table_rows": len(table),
+            "params": int(model.count_params()), "table_rows": len(table), "backend": ctx.backend,
         }
+        if mode in COMPILED:
+            extra.update(compiler=ctx.compiler, compile_s=compile_s)
         if scoring:
             quality = self._check_metric(mode, metric, float(first), ref, y, extra)
             extra.update(metric=metric, labels=SCORED[config["model"]]["labels"])

@@ -1,26 +1,32 @@
-"""Device strategies: where a worker's TensorFlow runs (CPU, one GPU, several devices).
+"""Device strategies: where a worker's framework runs (CPU, one GPU, several devices).
 
-A device strategy decides a worker's device environment *before* TensorFlow is imported
-(``child_env``), says whether it can run on this machine (``availability``), and, inside the
-worker after import, sets devices up and gives the scope models are built in (``setup``).
+A device strategy decides a worker's device environment *before* its framework is imported
+(``child_env``), says whether it can run on this machine for a Keras backend (``availability``),
+and, inside the worker after import, sets devices up and gives the scope models are built in
+(``setup``). What differs between backends (device variables, GPU probes, the multi-device scope)
+is asked of the backend (:class:`bench.backends.base.Backend`); nothing here branches on its name.
 
 Strategies (``--device``):
 
 - ``cpu``: every GPU hidden (``CUDA_VISIBLE_DEVICES`` empty), so a CPU figure is a CPU figure.
 - ``gpu`` / ``gpu:K``: one GPU per worker. ``gpu`` deals the visible GPUs out round-robin
-  (worker i gets GPU i mod G); ``gpu:K`` puts every worker on visible GPU K. Workers get
-  ``TF_FORCE_GPU_ALLOW_GROWTH=true`` so several can share a GPU, and
-  ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` so GPU numbers mean what NVML / nvidia-smi say.
-- ``mirrored``: one model over several devices with ``tf.distribute.MirroredStrategy``
-  (global batch = per-replica batch x replicas). Over every visible GPU (split between
-  workers when there are several); with no GPU visible, over the CPU split into
-  ``XPUBENCH_MIRRORED_CPUS`` (default 2) logical devices, so multi-device code runs for real.
-  ``mirrored:cpuN`` always splits the CPU into N logical devices (GPUs hidden).
+  (worker i gets GPU i mod G); ``gpu:K`` puts every worker on visible GPU K. Workers get their
+  backend's variables so several can share a GPU (tensorflow ``TF_FORCE_GPU_ALLOW_GROWTH=true``,
+  jax ``XLA_PYTHON_CLIENT_PREALLOCATE=false``), and ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` so GPU
+  numbers mean what NVML / nvidia-smi say.
+- ``mirrored`` (tensorflow only): one model over several devices with
+  ``tf.distribute.MirroredStrategy`` (global batch = per-replica batch x replicas). Over every
+  visible GPU (split between workers when there are several); with no GPU visible, over the CPU
+  split into ``XPUBENCH_MIRRORED_CPUS`` (default 2) logical devices, so multi-device code runs for
+  real. ``mirrored:cpuN`` always splits the CPU into N logical devices (GPUs hidden).
+- ``data_parallel`` (jax only): the same over ``keras.distribution.DataParallel``; logical CPU
+  devices come from ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` (``data_parallel:cpuN``).
 - ``all`` (in a device list): every strategy; those this machine cannot run are skipped with
   the reason recorded.
 
-Nothing here imports TensorFlow in the parent: GPU visibility comes from NVML and, where NVML
-cannot tell (or to confirm TensorFlow can use the GPUs NVML sees), a short probe subprocess.
+Nothing here imports a framework in the parent: GPU visibility comes from NVML and, where NVML
+cannot tell (or to confirm the backend's framework can use the GPUs NVML sees), a short probe
+subprocess of that backend.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ import sys
 from importlib import metadata
 from typing import Callable, ClassVar, Sequence
 
+from bench.backends import registry
+from bench.backends.base import Backend
 from bench.errors import UsageError, choices_error
 
 MIRRORED_CPUS_VAR = "XPUBENCH_MIRRORED_CPUS"
@@ -42,9 +50,6 @@ GPU_PROBE_VAR = "XPUBENCH_GPU_PROBE"
 DEFAULT_MIRRORED_CPUS = 2
 MAX_LOGICAL_CPUS = 64
 PROBE_TIMEOUT_S = 180.0
-# TensorFlow GPU back-ends NVML knows nothing about: with one installed, ask TensorFlow.
-_NON_NVIDIA_GPU_PACKAGES = ("tensorflow-metal", "tensorflow-rocm", "intel-extension-for-tensorflow",
-                            "tensorflow-directml-plugin")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,21 +76,60 @@ class DeviceStrategy:
     def __init__(self, spec: str):
         self.spec = spec
 
-    def availability(self) -> str | None:
-        """None when this strategy can run here, else the reason it cannot (one line)."""
+    def availability(self, backend: str = registry.DEFAULT) -> str | None:
+        """None when this strategy can run here with ``backend``, else the reason it cannot (one line).
+
+        Args:
+            backend: The Keras backend that will run it (known and installed).
+        """
+        chosen = registry.get_backend(backend)
+        return chosen.supports(self.spec) or self._availability(chosen)
+
+    def _availability(self, backend: Backend) -> str | None:
         return None
 
-    def child_env(self, worker_index: int, n_workers: int) -> dict[str, str]:
-        """Environment variables set in worker ``worker_index`` before TensorFlow is imported."""
+    def child_env(self, worker_index: int, n_workers: int, backend: str = registry.DEFAULT) -> dict[str, str]:
+        """Environment variables set in worker ``worker_index`` before its framework is imported.
+
+        Args:
+            worker_index: The worker's index (0-based; replacements continue the count).
+            n_workers: Workers in the pool.
+            backend: The Keras backend the workers run.
+        """
         return {}
 
-    def nvml_indices(self, n_workers: int) -> list[int] | None:
-        """NVML indices of the GPUs this strategy's workers use (None: unknown / every GPU)."""
+    def nvml_indices(self, n_workers: int, backend: str = registry.DEFAULT) -> list[int] | None:
+        """NVML indices of the GPUs this strategy's workers use (None: unknown / every GPU).
+
+        Args:
+            n_workers: Workers in the pool.
+            backend: The Keras backend the workers run (whose GPUs they are).
+        """
         return None
 
-    def setup(self) -> WorkerDevice:
-        """Runs in the worker right after ``import tensorflow``, before any op."""
+    def setup(self, backend: str | Backend | None = None) -> WorkerDevice:
+        """Runs in the worker right after its framework is imported, before any op.
+
+        Args:
+            backend: The backend (or its name; default: the worker's ``KERAS_BACKEND``).
+
+        Raises:
+            RuntimeError: the backend cannot run this strategy, or its devices are not there.
+        """
+        chosen = _worker_backend(backend)
+        reason = chosen.supports(self.spec)
+        if reason:
+            raise RuntimeError(reason)
+        return self._setup(chosen)
+
+    def _setup(self, backend: Backend) -> WorkerDevice:
         return WorkerDevice()
+
+
+def _worker_backend(backend: str | Backend | None) -> Backend:
+    if isinstance(backend, Backend):
+        return backend
+    return registry.get_backend(backend or os.environ.get("KERAS_BACKEND") or registry.DEFAULT)
 
 
 # ---------------------------------------------------------------- pure assignment logic
@@ -211,52 +255,50 @@ class GpuInventory:
     reason: str = ""
 
 
-def _probe_tensorflow_gpus() -> tuple[list[str] | None, str]:
-    """Asks a fresh TensorFlow process which GPUs it sees (a few seconds: one TF import).
+def _probe_gpus(backend: str) -> tuple[list[str] | None, str]:
+    """Asks a fresh process of ``backend``'s framework which GPUs it sees (a few seconds: one import).
+
+    Args:
+        backend: The backend's name.
 
     Returns:
-        (GPU device names, "") or (None, why the probe failed).
+        (GPU device names, "") or (None, why the probe failed), or ([], what the framework was built with).
     """
     from bench.engines.childenv import child_env
     from bench.model.results import read_message
 
-    code = (
-        "import json, tensorflow as tf\n"
-        "b = tf.sysconfig.get_build_info()\n"
-        "print(json.dumps({'gpus': [d.name for d in tf.config.list_physical_devices('GPU')],"
-        " 'cuda': str(b.get('cuda_version', '')), 'is_cuda_build': bool(b.get('is_cuda_build', False))}))\n"
-    )
-    env = child_env(1, 1)
+    chosen = registry.get_backend(backend)
+    env = child_env(1, 1, backend=backend)
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
     try:
         proc = subprocess.run(
-            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S
+            [sys.executable, "-c", chosen.gpu_probe_code()], env=env, capture_output=True, text=True,
+            timeout=PROBE_TIMEOUT_S,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        return None, f"TensorFlow probe failed ({type(exc).__name__})"
+        return None, f"{chosen.label} probe failed ({type(exc).__name__})"
     line = (proc.stdout.strip().splitlines() or [""])[-1]
     try:
         facts = read_message(line)
     except ValueError:
         tail = " ".join(proc.stderr.strip().splitlines()[-1:])[:200]
-        return None, f"TensorFlow probe failed (exit {proc.returncode}: {tail})"
+        return None, f"{chosen.label} probe failed (exit {proc.returncode}: {tail})"
     if facts["gpus"]:
         return list(facts["gpus"]), ""
-    build = f"CUDA {facts['cuda']} build" if facts["is_cuda_build"] else "a build without CUDA"
-    return [], f"TensorFlow ({build}) lists no GPU device"
+    return [], f"{chosen.label} ({facts['build']}) lists no GPU device"
 
 
-def _probe_wanted(nvml_sees_gpus: bool) -> bool:
+def _probe_wanted(nvml_sees_gpus: bool, backend: str = registry.DEFAULT) -> bool:
     setting = os.environ.get(GPU_PROBE_VAR, "").strip().lower()
     if setting in ("0", "no", "false", "off"):
         return False
     if setting in ("1", "yes", "true", "on"):
         return True
     if nvml_sees_gpus:
-        return True  # confirm TensorFlow can use them (pip `tensorflow` needs `[and-cuda]` for that)
+        return True  # confirm the framework can use them (pip `tensorflow` needs `[and-cuda]`, jax a CUDA plugin)
     if sys.platform == "darwin":
         return True
-    for package in _NON_NVIDIA_GPU_PACKAGES:
+    for package in registry.get_backend(backend).non_nvidia_gpu_packages:
         try:
             metadata.version(package)
             return True
@@ -265,8 +307,8 @@ def _probe_wanted(nvml_sees_gpus: bool) -> bool:
     return False
 
 
-@functools.lru_cache(maxsize=4)
-def _inventory(cuda_visible: str | None) -> GpuInventory:
+@functools.lru_cache(maxsize=12)
+def _inventory(cuda_visible: str | None, backend: str = registry.DEFAULT) -> GpuInventory:
     from bench.measure.nvml import nvml
 
     if cuda_visible is not None and not parse_cuda_visible(cuda_visible, 1 << 16, ()):
@@ -280,26 +322,31 @@ def _inventory(cuda_visible: str | None) -> GpuInventory:
                 reason=f"CUDA_VISIBLE_DEVICES={cuda_visible!r} names none of the {count} GPU(s) NVML sees"
             )
         source = "nvml"
-        if _probe_wanted(True):
-            names, why = _probe_tensorflow_gpus()
+        if _probe_wanted(True, backend):
+            names, why = _probe_gpus(backend)
             if names is not None and not names:
-                return GpuInventory(reason=f"NVML sees {count} GPU(s) but {why}; pip install 'tensorflow[and-cuda]'")
+                return GpuInventory(reason=f"NVML sees {count} GPU(s) but {why}; {registry.get_backend(backend).gpu_hint}")
             source = "nvml+probe" if names else "nvml"
         return GpuInventory(
             ids=tuple(v[0] for v in visible), nvml_indices=tuple(v[1] for v in visible), source=source
         )
-    if _probe_wanted(False):
-        names, why = _probe_tensorflow_gpus()
+    if _probe_wanted(False, backend):
+        names, why = _probe_gpus(backend)
         if names:
             return GpuInventory(ids=tuple(str(i) for i in range(len(names))),
                                 nvml_indices=(None,) * len(names), source="probe")
         return GpuInventory(reason=f"{why}; {nv.reason}")
-    return GpuInventory(reason=f"{nv.reason}; set {GPU_PROBE_VAR}=1 to ask TensorFlow directly")
+    label = registry.get_backend(backend).label
+    return GpuInventory(reason=f"{nv.reason}; set {GPU_PROBE_VAR}=1 to ask {label} directly")
 
 
-def gpu_inventory() -> GpuInventory:
-    """The GPUs visible to workers started from this process (cached per CUDA_VISIBLE_DEVICES)."""
-    return _inventory(os.environ.get("CUDA_VISIBLE_DEVICES"))
+def gpu_inventory(backend: str = registry.DEFAULT) -> GpuInventory:
+    """The GPUs visible to ``backend``'s workers started from this process (cached per CUDA_VISIBLE_DEVICES).
+
+    Args:
+        backend: The Keras backend whose framework is asked (after NVML) whether it can use them.
+    """
+    return _inventory(os.environ.get("CUDA_VISIBLE_DEVICES"), backend)
 
 
 def reset_for_tests() -> None:
@@ -307,8 +354,9 @@ def reset_for_tests() -> None:
     _inventory.cache_clear()
 
 
-def no_gpu_reason(inventory: GpuInventory) -> str:
-    return f"no GPU visible to TensorFlow ({inventory.reason})"
+def no_gpu_reason(inventory: GpuInventory, backend: str = registry.DEFAULT) -> str:
+    """``no GPU visible to TensorFlow (why)``, naming ``backend``'s framework."""
+    return f"no GPU visible to {registry.get_backend(backend).label} ({inventory.reason})"
 
 
 # ---------------------------------------------------------------- strategies
@@ -325,18 +373,14 @@ class CpuDevice(DeviceStrategy):
         if spec != "cpu":
             raise UsageError(f"bad device {spec!r} (cpu takes no option)")
 
-    def child_env(self, worker_index: int, n_workers: int) -> dict[str, str]:
-        return {"CUDA_VISIBLE_DEVICES": ""}
+    def child_env(self, worker_index: int, n_workers: int, backend: str = registry.DEFAULT) -> dict[str, str]:
+        return {"CUDA_VISIBLE_DEVICES": "", **registry.get_backend(backend).device_env("cpu")}
 
-    def nvml_indices(self, n_workers: int) -> list[int] | None:
+    def nvml_indices(self, n_workers: int, backend: str = registry.DEFAULT) -> list[int] | None:
         return []
 
-    def setup(self) -> WorkerDevice:
-        import tensorflow as tf
-
-        if tf.config.list_physical_devices("GPU"):  # a plug-in ignoring CUDA_VISIBLE_DEVICES
-            tf.config.set_visible_devices([], "GPU")
-        return WorkerDevice(info={"kind": "cpu", "devices": [d.name for d in tf.config.list_logical_devices()]})
+    def _setup(self, backend: Backend) -> WorkerDevice:
+        return WorkerDevice(info=backend.setup_cpu())
 
 
 class GpuDevice(DeviceStrategy):
@@ -354,50 +398,39 @@ class GpuDevice(DeviceStrategy):
                 raise UsageError(f"bad device {spec!r} (expected gpu or gpu:K, K a visible GPU's index)")
             self.pinned = int(opt)
 
-    def availability(self) -> str | None:
-        inv = gpu_inventory()
+    def _availability(self, backend: Backend) -> str | None:
+        inv = gpu_inventory(backend.name)
         if not inv.ids:
-            return no_gpu_reason(inv)
+            return no_gpu_reason(inv, backend.name)
         if self.pinned is not None and self.pinned >= len(inv.ids):
-            return f"no GPU {self.pinned} visible to TensorFlow ({len(inv.ids)} visible: 0..{len(inv.ids) - 1})"
+            return f"no GPU {self.pinned} visible to {backend.label} ({len(inv.ids)} visible: 0..{len(inv.ids) - 1})"
         return None
 
-    def assignment(self, n_workers: int) -> list[str]:
+    def assignment(self, n_workers: int, backend: str = registry.DEFAULT) -> list[str]:
         """``CUDA_VISIBLE_DEVICES`` of each worker (see :func:`assign_gpus`)."""
-        return assign_gpus(n_workers, gpu_inventory().ids, self.pinned)
+        return assign_gpus(n_workers, gpu_inventory(backend).ids, self.pinned)
 
-    def child_env(self, worker_index: int, n_workers: int) -> dict[str, str]:
-        inv = gpu_inventory()
+    def child_env(self, worker_index: int, n_workers: int, backend: str = registry.DEFAULT) -> dict[str, str]:
+        inv = gpu_inventory(backend)
         if not inv.ids:
-            raise UsageError(no_gpu_reason(inv))
+            raise UsageError(no_gpu_reason(inv, backend))
         env = {
             "CUDA_VISIBLE_DEVICES": gpu_for_worker(worker_index, n_workers, inv.ids, self.pinned),
-            "TF_FORCE_GPU_ALLOW_GROWTH": "true",
+            **registry.get_backend(backend).device_env("gpu"),
         }
         if inv.source.startswith("nvml"):
             env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
         return env
 
-    def nvml_indices(self, n_workers: int) -> list[int] | None:
-        inv = gpu_inventory()
+    def nvml_indices(self, n_workers: int, backend: str = registry.DEFAULT) -> list[int] | None:
+        inv = gpu_inventory(backend)
         if not inv.ids or None in inv.nvml_indices:
             return None
         by_id = dict(zip(inv.ids, inv.nvml_indices))
         return sorted({by_id[g] for g in assign_gpus(max(1, n_workers), inv.ids, self.pinned)})
 
-    def setup(self) -> WorkerDevice:
-        import tensorflow as tf
-
-        gpus = tf.config.list_physical_devices("GPU")
-        if not gpus:
-            raise RuntimeError(
-                "no GPU visible to TensorFlow in this worker "
-                f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}); "
-                "refusing to run a 'gpu' strategy on the CPU"
-            )
-        _memory_growth(tf, gpus)
-        return WorkerDevice(info={"kind": "gpu", "devices": [d.name for d in tf.config.list_logical_devices("GPU")],
-                                  "gpus": _gpu_details(tf, gpus)})
+    def _setup(self, backend: Backend) -> WorkerDevice:
+        return WorkerDevice(info=backend.setup_gpu())
 
 
 class MirroredDevice(DeviceStrategy):
@@ -415,7 +448,7 @@ class MirroredDevice(DeviceStrategy):
             m = re.fullmatch(r"cpu(\d+)", opt)
             if not m or not 1 <= int(m.group(1)) <= MAX_LOGICAL_CPUS:
                 raise UsageError(
-                    f"bad device {spec!r} (expected mirrored or mirrored:cpuN, N from 1 to {MAX_LOGICAL_CPUS})"
+                    f"bad device {spec!r} (expected {self.name} or {self.name}:cpuN, N from 1 to {MAX_LOGICAL_CPUS})"
                 )
             self.cpus = int(m.group(1))
 
@@ -425,36 +458,38 @@ class MirroredDevice(DeviceStrategy):
             raise UsageError(f"bad {MIRRORED_CPUS_VAR}={text!r} (expected a whole number from 1 to {MAX_LOGICAL_CPUS})")
         return int(text)
 
-    def plan(self) -> tuple[str, int | GpuInventory]:
+    def plan(self, backend: str = registry.DEFAULT) -> tuple[str, int | GpuInventory]:
         """``("cpu", N logical devices)`` or ``("gpu", inventory)``: what the workers will mirror over."""
         if self.cpus is not None:
             return "cpu", self.cpus
-        inv = gpu_inventory()
+        inv = gpu_inventory(backend)
         if inv.ids:
             return "gpu", inv
         return "cpu", self._fallback_cpus()
 
-    def availability(self) -> str | None:
+    def _availability(self, backend: Backend) -> str | None:
         try:
-            self.plan()
+            self.plan(backend.name)
         except UsageError as exc:
             return str(exc)
         return None
 
-    def child_env(self, worker_index: int, n_workers: int) -> dict[str, str]:
-        kind, what = self.plan()
+    def child_env(self, worker_index: int, n_workers: int, backend: str = registry.DEFAULT) -> dict[str, str]:
+        kind, what = self.plan(backend)
+        chosen = registry.get_backend(backend)
         if kind == "cpu":
-            return {"CUDA_VISIBLE_DEVICES": "", MIRRORED_CPUS_VAR: str(what)}
+            return {"CUDA_VISIBLE_DEVICES": "", MIRRORED_CPUS_VAR: str(what),
+                    **chosen.device_env("cpu", logical_cpus=int(what))}
         env = {
             "CUDA_VISIBLE_DEVICES": ",".join(partition_gpus(worker_index, n_workers, what.ids)),
-            "TF_FORCE_GPU_ALLOW_GROWTH": "true",
+            **chosen.device_env("gpu"),
         }
         if what.source.startswith("nvml"):
             env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
         return env
 
-    def nvml_indices(self, n_workers: int) -> list[int] | None:
-        kind, what = self.plan()
+    def nvml_indices(self, n_workers: int, backend: str = registry.DEFAULT) -> list[int] | None:
+        kind, what = self.plan(backend)
         if kind == "cpu":
             return []
         if None in what.nvml_indices:
@@ -463,60 +498,22 @@ class MirroredDevice(DeviceStrategy):
         used = {g for i in range(max(1, n_workers)) for g in partition_gpus(i, n_workers, what.ids)}
         return sorted(by_id[g] for g in used)
 
-    def setup(self) -> WorkerDevice:
-        import tensorflow as tf
-
+    def _setup(self, backend: Backend) -> WorkerDevice:
         n_cpu = os.environ.get(MIRRORED_CPUS_VAR, "").strip()
-        if n_cpu:
-            cpu = tf.config.list_physical_devices("CPU")[0]
-            tf.config.set_logical_device_configuration(
-                cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(int(n_cpu))]
-            )
-            devices = [d.name for d in tf.config.list_logical_devices("CPU")]
-            kind, details = "cpu-logical", {}
-        else:
-            gpus = tf.config.list_physical_devices("GPU")
-            if not gpus:
-                raise RuntimeError(
-                    "no GPU visible to TensorFlow in this worker "
-                    f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}); "
-                    f"use mirrored:cpuN to mirror over logical CPU devices"
-                )
-            _memory_growth(tf, gpus)
-            devices = [d.name for d in tf.config.list_logical_devices("GPU")]
-            kind, details = "gpu", {"gpus": _gpu_details(tf, gpus)}
-        strategy = tf.distribute.MirroredStrategy(devices=devices)
-        return WorkerDevice(
-            scope=strategy.scope,
-            replicas=int(strategy.num_replicas_in_sync),
-            info={"kind": kind, "devices": devices, "strategy": type(strategy).__name__,
-                  "replicas": int(strategy.num_replicas_in_sync), **details},
-        )
+        scope = backend.multi_device(int(n_cpu) if n_cpu else None)
+        return WorkerDevice(scope=scope.scope, replicas=scope.replicas, info=scope.info)
 
 
-def _memory_growth(tf, gpus) -> None:
-    for g in gpus:
-        try:
-            tf.config.experimental.set_memory_growth(g, True)
-        except (RuntimeError, ValueError):  # already initialised / set by TF_FORCE_GPU_ALLOW_GROWTH
-            pass
+class DataParallelDevice(MirroredDevice):
+    """``keras.distribution.DataParallel`` (jax) over the visible GPUs, or over logical CPU devices."""
+
+    name = "data_parallel"
+    description = (f"keras.distribution.DataParallel (jax) over all visible GPUs (no GPU: the CPU split into "
+                   f"${MIRRORED_CPUS_VAR} or {DEFAULT_MIRRORED_CPUS} logical devices; data_parallel:cpuN)")
 
 
-def _gpu_details(tf, gpus) -> list[dict]:
-    out = []
-    for g in gpus:
-        try:
-            d = tf.config.experimental.get_device_details(g)
-        except (ValueError, RuntimeError, AttributeError, tf.errors.OpError):  # details are optional: not a
-            # device TensorFlow listed, a malformed compute capability, no such call in this TensorFlow, a driver error
-            d = {}
-        cc = d.get("compute_capability")
-        out.append({"name": g.name, "device_name": d.get("device_name"),
-                    "compute_capability": ".".join(map(str, cc)) if cc else None})
-    return out
-
-
-_DEVICES: dict[str, type[DeviceStrategy]] = {"cpu": CpuDevice, "gpu": GpuDevice, "mirrored": MirroredDevice}
+_DEVICES: dict[str, type[DeviceStrategy]] = {"cpu": CpuDevice, "gpu": GpuDevice, "mirrored": MirroredDevice,
+                                             "data_parallel": DataParallelDevice}
 
 
 def device_names() -> list[str]:
@@ -535,12 +532,17 @@ def get_device(spec: str) -> DeviceStrategy:
     return _DEVICES[base](spec)
 
 
-def parse_devices(text: str) -> list[str]:
+def parse_devices(text: str, backend: str = registry.DEFAULT) -> list[str]:
     """``"cpu,mirrored"`` -> validated device specs.
 
     A named strategy this machine cannot run is an error (``--device gpu`` without a visible
-    GPU: ``no GPU visible to TensorFlow (...)``); ``all`` expands to every registered strategy
-    and leaves the unavailable ones to be skipped (with the reason) by the runner.
+    GPU: ``no GPU visible to TensorFlow (...)``; ``--device mirrored`` under jax: ``mirrored runs on
+    tensorflow only (jax: use data_parallel)``); ``all`` expands to every registered strategy and
+    leaves the unavailable ones to be skipped (with the reason) by the runner.
+
+    Args:
+        text: Comma-separated device specs.
+        backend: The Keras backend the named strategies must run on.
 
     Raises:
         UsageError: empty list, unknown or malformed name, or a named strategy unavailable here.
@@ -553,7 +555,7 @@ def parse_devices(text: str) -> list[str]:
         if spec == "all":
             out.extend(n for n in device_names() if n not in out)
             continue
-        reason = get_device(spec).availability()
+        reason = get_device(spec).availability(backend)
         if reason:
             raise UsageError(reason)
         if spec not in out:

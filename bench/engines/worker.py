@@ -1,14 +1,15 @@
-"""The worker process: ``python -m bench.engines.worker RESULT_FD``.
+"""The worker process: ``python -m bench.engines.worker RESULT_FD DEVICE``.
 
-Its environment (threads, device visibility) was set by the parent before this process
-started, so TensorFlow reads it on import. It reads one JSON command per line on stdin and
+Its environment (``KERAS_BACKEND``, threads, device visibility) was set by the parent before this
+process started, so the framework reads it on import. It imports only its backend's framework
+(:mod:`bench.backends`: under jax or torch TensorFlow is never imported). It reads one JSON command per line on stdin and
 writes one JSON reply per line to the result pipe: a :class:`bench.model.reply.Hello`, then a
 :class:`bench.model.reply.TrialReply` per trial, each as ``record.as_message()`` through
 :func:`bench.model.results.message_line` (the parent reads the same record types back with
 ``from_message``). stdout/stderr go to a log the parent keeps for error reports. It never forks.
 
 The Ray actor (bench.engines.ray) sets itself up and runs trials through the same public API:
-:func:`prepare`, :class:`TrialRunner`, :func:`apply_thread_caps`.
+:func:`prepare`, :class:`TrialRunner`.
 """
 
 from __future__ import annotations
@@ -19,8 +20,13 @@ import sys
 import time
 import traceback
 
+from bench.backends import registry
+from bench.backends.base import Backend
 from bench.model import results
 from bench.model.reply import Hello, TrialReply
+
+# The frameworks whose presence in sys.modules a hello reports (a jax worker must not have tensorflow).
+FRAMEWORKS = ("tensorflow", "jax", "torch")
 
 
 def _send(out, record: Hello | TrialReply) -> None:
@@ -64,30 +70,6 @@ def _maybe_fault(config: dict) -> None:
         time.sleep(3600)
 
 
-def apply_thread_caps(tf) -> None:
-    """Makes TensorFlow's thread pools match the environment the parent set (before any op).
-
-    TensorFlow reads TF_NUM_INTRAOP_THREADS/TF_NUM_INTEROP_THREADS itself; setting them through
-    the API as well makes ``get_*_parallelism_threads`` report the values really in use.
-    """
-    intra = os.environ.get("TF_NUM_INTRAOP_THREADS")
-    inter = os.environ.get("TF_NUM_INTEROP_THREADS")
-    if intra:
-        tf.config.threading.set_intra_op_parallelism_threads(int(intra))
-    if inter:
-        tf.config.threading.set_inter_op_parallelism_threads(int(inter))
-
-
-def _build_info(tf) -> dict:
-    """What TensorFlow was built with: CUDA / cuDNN versions, CUDA or ROCm build, GPU targets."""
-    keys = ("cuda_version", "cudnn_version", "is_cuda_build", "is_rocm_build", "cuda_compute_capabilities")
-    try:
-        info = tf.sysconfig.get_build_info()
-    except (AttributeError, ImportError):  # builds without tf.sysconfig.get_build_info: no build facts in the hello
-        return {}
-    return {k: (v if isinstance(v, bool) else str(v)) for k, v in info.items() if k in keys}
-
-
 def _die_with_parent() -> None:
     """Linux: have the kernel SIGKILL this worker when its parent dies, even by SIGKILL."""
     try:
@@ -101,47 +83,60 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def hello_facts(tf, keras, device_spec: str, device, import_s: float) -> Hello:
-    """The :class:`Hello` a worker sends once TensorFlow is imported and its devices are set up.
+def worker_backend() -> Backend:
+    """The backend this worker runs: ``KERAS_BACKEND`` as the parent set it (default tensorflow)."""
+    return registry.get_backend(os.environ.get("KERAS_BACKEND") or registry.DEFAULT)
+
+
+def hello_facts(backend: Backend, keras, device_spec: str, device, import_s: float, threads: dict) -> Hello:
+    """The :class:`Hello` a worker sends once its framework is imported and its devices are set up.
 
     Args:
-        tf: The imported ``tensorflow`` module.
+        backend: The worker's backend.
         keras: The imported ``keras`` module.
         device_spec: Device strategy name.
-        device: What ``get_device(device_spec).setup()`` returned.
-        import_s: Seconds ``import tensorflow`` took.
+        device: What ``get_device(device_spec).setup(backend)`` returned.
+        import_s: Seconds importing the framework (and Keras) took.
+        threads: What ``backend.apply_threads()`` reported in use.
     """
+    facts = backend.facts()
     return Hello(
         pid=os.getpid(),
         import_s=import_s,
-        tensorflow=tf.__version__,
+        tensorflow=getattr(sys.modules.get("tensorflow"), "__version__", ""),  # "" where it was not imported
         keras=keras.__version__,
-        intra_op_threads=tf.config.threading.get_intra_op_parallelism_threads(),
-        inter_op_threads=tf.config.threading.get_inter_op_parallelism_threads(),
-        visible_devices=tuple(d.name for d in tf.config.list_logical_devices()),
-        physical_devices=tuple(f"{d.device_type}:{d.name}" for d in tf.config.list_physical_devices()),
+        intra_op_threads=int(threads.get("intra_op_threads") or 0),
+        inter_op_threads=int(threads.get("inter_op_threads") or 0),
+        visible_devices=tuple(facts["visible_devices"]),
+        physical_devices=tuple(facts["physical_devices"]),
         device=device_spec,
         replicas=device.replicas,
         device_info=device.info,
         cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
-        build=_build_info(tf),
+        build=facts["build"],
+        backend=backend.name,
+        backend_version=facts["version"],
+        threads_applied=threads,
+        frameworks_loaded=tuple(m for m in FRAMEWORKS if m in sys.modules),
     )
 
 
 class TrialRunner:
-    """Runs ``trial`` messages in this process (TensorFlow imported, devices set up).
+    """Runs ``trial`` messages in this process (its framework imported, devices set up).
 
     Shared by the local worker and the Ray actor, so a trial runs the same way on either; build
     one with :func:`prepare`.
 
     Args:
         device_spec: Device strategy name.
-        device: What ``get_device(device_spec).setup()`` returned (scope, replicas).
+        device: What ``get_device(device_spec).setup(backend)`` returned (scope, replicas).
+        backend: The worker's backend (default: ``KERAS_BACKEND``'s).
     """
 
-    def __init__(self, device_spec: str, device):
+    def __init__(self, device_spec: str, device, backend: Backend | None = None):
         self.device_spec = device_spec
         self.device = device
+        self.backend = backend or worker_backend()
         self.workloads: dict[str, object] = {}
 
     def run(self, msg: dict) -> TrialReply:
@@ -167,6 +162,9 @@ class TrialRunner:
                 device=self.device_spec,
                 scope=self.device.scope,
                 replicas=self.device.replicas,
+                backend=self.backend.name,
+                compiler=self.backend.compiler,
+                compile_predict=self.backend.compile_predict,
             )
             keras.utils.set_random_seed(msg["seed"])
             _maybe_fault(config)
@@ -201,32 +199,34 @@ class TrialRunner:
 
 
 def prepare(device_spec: str) -> tuple[TrialRunner, Hello]:
-    """Sets this process up as a worker: imports TensorFlow (timed), caps its threads, sets up the devices.
+    """Sets this process up as a worker: imports its framework (timed), caps its threads, sets up the devices.
 
-    Used by the local worker (:func:`main`) and the Ray actor alike. The environment (threads, device
-    visibility) must be set before this is called. A strategy that cannot get its devices raises
-    here, before any hello, so a ``gpu`` run never silently measures the CPU.
+    Used by the local worker (:func:`main`) and the Ray actor alike. The environment
+    (``KERAS_BACKEND``, threads, device visibility) must be set before this is called. A strategy
+    that cannot get its devices raises here, before any hello, so a ``gpu`` run never silently
+    measures the CPU.
 
     Args:
-        device_spec: Device strategy name (``cpu``, ``gpu:0``, ``mirrored``...).
+        device_spec: Device strategy name (``cpu``, ``gpu:0``, ``mirrored``, ``data_parallel``...).
 
     Returns:
         The trial runner and the worker's hello.
     """
+    backend = worker_backend()
     t0 = time.perf_counter()
-    import tensorflow as tf  # noqa: F401  - imported here, after the environment was set
+    backend.import_framework()  # imported here, after the environment was set; Keras with it
     import keras
 
     import_s = time.perf_counter() - t0
-    apply_thread_caps(tf)
+    threads = backend.apply_threads()
 
     from bench.engines.devices import get_device
 
-    # Devices are configured before any op runs (logical CPU devices, GPU memory growth). Trials
-    # are timed in full, so GPU work is timed up to the copy of its results back to host
-    # (workloads return host values).
-    device = get_device(device_spec).setup()
-    return TrialRunner(device_spec, device), hello_facts(tf, keras, device_spec, device, import_s)
+    # Devices are configured before any op runs (logical CPU devices, GPU memory growth, the
+    # distribution). Trials are timed in full, so GPU work is timed up to the copy of its results
+    # back to host (workloads return host values).
+    device = get_device(device_spec).setup(backend)
+    return TrialRunner(device_spec, device, backend), hello_facts(backend, keras, device_spec, device, import_s, threads)
 
 
 def main(argv: list[str] | None = None) -> int:

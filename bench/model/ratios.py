@@ -1,8 +1,9 @@
 """Ratios derived from raw trial times and sampler timelines.
 
-speedup = wall(1 process) / wall(N processes); efficiency = speedup / N (:func:`speedup`,
-:func:`efficiency`: the one place these are computed; :func:`finalize_runs` records them in each run's
-summary, and readers read them from there);
+speedup = wall(1 process) / wall(N processes) of the same backend; efficiency = speedup / N
+(:func:`speedup`, :func:`efficiency`: the one place these are computed; :func:`finalize_runs` records
+them in each run's summary, and readers read them from there); speedup vs cpu (same backend and
+processes) and speedup vs tensorflow (same device, processes and threads: how much a backend gains);
 CPU-time/wall = CPU seconds of the whole process tree / wall seconds (how many cores were busy);
 per-process CPU/wall = mean over workers of that worker's CPU seconds / wall (seed 001's figure).
 Noise is the spread between measurements of the same thing only (trials with an identical
@@ -24,6 +25,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from bench.model.energy import energy_summary
 from bench.model.results import RunRecord, canonical
+from bench.model.strategy import DEFAULT_BACKEND, backend_of
 
 
 def speedup(baseline_wall: float | None, wall: float | None) -> float | None:
@@ -215,7 +217,7 @@ def summarize(
         wall_s: Wall seconds from first dispatch to last completion (worker start-up excluded).
         processes: Worker processes.
         workers: Worker facts (start-up seconds, pids).
-        baseline_wall_s: Wall of the 1-process run of the same workload/size/device, if measured.
+        baseline_wall_s: Wall of the 1-process run of the same workload/size/device/backend, if measured.
         unit: Throughput unit.
     """
     trials = list(trials)
@@ -261,23 +263,44 @@ def summarize(
     return out
 
 
+def _baseline_walls(runs: Sequence, key, chosen) -> dict[tuple, float]:
+    """Wall of the first finished run (``chosen(run)``) for each ``key(run)``: the baselines."""
+    base: dict[tuple, float] = {}
+    for r in runs:
+        wall = r.summary.wall_s
+        if chosen(r) and r.status == "complete" and wall and not r.summary.failed:
+            base.setdefault(key(r), wall)
+    return base
+
+
 def speedup_over_cpu(runs: Sequence) -> list[float | None]:
-    """Per run, how much faster it was than the ``cpu`` run of the same workload, size and
-    process count (same trials): wall(cpu) / wall(run). None without such a finished cpu run.
+    """Per run, how much faster it was than the ``cpu`` run of the same workload, size, process
+    count and backend (same trials): wall(cpu) / wall(run). None without such a finished cpu run.
 
     Args:
         runs: RunRecords (``workload``, ``size``, ``strategy``, ``status``, ``summary``).
     """
-    base: dict[tuple, float] = {}
-    for r in runs:
-        wall = r.summary.wall_s
-        if r.strategy.get("device") == "cpu" and r.status == "complete" and wall and not r.summary.failed:
-            base.setdefault((r.workload, r.size, r.strategy.get("processes")), wall)
-    return [
-        speedup(base.get((r.workload, r.size, r.strategy.get("processes"))), r.summary.wall_s)
-        if r.status == "complete" else None
-        for r in runs
-    ]
+    def key(r):
+        return (r.workload, r.size, r.strategy.get("processes"), backend_of(r.strategy))
+
+    base = _baseline_walls(runs, key, lambda r: r.strategy.get("device") == "cpu")
+    return [speedup(base.get(key(r)), r.summary.wall_s) if r.status == "complete" else None for r in runs]
+
+
+def speedup_over_tensorflow(runs: Sequence) -> list[float | None]:
+    """Per run, how much faster its backend was than tensorflow on the same work: wall of the
+    finished tensorflow run with the same workload, size, device, processes and threads over this
+    run's wall (a tensorflow run: 1.0 against itself). None without such a run.
+
+    Args:
+        runs: RunRecords (``workload``, ``size``, ``strategy``, ``status``, ``summary``).
+    """
+    def key(r):
+        s = r.strategy
+        return (r.workload, r.size, s.get("device"), s.get("processes"), s.get("threads_per_process"))
+
+    base = _baseline_walls(runs, key, lambda r: backend_of(r.strategy) == DEFAULT_BACKEND)
+    return [speedup(base.get(key(r)), r.summary.wall_s) if r.status == "complete" else None for r in runs]
 
 
 AMDAHL_MIN_COUNTS = 3
@@ -318,7 +341,8 @@ def amdahl_fit(points: Mapping[int, float]) -> float | None:
 
 def finalize_runs(runs: Sequence[RunRecord]) -> list[RunRecord]:
     """Records speedup, efficiency and baseline wall of every run against the 1-process run of the
-    same workload/size/device, and ``speedup_vs_cpu`` (see :func:`speedup_over_cpu`).
+    same workload/size/device/backend, ``speedup_vs_cpu`` (:func:`speedup_over_cpu`) and
+    ``speedup_vs_tensorflow`` (:func:`speedup_over_tensorflow`).
 
     Args:
         runs: The sweep's RunRecords.
@@ -326,19 +350,24 @@ def finalize_runs(runs: Sequence[RunRecord]) -> list[RunRecord]:
     Returns:
         The runs, each with its summary holding those figures.
     """
+    def key(r):
+        return (r.workload, r.size, r.strategy.get("device"), backend_of(r.strategy))
+
     base: dict[tuple, float] = {}
     for r in runs:
         if r.strategy.get("processes") == 1 and r.summary.wall_s and r.status == "complete":
-            base.setdefault((r.workload, r.size, r.strategy.get("device")), r.summary.wall_s)
+            base.setdefault(key(r), r.summary.wall_s)
     out = []
     for r in runs:
-        b = base.get((r.workload, r.size, r.strategy.get("device")))
+        b = base.get(key(r))
         sp = speedup(b, r.summary.wall_s)
         if sp is not None:
             r = dataclasses.replace(r, summary=r.summary.replace(
                 speedup=sp, efficiency=efficiency(sp, int(r.strategy["processes"])), baseline_wall_s=b))
         out.append(r)
-    # device comparison: how much faster than the cpu run with the same trials and processes
-    for i, v in enumerate(speedup_over_cpu(out)):
-        out[i] = dataclasses.replace(out[i], summary=out[i].summary.replace(speedup_vs_cpu=v))
+    # device comparison: how much faster than the cpu run with the same trials, processes and backend;
+    # backend comparison: how much faster than tensorflow with the same device, processes and threads
+    vs_cpu, vs_tf = speedup_over_cpu(out), speedup_over_tensorflow(out)
+    for i, (c, t) in enumerate(zip(vs_cpu, vs_tf)):
+        out[i] = dataclasses.replace(out[i], summary=out[i].summary.replace(speedup_vs_cpu=c, speedup_vs_tensorflow=t))
     return out

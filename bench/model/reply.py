@@ -10,7 +10,8 @@ Message forms (the worker protocol; unknown keys are ignored, optional ones may 
 
 - ``{"type": "hello", "pid", "import_s", "tensorflow", "keras", "intra_op_threads",
   "inter_op_threads", "visible_devices", "physical_devices", "device", "replicas", "device_info",
-  "cuda_visible_devices", "build", ...}``, plus on a Ray actor ``thread_env``,
+  "cuda_visible_devices", "build", "backend", "backend_version", "threads_applied", "frameworks_loaded",
+  ...}``, plus on a Ray actor ``thread_env``,
   ``tensorflow_preimported``, ``node``, ``node_ip``, ``node_id``, ``log_path``, ``node_error``, and
   what the pool adds: ``startup_s``, ``index``, ``placement``.
 - ``{"type": "result", "id", "wall_s", "cpu_s", "warmup_s", "samples", "quality", "extra",
@@ -28,7 +29,7 @@ from bench.model.results import TrialError, plain
 
 # Hello fields only a Ray actor (or the pool) sets: left out of the message while None.
 _OPTIONAL_HELLO = (
-    "thread_env", "tensorflow_preimported", "node", "node_ip", "node_id", "log_path", "node_error",
+    "backend", "backend_version", "threads_applied", "frameworks_loaded", "thread_env", "tensorflow_preimported", "node", "node_ip", "node_id", "log_path", "node_error",
     "startup_s", "index", "placement",
 )
 
@@ -42,22 +43,26 @@ def _message_type(msg: Mapping[str, Any], *expected: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Hello:
-    """What a worker reports once TensorFlow is imported and its devices are set up.
+    """What a worker reports once its framework is imported and its devices are set up.
 
     Args:
         pid: The worker's process id (on its node).
-        import_s: Seconds ``import tensorflow`` took.
-        tensorflow: TensorFlow's version.
+        import_s: Seconds importing the framework (and Keras) took.
+        tensorflow: TensorFlow's version ("" in a worker that did not import it: jax, torch).
         keras: Keras's version.
-        intra_op_threads: TensorFlow's intra-op threads, as TensorFlow reports them.
-        inter_op_threads: TensorFlow's inter-op threads.
-        visible_devices: Logical devices TensorFlow sees.
-        physical_devices: ``TYPE:name`` of the physical devices TensorFlow sees.
+        intra_op_threads: Intra-op threads, as the backend reports them (``threads_applied``).
+        inter_op_threads: Inter-op threads (0 where the backend has no such pool: jax).
+        visible_devices: Logical devices the framework sees.
+        physical_devices: ``TYPE:name`` of the physical devices the framework sees.
         device: The device strategy name.
         replicas: Replicas of the device strategy.
         device_info: What the device strategy's set-up reports.
         cuda_visible_devices: ``CUDA_VISIBLE_DEVICES`` in the worker (None: not set).
-        build: What TensorFlow was built with (CUDA/cuDNN versions...).
+        build: What the framework was built with (CUDA/cuDNN versions...).
+        backend: The Keras backend (None in hellos from before backends: tensorflow).
+        backend_version: The backend framework's version.
+        threads_applied: The thread caps as the backend applied and reports them (and where from).
+        frameworks_loaded: Which of tensorflow, jax, torch were imported in the worker.
         thread_env: Ray only: the thread variables in the actor's environment.
         tensorflow_preimported: Ray only: TensorFlow was already imported when the actor started.
         node: Ray only: the host name of the node.
@@ -83,6 +88,10 @@ class Hello:
     device_info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     cuda_visible_devices: str | None = None
     build: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    backend: str | None = None
+    backend_version: str | None = None
+    threads_applied: Mapping[str, Any] | None = None
+    frameworks_loaded: tuple[str, ...] | None = None
     thread_env: Mapping[str, Any] | None = None
     tensorflow_preimported: bool | None = None
     node: str | None = None
@@ -122,6 +131,8 @@ class Hello:
         for key in ("visible_devices", "physical_devices"):
             if key in values:
                 values[key] = tuple(values[key] or ())
+        if values.get("frameworks_loaded") is not None:
+            values["frameworks_loaded"] = tuple(values["frameworks_loaded"])
         return cls(**values)
 
 

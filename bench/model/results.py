@@ -17,6 +17,7 @@ from typing import Any, Mapping
 from bench.errors import ResultFileError, UsageError
 from bench.text import printable
 from bench.model.safefile import atomic_write_bytes, atomic_write_text, read_regular
+from bench.model.strategy import backend_of
 from bench.model.summary import RunSummary
 
 SCHEMA = 1
@@ -72,6 +73,8 @@ class RunRecord:
     could start) or ``skipped`` (with the reason in ``skipped``). ``options`` are the workload
     options the trials ran with (resume checks them). ``summary`` is a
     :class:`bench.model.summary.RunSummary`; a plain dict given here is converted to one.
+    ``strategy`` is the mapping as recorded: a file written before backends were an axis has no
+    ``backend`` in it, and :attr:`backend` reads that as tensorflow.
     """
 
     workload: str
@@ -95,9 +98,17 @@ class RunRecord:
             object.__setattr__(self, "summary", RunSummary.from_dict(self.summary))
 
     @property
+    def backend(self) -> str:
+        """The run's Keras backend (``tensorflow`` for a run recorded without one)."""
+        return backend_of(self.strategy)
+
+    @property
     def key(self) -> tuple:
+        """What identifies the run's strategy: workload, size, device, processes, threads, backend
+        (resume matches runs by it; an old run without a backend keys as tensorflow)."""
         s = self.strategy
-        return (self.workload, self.size, s.get("device"), s.get("processes"), s.get("threads_per_process"))
+        return (self.workload, self.size, s.get("device"), s.get("processes"), s.get("threads_per_process"),
+                self.backend)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,7 +251,7 @@ _MACHINE_STRINGS = (
     "keras", "numpy", "xpubench", "gpu_status", "cuda_visible_devices",
 )
 _MACHINE_NUMBERS = ("physical_cores", "logical_cores", "usable_cores", "os_cpu_count", "ram_bytes", "cpu_mhz_max")
-_MACHINE_OBJECTS = ("energy", "thread_env", "tensorflow_build")
+_MACHINE_OBJECTS = ("energy", "thread_env", "tensorflow_build", "backends")
 _CALIBRATION_NUMBERS = ("matmul_gflops", "matmul_gflops_all_cores", "matmul_gflops_1thread", "usable_cores",
                         "load_avg_1m")
 
@@ -484,6 +495,7 @@ def _run_from(d: Any, c: _Checker, where: str) -> RunRecord:
     c.count(strategy, "processes", ws, minimum=1)
     if strategy.get("threads_per_process") is not None:
         c.count(strategy, "threads_per_process", ws, minimum=1)
+    c.get(strategy, "backend", str, ws, None)  # missing (older files): tensorflow
     trials = c.get(d, "trials", list, where)
     records = tuple(_trial_from(t, c, f"{where}.trials[{i}]") for i, t in enumerate(trials))
     seen: set[str] = set()

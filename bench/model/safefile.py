@@ -216,7 +216,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             os.fsync(f.fileno())
         check_target(target)  # right before the rename: never over something swapped in meanwhile
         os.replace(tmp, target)
-    except BaseException as exc:
+    except BaseException as exc:  # clean-up only (Ctrl-C included): the temporary file goes, the error goes on
         try:
             os.unlink(tmp)
         except FileNotFoundError:

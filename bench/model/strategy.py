@@ -1,7 +1,9 @@
-"""Process-count strategies: how many worker processes, how many threads each.
+"""Strategies: which Keras backend, which device, how many worker processes, how many threads each.
 
-A Strategy is a value: device name, number of worker processes and threads per process.
-Parsing and validation live here so every entry point rejects bad input the same way.
+A Strategy is a value: backend, device name, number of worker processes and threads per process.
+Parsing and validation live here so every entry point rejects bad input the same way. A run's
+strategy mapping (``RunRecord.strategy``) without a ``backend`` (every file written before
+backends were an axis) is a TensorFlow run: read it with :func:`backend_of`.
 """
 
 from __future__ import annotations
@@ -9,10 +11,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import warnings
+from typing import Any, Mapping, Sequence
 
 from bench.errors import UsageError
 
 MAX_PROCESSES = 256
+
+#: The Keras backend of a strategy that names none (and of every run recorded before backends).
+DEFAULT_BACKEND = "tensorflow"
 
 # The environment variables that carry a strategy's thread caps into a worker (set before it
 # imports TensorFlow; bench.engines.childenv.thread_env fills them, the fingerprint records them).
@@ -37,21 +43,47 @@ class Strategy:
     Args:
         device: Device strategy name (``cpu``, ``gpu``, ``gpu:K``, ``mirrored``).
         processes: Number of worker processes running trials at once.
-        threads_per_process: TF intra-op / OMP threads in each worker.
-        inter_op_threads: TF inter-op threads in each worker.
+        threads_per_process: Intra-op / OMP threads in each worker.
+        inter_op_threads: Inter-op threads in each worker.
+        backend: The Keras backend the workers run (``tensorflow``, ``jax``, ``torch``).
     """
 
     device: str = "cpu"
     processes: int = 1
     threads_per_process: int = 1
     inter_op_threads: int = 1
+    backend: str = DEFAULT_BACKEND
 
     def to_dict(self) -> dict:
+        """The strategy as a run records it (``backend`` included)."""
         return dataclasses.asdict(self)
 
     @property
     def label(self) -> str:
-        return f"{self.device}×{self.processes}p×{self.threads_per_process}t"
+        """``cpu×2p×1t`` (tensorflow, as before backends were an axis), else ``jax:cpu×2p×1t``."""
+        return backend_label(self.backend, f"{self.device}×{self.processes}p×{self.threads_per_process}t")
+
+
+def backend_of(strategy: Mapping[str, Any] | Strategy) -> str:
+    """The backend of a recorded strategy mapping (or a Strategy); one without any is tensorflow.
+
+    Args:
+        strategy: ``RunRecord.strategy`` (a file's, perhaps from before backends), or a Strategy.
+    """
+    if isinstance(strategy, Strategy):
+        return strategy.backend
+    value = strategy.get("backend") if isinstance(strategy, Mapping) else None
+    return value if isinstance(value, str) and value else DEFAULT_BACKEND
+
+
+def backend_label(backend: str, text: str) -> str:
+    """``text`` (a strategy's short name) prefixed with its backend unless that is tensorflow.
+
+    Args:
+        backend: The backend name.
+        text: E.g. ``cpu×2p``.
+    """
+    return text if backend == DEFAULT_BACKEND else f"{backend}:{text}"
 
 
 def default_threads(processes: int, cores: int | None = None) -> int:
@@ -108,11 +140,28 @@ def parse_processes(text: str | list | tuple | int) -> list[int]:
     return sorted(counts)
 
 
-def make_strategies(devices: list[str], processes: list[int], threads: int | None = None) -> list[Strategy]:
-    """The cross product of device names and process counts, with thread capping."""
+def make_strategies(
+    devices: Sequence[str],
+    processes: Sequence[int],
+    threads: int | None = None,
+    backends: Sequence[str] = (DEFAULT_BACKEND,),
+) -> list[Strategy]:
+    """One strategy per (backend, device, process count), in that order, with thread capping.
+
+    Backends vary slowest and process counts fastest, so each backend's 1-process run (its
+    speedup baseline) comes before its other counts.
+
+    Args:
+        devices: Device specs.
+        processes: Process counts.
+        threads: Threads per worker (None: usable cores // processes).
+        backends: Keras backend names (validated by the caller).
+    """
     out = []
-    for device in devices:
-        for n in processes:
-            t = threads if threads else default_threads(n)
-            out.append(Strategy(device=device, processes=n, threads_per_process=t, inter_op_threads=1 if t <= 2 else 2))
+    for backend in backends or (DEFAULT_BACKEND,):
+        for device in devices:
+            for n in processes:
+                t = threads if threads else default_threads(n)
+                out.append(Strategy(device=device, processes=n, threads_per_process=t,
+                                    inter_op_threads=1 if t <= 2 else 2, backend=backend))
     return out

@@ -41,7 +41,7 @@ class RunSummary(Mapping):
         failed: Trials that failed.
         wall_s: Wall seconds from the first dispatch to the last completion (worker start-up excluded).
         trials_per_hour: Finished trials per hour of wall.
-        speedup: Wall of the 1-process run of the same workload/size/device over this wall.
+        speedup: Wall of the 1-process run of the same workload/size/device/backend over this wall.
         efficiency: ``speedup`` / processes.
         cpu_s: CPU seconds of the process tree (else the trials' own CPU seconds).
         cpu_wall_ratio: ``cpu_s`` / ``wall_s``: cores the process tree kept busy.
@@ -72,7 +72,9 @@ class RunSummary(Mapping):
         sampler_samples: Samples taken.
         sampler_interval_s: The sampling interval.
         baseline_wall_s: The wall of the 1-process run ``speedup`` is measured against.
-        speedup_vs_cpu: Wall of the ``cpu`` run with the same trials and processes over this wall.
+        speedup_vs_cpu: Wall of the ``cpu`` run with the same trials, processes and backend over this wall.
+        speedup_vs_tensorflow: Wall of the tensorflow run with the same workload, size, device,
+            processes and threads over this wall (how much faster this run's backend was).
         extra: Keys this version does not declare, as the file held them (kept on re-save).
     """
 
@@ -112,6 +114,7 @@ class RunSummary(Mapping):
     sampler_interval_s: float | None = _field(NUMBER)
     baseline_wall_s: float | None = _field(NUMBER)
     speedup_vs_cpu: float | None = _field(NUMBER)
+    speedup_vs_tensorflow: float | None = _field(NUMBER)
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     # the keys held, in the file's order (a declared field that is None and not listed here was
     # not recorded: it reads as None and is not written back)

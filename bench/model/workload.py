@@ -2,7 +2,8 @@
 
 A workload is a list of trials (plain JSON configs) and a function that runs one trial in the
 current process. Workloads know nothing of pools, samplers or timing: the runner times them.
-TensorFlow is imported inside ``run_trial``, never at module import time.
+Keras (and its backend's framework) is imported inside ``run_trial``, never at module import
+time; anything backend-specific a workload needs comes from its :class:`TrialContext`.
 """
 
 from __future__ import annotations
@@ -51,8 +52,16 @@ class TrialContext:
         options: Workload options from the command line (``data``, ``offline``, ``model``...).
         device: The device strategy name the worker runs under (``cpu``, ``gpu``, ``mirrored``).
         scope: A factory for the distribution scope models must be built in (nullcontext on one
-            device; a ``tf.distribute`` strategy's scope for ``mirrored``).
+            device; a ``tf.distribute`` strategy's scope for ``mirrored``, the Keras distribution's
+            for ``data_parallel``).
         replicas: Number of model replicas (1 except under a multi-device strategy).
+        backend: The Keras backend the worker runs (``tensorflow``, ``jax``, ``torch``).
+        compiler: What ``compile_predict`` compiles with, for labels (``tf.function``, ``jax.jit``,
+            ``torch.compile``).
+        compile_predict: ``compile_predict(model, x) -> fn(batch) -> numpy predictions``: the backend's
+            compiled forward pass (:meth:`bench.backends.base.Backend.compile_predict`; it raises
+            ``bench.backends.base.Unavailable`` where the compiler does not work). None outside a worker
+            unless the caller gives one.
     """
 
     size: str = "quick"
@@ -61,6 +70,9 @@ class TrialContext:
     device: str = "cpu"
     scope: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
     replicas: int = 1
+    backend: str = "tensorflow"
+    compiler: str = "tf.function"
+    compile_predict: Callable[[Any, Any], Callable] | None = None
 
 
 class Workload:

@@ -12,7 +12,7 @@ from typing import Sequence
 #: Version of the ``extra_info["xpubench"]`` layout.
 EXTRA_INFO_SCHEMA = 1
 #: Keys of ``extra_info["xpubench"]["strategy"]``.
-STRATEGY_KEYS = ("device", "processes", "threads_per_process", "engine")
+STRATEGY_KEYS = ("device", "processes", "threads_per_process", "engine", "backend")
 #: Flat headline keys copied from ``extra_info["xpubench"]`` for readers of pytest-benchmark's JSON.
 FLAT_KEYS = ("throughput", "unit", "speedup", "efficiency", "cpu_wall_ratio", "peak_rss_bytes", "quality", "data")
 #: Summary figures copied flat when the run recorded them (GPUs were sampled).
@@ -38,6 +38,7 @@ def extra_info(run, rounds_wall_s: Sequence[float] = ()) -> dict:
     strategy = {k: run.strategy.get(k) for k in STRATEGY_KEYS}
     if strategy["engine"] is None:
         strategy["engine"] = "local"
+    strategy["backend"] = run.backend  # a run recorded without one is a tensorflow run
     quality = plain(mean_quality(run.trials))
     data = plain(run.data)
     xb = {

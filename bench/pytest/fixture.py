@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping
 
 import pytest
 
+from bench.model.strategy import DEFAULT_BACKEND, backend_label
 from bench.pytest.extra_info import extra_info
 from bench.request import SweepRequest
 
@@ -47,6 +48,10 @@ class XpuSettings:
         return self.request.devices
 
     @property
+    def backends(self) -> tuple[str, ...]:
+        return self.request.backends
+
+    @property
     def label(self) -> str | None:
         return self.request.label
 
@@ -69,6 +74,8 @@ class Session:
 
     settings: XpuSettings
     out_dir: Path | None = None
+    # runs measured earlier in the session that later ones are compared with: 1-process runs
+    # (speedup) and tensorflow runs (speedup_vs_tensorflow), by reference_keys()
     baselines: dict = dataclasses.field(default_factory=dict)
     machine_extra: dict = dataclasses.field(default_factory=dict)
     gpu_reason: str | None = None
@@ -82,6 +89,23 @@ class Session:
 
 
 SESSION = pytest.StashKey[Session]()
+
+
+def reference_keys(run, options: Mapping[str, Any]) -> tuple[tuple, tuple]:
+    """The session keys a run is stored and looked up by: its own 1-process baseline (same
+    workload/size/device/backend/engine/options) and the tensorflow run it is compared with (same
+    workload/size/device/processes/threads/engine/options).
+
+    Args:
+        run: A RunRecord.
+        options: The workload options it ran with.
+    """
+    s, opts = run.strategy, tuple(sorted(options.items()))
+    engine = s.get("engine", "local")
+    own = ("baseline", run.workload, run.size, s.get("device"), run.backend, engine, opts)
+    tf = ("tensorflow", run.workload, run.size, s.get("device"), s.get("processes"), s.get("threads_per_process"),
+          engine, opts)
+    return own, tf
 
 
 def session(config: pytest.Config) -> Session:
@@ -103,8 +127,9 @@ class XpuBenchmark:
         benchmark: pytest-benchmark's ``benchmark`` fixture for this test.
         settings: Defaults from the ``--xpu-*`` options.
         out_dir: Where the sweeps write their result files.
-        baselines: Session store of 1-process runs, keyed by workload/size/device/engine/options.
+        baselines: Session store of runs later ones are compared with (:func:`reference_keys`).
         on_result: Called with every sweep's Result (the session keeps TensorFlow's build facts).
+        backend: The Keras backend of a call that names none (the test's ``xpu_backend``).
     """
 
     def __init__(
@@ -114,8 +139,10 @@ class XpuBenchmark:
         out_dir: str | os.PathLike,
         baselines: dict | None = None,
         on_result: Callable[[Any], None] | None = None,
+        backend: str = DEFAULT_BACKEND,
     ):
         self.benchmark = benchmark
+        self.backend = backend
         self.settings = settings
         self.out_dir = Path(out_dir)
         self.baselines = {} if baselines is None else baselines
@@ -123,12 +150,13 @@ class XpuBenchmark:
         self.results: list = []
         self._used = False
 
-    def _request(self, workload, processes, device, size, options, threads, sample_interval) -> SweepRequest:
+    def _request(self, workload, processes, device, backend, size, options, threads, sample_interval) -> SweepRequest:
         """This call's SweepRequest: the session's settings overridden by the call's arguments."""
         base = self.settings.request
         return SweepRequest.parse(
             workload=workload, size=base.size if size is None else size, processes=processes, devices=device,
-            threads=threads, options={**base.options, **{str(k): str(v) for k, v in (options or {}).items()}},
+            backends=backend, threads=threads,
+            options={**base.options, **{str(k): str(v) for k, v in (options or {}).items()}},
             label=base.label, sample_interval=base.sample_interval if sample_interval is None else sample_interval,
             out_dir=self.out_dir, require_available=False,
         )
@@ -139,6 +167,7 @@ class XpuBenchmark:
         processes: int = 1,
         device: str = "cpu",
         *,
+        backend: str | None = None,
         size: str | None = None,
         options: Mapping[str, Any] | None = None,
         threads: int | None = None,
@@ -153,6 +182,8 @@ class XpuBenchmark:
             workload: Registry name (``bench.model.workload.workload_names()``).
             processes: Worker processes running trials at once.
             device: Device strategy spec (``cpu``, ``gpu``, ``gpu:1``, ``mirrored``).
+            backend: Keras backend (``tensorflow``, ``jax``, ``torch``; default: this test's
+                ``xpu_backend``, from ``--xpu-backend``, else tensorflow). Not installed: the test fails.
             size: ``quick`` or ``full`` (default ``--xpu-size``).
             options: Workload options, added to ``--xpu-option`` ones (e.g. ``{"epochs": "2"}``).
             threads: Threads per worker (default usable cores // processes).
@@ -164,11 +195,12 @@ class XpuBenchmark:
 
         Returns:
             The median round's RunRecord, its summary holding speedup and efficiency against
-            the 1-process run of the same workload/size/device measured earlier in this session
-            (None when there was none).
+            the 1-process run of the same workload/size/device/backend measured earlier in this
+            session, and ``speedup_vs_tensorflow`` against the tensorflow run of the same
+            workload/size/device/processes/threads (None when there was none).
 
         Raises:
-            pytest.skip.Exception: the device is not available here.
+            pytest.skip.Exception: the device is not available here (or not with this backend).
             pytest.fail.Exception: bad arguments, a strategy that could not run, failed trials.
         """
         from bench.errors import UsageError
@@ -181,17 +213,23 @@ class XpuBenchmark:
         self._used = True
         rounds = self.settings.rounds if rounds is None else rounds
         warmup_rounds = self.settings.warmup_rounds if warmup_rounds is None else warmup_rounds
+        backend = self.backend if backend is None else backend
         try:
-            request = self._request(workload, processes, device, size, options, threads, sample_interval)
-            if len(request.processes) != 1 or len(request.devices) != 1:
-                raise UsageError(f"one process count and one device per call, not {len(request.processes)} "
-                                 f"and {len(request.devices)} (parametrise with xpu_processes / xpu_device)")
+            request = self._request(workload, processes, device, backend, size, options, threads, sample_interval)
+            if len(request.processes) != 1 or len(request.devices) != 1 or len(request.backends) != 1:
+                raise UsageError(f"one process count, one device and one backend per call, not "
+                                 f"{len(request.processes)}, {len(request.devices)} and {len(request.backends)} "
+                                 "(parametrise with xpu_processes / xpu_device / xpu_backend)")
             unavailable = request.unavailable()
         except (UsageError, ValueError, TypeError) as exc:  # TypeError, ValueError: a workload's own config checks
-            pytest.fail(f"xpu({workload!r}, processes={processes!r}, device={device!r}): {exc}", pytrace=False)
+            shown_backend = "" if backend == DEFAULT_BACKEND else f", backend={backend!r}"
+            pytest.fail(f"xpu({workload!r}, processes={processes!r}, device={device!r}{shown_backend}): {exc}",
+                        pytrace=False)
+        processes, size, backend = request.processes[0], request.size, request.backends[0]
         if unavailable:
-            pytest.skip(f"device {device!r} unavailable: {unavailable[request.devices[0]]}")
-        processes, size = request.processes[0], request.size
+            with_backend = "" if backend == DEFAULT_BACKEND else f" with backend {backend!r}"
+            pytest.skip(f"device {device!r} unavailable{with_backend}: {unavailable[request.devices[0]]}")
+        where = backend_label(backend, f"{device}×{processes}p")
 
         if getattr(self.benchmark, "group", None) is None:
             self.benchmark.group = f"{workload}-{size}"
@@ -200,40 +238,44 @@ class XpuBenchmark:
         def one_sweep():
             result = sweep_module.run_sweep(workload, size, processes=list(request.processes),
                                             devices=list(request.devices), threads=request.threads,
-                                            **request.sweep_kwargs())
+                                            backends=list(request.backends), **request.sweep_kwargs())
             results.append(result)
             return result
 
         try:
             self.benchmark.pedantic(one_sweep, rounds=rounds, warmup_rounds=warmup_rounds, iterations=1)
         except UsageError as exc:  # e.g. the memory guard refusing the strategy
-            pytest.fail(f"{workload} {device}×{processes}p: {exc}", pytrace=False)
+            pytest.fail(f"{workload} {where}: {exc}", pytrace=False)
         # pedantic runs warm-up rounds first, then the measured ones (and, with --benchmark-disable, one)
         measured = results[warmup_rounds : warmup_rounds + rounds] or results[-1:]
         self.on_result(measured[-1])
         runs = [r.runs[0] for r in measured]
         for run in runs:
             if run.status == "skipped":
-                pytest.skip(f"device {device!r} unavailable: {run.skipped}")
+                with_backend = "" if backend == DEFAULT_BACKEND else f" with backend {backend!r}"
+                pytest.skip(f"device {device!r} unavailable{with_backend}: {run.skipped}")
             if run.status != "complete":
-                pytest.fail(f"{workload} {device}×{processes}p: run {run.status}: {printable('; '.join(run.notes), None)}",
+                pytest.fail(f"{workload} {where}: run {run.status}: {printable('; '.join(run.notes), None)}",
                             pytrace=False)
         walls = [float(r.summary.wall_s or 0.0) for r in runs]
         run = sorted(runs, key=lambda r: r.summary.wall_s or 0.0)[(len(runs) - 1) // 2]
 
-        key = (workload, size, device, run.strategy.get("engine", "local"), tuple(sorted(request.options.items())))
-        if processes == 1 and not run.summary.failed:
-            self.baselines.setdefault(key, run)
-        base = self.baselines.get(key)
-        if base is not None:
-            run = finalize_runs([base, run])[-1]
+        own, tf = reference_keys(run, request.options)
+        if not run.summary.failed:
+            if processes == 1:
+                self.baselines.setdefault(own, run)
+            if backend == DEFAULT_BACKEND:
+                self.baselines.setdefault(tf, run)
+        earlier = {id(x): x for x in (self.baselines.get(own), self.baselines.get(tf)) if x is not None}
+        if earlier:
+            run = finalize_runs([*earlier.values(), run])[-1]
         self.benchmark.extra_info.update(extra_info(run, walls))
 
         failed = int(run.summary.failed or 0)
         if failed and not allow_failures:
             first = next(t for t in run.trials if t.error is not None)
             pytest.fail(
-                f"{workload} {device}×{processes}p: {failed} of {len(run.trials)} trials failed; "
+                f"{workload} {where}: {failed} of {len(run.trials)} trials failed; "
                 f"first ({printable(first.id)}): {first.error.kind}: {printable(first.error.message, 1000)}",
                 pytrace=False,
             )
@@ -241,7 +283,16 @@ class XpuBenchmark:
 
 
 @pytest.fixture
-def xpu(request: pytest.FixtureRequest, benchmark, tmp_path_factory: pytest.TempPathFactory) -> XpuBenchmark:
+def xpu_backend() -> str:
+    """The Keras backend of this test: parametrised from ``--xpu-backend`` by the plugin (ids
+    ``jax``...) unless that is tensorflow alone; then ``tensorflow``. The ``xpu`` fixture uses it
+    as its default backend, so every benchmark runs once per ``--xpu-backend``."""
+    return DEFAULT_BACKEND
+
+
+@pytest.fixture
+def xpu(request: pytest.FixtureRequest, benchmark, tmp_path_factory: pytest.TempPathFactory,
+        xpu_backend: str) -> XpuBenchmark:
     """Benchmarks an xpubench workload under a strategy with pytest-benchmark.
 
     Example::
@@ -255,6 +306,7 @@ def xpu(request: pytest.FixtureRequest, benchmark, tmp_path_factory: pytest.Temp
         benchmark: pytest-benchmark's fixture (so ``--benchmark-only``/``--benchmark-skip`` apply).
         tmp_path_factory: Result files go to one temporary directory per session unless
             ``--xpu-out`` is given.
+        xpu_backend: The test's backend (the calls' default).
 
     Returns:
         An :class:`XpuBenchmark`; call it once.
@@ -264,4 +316,5 @@ def xpu(request: pytest.FixtureRequest, benchmark, tmp_path_factory: pytest.Temp
         # one directory per session: earlier result files are the memory guard's history, so a
         # 2-process sweep after the 1-process one starts its workers without a probe trial
         state.out_dir = Path(state.settings.out_dir) if state.settings.out_dir else tmp_path_factory.mktemp("xpubench")
-    return XpuBenchmark(benchmark, state.settings, state.out_dir, baselines=state.baselines, on_result=state.note_result)
+    return XpuBenchmark(benchmark, state.settings, state.out_dir, baselines=state.baselines, on_result=state.note_result,
+                        backend=xpu_backend)

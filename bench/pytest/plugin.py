@@ -7,7 +7,7 @@ machine and the same on another; this plugin makes those files carry xpubench's 
 What it adds to every pytest session (nothing heavy: this module imports no TensorFlow, no NVML,
 no pytest-benchmark; all of that happens lazily when a benchmark runs or JSON is written):
 
-- Options ``--xpu-size``, ``--xpu-processes``, ``--xpu-device``, ``--xpu-label``, ``--xpu-option``,
+- Options ``--xpu-size``, ``--xpu-processes``, ``--xpu-device``, ``--xpu-backend``, ``--xpu-label``, ``--xpu-option``,
   ``--xpu-rounds``, ``--xpu-warmup-rounds``, ``--xpu-sample-interval``, ``--xpu-out``, checked by
   :meth:`bench.request.SweepRequest.parse` as ``bench run`` checks its options; bad values stop
   the session at start with one line (``ERROR: --xpu-size: unknown size 'x' (choose from: quick, full)``).
@@ -15,7 +15,9 @@ no pytest-benchmark; all of that happens lazily when a benchmark runs or JSON is
   under one strategy inside ``benchmark.pedantic`` (explicit rounds and warm-up rounds) and writes
   ``benchmark.extra_info`` (bench/pytest/extra_info.py) following the contract in docs/architecture.md.
 - Tests that take the arguments ``xpu_processes`` and/or ``xpu_device`` are parametrised from
-  ``--xpu-processes`` / ``--xpu-device`` (ids ``cpu-1p``, ``cpu-2p``...).
+  ``--xpu-processes`` / ``--xpu-device`` (ids ``cpu-1p``, ``cpu-2p``...). Tests that use the ``xpu``
+  fixture (or take ``xpu_backend``) are parametrised over ``--xpu-backend`` (ids ``jax-cpu-1p``...)
+  unless it is tensorflow alone, the default: then ids and names stay as they always were.
 - The ``requires_gpu`` marker: such tests are skipped, with the reason, where no GPU is visible.
 - ``pytest_benchmark_update_machine_info``: ``machine_info["xpubench"]`` is the machine
   fingerprint (label, CPU, usable cores, RAM, GPUs with driver, TensorFlow/Keras versions, CUDA
@@ -34,19 +36,21 @@ from typing import Sequence
 
 import pytest
 
+from bench.model.strategy import DEFAULT_BACKEND
 from bench.pytest.extra_info import EXTRA_INFO_SCHEMA, FLAT_KEYS, STRATEGY_KEYS, extra_info
-from bench.pytest.fixture import SESSION, Session, XpuBenchmark, XpuSettings, session, xpu
+from bench.pytest.fixture import SESSION, Session, XpuBenchmark, XpuSettings, session, xpu, xpu_backend
 
 __all__ = [
     "EXTRA_INFO_SCHEMA", "FLAT_KEYS", "STRATEGY_KEYS", "OPTIONS", "Session", "XpuBenchmark", "XpuSettings",
-    "extra_info", "gpu_unavailable_reason", "parse_settings", "session", "xpu",
+    "extra_info", "gpu_unavailable_reason", "parse_settings", "session", "xpu", "xpu_backend",
 ]
 
 MAX_ROUNDS = 1000
 MAX_LABEL = 80
 #: The option that gives each SweepRequest field (bench.request): errors are prefixed with it.
 OPTIONS = {
-    "size": "--xpu-size", "processes": "--xpu-processes", "devices": "--xpu-device", "options": "--xpu-option",
+    "size": "--xpu-size", "processes": "--xpu-processes", "devices": "--xpu-device", "backends": "--xpu-backend",
+    "options": "--xpu-option",
     "sample_interval": "--xpu-sample-interval", "out_dir": "--xpu-out",
 }
 
@@ -99,6 +103,7 @@ def parse_settings(
     warmup_rounds: str | int | None = 0,
     out_dir: str | None = None,
     sample_interval: str | float | None = None,
+    backends: str | None = None,
 ) -> tuple[XpuSettings, list[str]]:
     """Validates the ``--xpu-*`` option values (the sweep's through SweepRequest.parse).
 
@@ -113,6 +118,9 @@ def parse_settings(
         warmup_rounds: ``--xpu-warmup-rounds``.
         out_dir: ``--xpu-out`` (created now).
         sample_interval: ``--xpu-sample-interval`` (seconds; None: the sampler's default).
+        backends: ``--xpu-backend`` (``jax,tensorflow``... or ``all`` = the installed ones; None:
+            tensorflow). Unknown or not installed: an error. A device a backend cannot run is
+            not: that benchmark is skipped with the reason.
 
     Returns:
         The settings, and warning lines (e.g. a process count above the usable cores).
@@ -128,7 +136,7 @@ def parse_settings(
     warmup_rounds = _count("--xpu-warmup-rounds", warmup_rounds if warmup_rounds is not None else 0, 0)
     try:  # last: it creates --xpu-out once every value is good
         request = SweepRequest.parse(
-            size=size, processes=processes, devices=devices, options=options, label=label,
+            size=size, processes=processes, devices=devices, backends=backends, options=options, label=label,
             sample_interval=sample_interval, out_dir=out_dir, create_out_dir=True, require_available=False,
             names={"processes": OPTIONS["processes"], "sample_interval": OPTIONS["sample_interval"]},
         )
@@ -153,6 +161,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="worker process counts to parametrise over, e.g. 1,2,4 or 1-4 (default: 1 and the usable cores)",
     )
     group.addoption("--xpu-device", default="cpu", metavar="DEVICES", help="device strategies, e.g. cpu,gpu (default cpu)")
+    group.addoption(
+        "--xpu-backend", default=None, metavar="BACKENDS",
+        help="Keras backends to parametrise over, e.g. jax,tensorflow or all (= installed; default tensorflow)",
+    )
     group.addoption("--xpu-label", default=None, help="name of this machine in the results, e.g. laptop (default hostname)")
     group.addoption(
         "--xpu-option", action="append", default=[], metavar="KEY=VALUE", help="workload option, e.g. epochs=2 (repeatable)"
@@ -183,6 +195,7 @@ def pytest_configure(config: pytest.Config) -> None:
         warmup_rounds=config.getoption("xpu_warmup_rounds", "0"),
         out_dir=config.getoption("xpu_out", None),
         sample_interval=config.getoption("xpu_sample_interval", None),
+        backends=config.getoption("xpu_backend", None),
     )
     for note in notes:
         config.issue_config_time_warning(pytest.PytestConfigWarning(f"xpubench: {note}"), stacklevel=2)
@@ -201,16 +214,22 @@ def _user_parametrized(metafunc: pytest.Metafunc, argname: str) -> bool:
 
 @pytest.hookimpl(trylast=True)
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Parametrises ``xpu_device`` and ``xpu_processes`` arguments from the options.
+    """Parametrises ``xpu_backend``, ``xpu_device`` and ``xpu_processes`` arguments from the options.
 
-    Runs after the ``parametrize`` markers, so ids read ``lorenz-cpu-2p``; process counts vary
-    fastest and ascending, so the 1-process benchmark (the speedup baseline) of a workload and
-    device runs just before the others.
+    Runs after the ``parametrize`` markers, so ids read ``lorenz-cpu-2p`` (``lorenz-jax-cpu-2p``
+    with backends other than tensorflow alone); process counts vary fastest and ascending, so the
+    1-process benchmark (the speedup baseline) of a workload, backend and device runs just before
+    the others; backends vary slowest, tensorflow first (so the others get their
+    ``speedup_vs_tensorflow``), then in the order given.
 
     Args:
         metafunc: The test function being collected.
     """
     settings = session(metafunc.config).settings
+    if ("xpu_backend" in metafunc.fixturenames and not _user_parametrized(metafunc, "xpu_backend")
+            and tuple(settings.backends) != (DEFAULT_BACKEND,)):
+        backends = sorted(settings.backends, key=lambda b: b != DEFAULT_BACKEND)  # tensorflow first
+        metafunc.parametrize("xpu_backend", backends, ids=backends)
     if "xpu_device" in metafunc.fixturenames and not _user_parametrized(metafunc, "xpu_device"):
         metafunc.parametrize(
             "xpu_device",
@@ -226,7 +245,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def gpu_unavailable_reason() -> str | None:
     """None when a GPU is visible to this session's workers, else why not (one line).
 
-    Uses the ``gpu`` device strategy's own check when one is registered, else NVML (lazily).
+    Uses the ``gpu`` device strategy's own check, asked of every installed Keras backend (a GPU
+    any of them sees counts: a GPU box may have jax or torch and no TensorFlow), else NVML (lazily).
     """
     cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
     if cvd is not None and cvd.strip() in ("", "-1"):
@@ -235,8 +255,12 @@ def gpu_unavailable_reason() -> str | None:
         from bench.engines.devices import device_names, get_device
 
         if "gpu" in device_names():
-            reason = get_device("gpu").availability()
-            return f"no GPU visible ({reason})" if reason else None
+            from bench.backends.registry import installed_backends
+
+            reasons = [get_device("gpu").availability(backend=b) for b in installed_backends()]
+            if not reasons or any(r is None for r in reasons):
+                return None if reasons else "no GPU visible (no Keras backend is installed)"
+            return f"no GPU visible ({'; '.join(dict.fromkeys(r for r in reasons if r))})"
         from bench.measure.nvml import nvml
 
         nv = nvml()

@@ -1,7 +1,7 @@
 """Memory guard: will N workers fit in RAM? Checked before a pool of N workers starts.
 
 A worker's peak memory is estimated from what was measured on this machine: an earlier run of
-the same workload, size and device in this sweep, a previous result file (same host, RAM and
+the same workload, size, device and Keras backend in this sweep, a previous result file (same host, RAM and
 CPU), or a first trial run alone (a probe, done by the runner). N workers fit when
 ``N × peak <= available − headroom``. When they do not, the guard lowers N to what fits (with a
 warning) or, when not even one worker fits, refuses; ``--force`` overrides both. Every decision
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from bench.errors import ResultFileError, UsageError
+from bench.model.strategy import DEFAULT_BACKEND, backend_label, backend_of
 
 HEADROOM_FRACTION = 0.10
 HEADROOM_MIN_BYTES = 512 * 2**20
@@ -110,23 +111,27 @@ def same_machine(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
 
 
 def estimate(
-    runs: Iterable[tuple[str, Any]], workload: str, size: str, device: str
+    runs: Iterable[tuple[str, Any]], workload: str, size: str, device: str, backend: str = DEFAULT_BACKEND
 ) -> Estimate | None:
-    """The largest worker peak among runs of the same workload, size and device.
+    """The largest worker peak among runs of the same workload, size, device and backend (a
+    JAX worker's memory says little about a TensorFlow worker's).
 
     Args:
         runs: ``(where, RunRecord)`` pairs; ``where`` says where the run is, e.g. ``"in results/x.json"``.
         workload: Workload name.
         size: Workload size.
         device: Device spec of the strategy about to run.
+        backend: Its Keras backend (a run recorded without one is tensorflow).
     """
     best: Estimate | None = None
     for where, run in runs:
         if run.workload != workload or run.size != size or run.strategy.get("device") != device:
             continue
+        if backend_of(run.strategy) != backend:
+            continue
         peak = run_peak(run)
         if peak > 0 and (best is None or peak > best.peak_bytes):
-            label = f"{run.strategy.get('device')}×{run.strategy.get('processes')}p"
+            label = backend_label(backend, f"{run.strategy.get('device')}×{run.strategy.get('processes')}p")
             best = Estimate(peak, f"{run.workload} {run.size} {label} {where}")
     return best
 
@@ -279,7 +284,7 @@ def preflight(history: Iterable[tuple[str, Any]], workload: str, size: str, stra
         history: ``(where, RunRecord)`` pairs of earlier runs of this machine.
         workload: Workload name.
         size: Workload size.
-        strategies: The sweep's strategies (``device``, ``processes``).
+        strategies: The sweep's strategies (``device``, ``processes``, ``backend``).
 
     Raises:
         UsageError: ``memory guard: one worker needs about ...``.
@@ -287,6 +292,7 @@ def preflight(history: Iterable[tuple[str, Any]], workload: str, size: str, stra
     history = list(history)
     memory = memory_now()
     for strategy in strategies:
-        decision = decide(strategy.processes, estimate(history, workload, size, strategy.device), memory)
+        est = estimate(history, workload, size, strategy.device, getattr(strategy, "backend", DEFAULT_BACKEND))
+        decision = decide(strategy.processes, est, memory)
         if decision.action == "refused":
             raise UsageError(f"memory guard: {decision.message}")

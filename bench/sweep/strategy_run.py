@@ -115,6 +115,34 @@ def looks_like_oom(reply: TrialReply, samples: Sequence[Mapping]) -> TrialReply:
     return dataclasses.replace(reply, error=dataclasses.replace(error, kind="oom", message=message))
 
 
+def unavailable_reason(strategy: Strategy, device) -> str | None:
+    """Why ``strategy`` cannot run here (None: it can): ``device.availability(backend)``, which says
+    when its backend cannot run that device at all (``Backend.supports``: ``mirrored runs on
+    tensorflow only (jax: use data_parallel)``) or this machine cannot run it for that backend.
+
+    Args:
+        strategy: The strategy (its ``backend`` and ``device``).
+        device: Its device strategy (bench.engines.devices).
+    """
+    return device.availability(backend=strategy.backend)
+
+
+def worker_env(strategy: Strategy, device, index: int, n_workers: int) -> dict[str, str]:
+    """The environment of worker ``index`` of ``n_workers`` running ``strategy``: thread caps,
+    ``KERAS_BACKEND`` and the backend's thread variables, the device's variables for that backend.
+
+    Args:
+        strategy: The strategy (threads, inter-op threads, backend).
+        device: Its device strategy.
+        index: The worker's index.
+        n_workers: Workers in the pool.
+    """
+    return childenv.child_env(
+        strategy.threads_per_process, strategy.inter_op_threads,
+        device.child_env(index, n_workers, backend=strategy.backend), backend=strategy.backend,
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class SweepSetup:
     """What every strategy of one sweep shares (see :class:`bench.sweep.sweep.Sweep` for the meaning).
@@ -243,7 +271,7 @@ class StrategyRun:
         """
         s, strategy, on_event = self.setup, self.strategy, self.setup.on_event
         device = get_device(strategy.device)
-        reason = device.availability()
+        reason = unavailable_reason(strategy, device)
         if reason:
             on_event("strategy_skipped", strategy=strategy, reason=reason, trials=len(s.configs))
             return self._base_run(strategy, status="skipped", skipped=reason)
@@ -263,15 +291,14 @@ class StrategyRun:
         measured = strategy
         if decision is not None and decision.action == "lowered":
             n = decision.processes
-            if any(o.device == strategy.device and o.processes == n for o in s.strategies):
+            if any(o.device == strategy.device and o.processes == n and o.backend == strategy.backend
+                   for o in s.strategies):
                 reason = f"memory guard: {decision.message}; {n}-process run measured separately"
                 on_event("strategy_skipped", strategy=strategy, reason=reason, trials=len(todo))
                 return self._base_run(strategy, status="skipped", skipped=reason, trials=tuple(kept.values()))
             measured = dataclasses.replace(strategy, processes=n)
 
-        env0 = childenv.child_env(
-            strategy.threads_per_process, strategy.inter_op_threads, device.child_env(0, measured.processes)
-        )
+        env0 = worker_env(strategy, device, 0, measured.processes)
         run = self._base_run(measured, env=childenv.recorded(env0), trials=tuple(kept.values()))
         if measured is not strategy:
             run = dataclasses.replace(run, strategy={**run.strategy, "requested_processes": strategy.processes})
@@ -288,7 +315,7 @@ class StrategyRun:
         self.trials = list(self.resume.kept.values())
         self._run, self._measured = run, strategy
         self._sampler = sampler = Sampler(interval=self.setup.sample_interval,
-                                          gpu_indices=device.nvml_indices(strategy.processes))
+                                          gpu_indices=device.nvml_indices(strategy.processes, backend=strategy.backend))
         self._pool = pool = self._new_pool(strategy, device, n)
         status = "complete"
         sampler.start()
@@ -371,7 +398,8 @@ class StrategyRun:
         if not s.memory_guard:
             return None
         sweep_runs = [("earlier in this sweep", r) for r in self.recorder.finished_runs()]
-        est = memguard.estimate(sweep_runs + list(s.history), s.workload.name, s.size, self.strategy.device)
+        est = memguard.estimate(sweep_runs + list(s.history), s.workload.name, s.size, self.strategy.device,
+                                self.strategy.backend)
         memory = memguard.memory_now()
         if est is None and n > 1 and not s.force:
             est = memguard.assumed(n, memory) or self._probe(device, first_job)
@@ -421,9 +449,7 @@ class StrategyRun:
         s = self.setup
         return s.pool_class(
             n,
-            env_for=lambda i: childenv.child_env(
-                strategy.threads_per_process, strategy.inter_op_threads, device.child_env(i, strategy.processes)
-            ),
+            env_for=lambda i: worker_env(strategy, device, i, strategy.processes),
             device=strategy.device,
             on_event=s.on_event,
             **s.engine_options,

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from bench.backends.registry import get_backend
 from bench.engines.registry import get_engine
 from bench.errors import ResultWriteError, UsageError, shown
 from bench.measure.calibrate import cached_calibration
@@ -183,7 +184,8 @@ class Sweep:
     Args:
         workload: Registry name of the workload.
         size: ``quick`` or ``full``.
-        strategies: Strategies to run, in order (1-process first gives speedups a baseline).
+        strategies: Strategies to run, in order (1-process first gives speedups a baseline); each
+            names its Keras backend (unknown or not installed: UsageError, nothing written).
         out_dir: Directory for the result file.
         label: Machine label recorded in the fingerprint.
         options: Workload options (``data``, ``offline``, ``model``...).
@@ -230,6 +232,8 @@ class Sweep:
         self.options = dict(options or {})
         self.configs = self.workload.checked_trials(size, self.options)
         self.strategies = list(strategies)
+        for backend in dict.fromkeys(s.backend for s in self.strategies):  # unknown / not installed: nothing written
+            get_backend(backend)
         self.trial_timeout = trial_timeout
         self.sample_interval = check_interval(sample_interval, "sample_interval")
         self.on_event = on_event or (lambda kind, **info: None)
@@ -436,7 +440,19 @@ def run_sweep(
     processes: Sequence[int] = (1,),
     devices: Sequence[str] = ("cpu",),
     threads: int | None = None,
+    backends: Sequence[str] = ("tensorflow",),
     **kwargs,
 ) -> Result:
-    """Convenience front: builds strategies and runs a Sweep. See :class:`Sweep` for kwargs."""
-    return Sweep(workload, size, make_strategies(list(devices), list(processes), threads), **kwargs).run()
+    """Convenience front: builds strategies and runs a Sweep. See :class:`Sweep` for kwargs.
+
+    Args:
+        workload: Registry name.
+        size: ``quick`` or ``full``.
+        processes: Process counts.
+        devices: Device specs.
+        threads: Threads per worker (None: usable cores // processes).
+        backends: Keras backends.
+        **kwargs: :class:`Sweep`'s other arguments.
+    """
+    strategies = make_strategies(list(devices), list(processes), threads, list(backends))
+    return Sweep(workload, size, strategies, **kwargs).run()

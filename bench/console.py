@@ -188,8 +188,10 @@ def predict_modes_output(runs: Sequence[RunRecord]) -> list:
         agreement = pr.agreement_text(pr.mode_rows(r))
         if agreement:
             out.append(cell(f"{where}: {agreement}"))
-    for c in pr.chains(done):
-        out.append(cell(f"seed 000's chain, measured: {c['text']}"))
+    found = pr.chains(done)
+    for c in found:
+        where = f" ({c['device']})" if len(found) > 1 else ""  # jax:cpu... when backends or devices differ
+        out.append(cell(f"seed 000's chain, measured{where}: {c['text']}"))
     return out
 
 

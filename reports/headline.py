@@ -63,6 +63,20 @@ class Headline:
 # ---------------------------------------------------------------- noise
 
 
+
+def versus(speedup: float, other: str) -> str:
+    """``1.66× faster than 1``, ``0.77× the speed of tensorflow (slower)``, or, where the two round
+    to the same figure, ``the same speed as tensorflow (1.00×)`` (never "slower" for a 0.999).
+
+    Args:
+        speedup: The other's wall over this wall (a recorded speedup).
+        other: What it is compared with (``1``, ``tensorflow``).
+    """
+    shown = fmt.times(speedup)
+    if shown == fmt.times(1.0):
+        return f"the same speed as {other} ({shown})"
+    return f"{shown} faster than {other}" if speedup > 1 else f"{shown} the speed of {other} (slower)"
+
 def noise_between(runs: Sequence[Run]) -> dict:
     """Timing noise between measurements of the same thing among one workload's runs on one machine.
 
@@ -148,8 +162,7 @@ def scaling_lines(sc: Any) -> list[str]:
                 continue
             ceiling = (f"this machine's ceiling {fmt.pct(r.ceiling)}" if ok(r.ceiling)
                        else "this machine's ceiling not measured: run bench calibrate")
-            how = (f"{fmt.times(r.speedup)} faster than 1" if r.speedup >= 1
-                   else f"{fmt.times(r.speedup)} the speed of 1 (slower)")
+            how = versus(r.speedup, "1")
             out.append(f"{prefix}{int(r.processes)} processes: {how} (efficiency {fmt.pct(r.efficiency)}; {ceiling})")
         f = g["serial_fraction"].iloc[0]
         if ok(f):
@@ -205,7 +218,7 @@ def backend_lines(runs: Sequence[Run]) -> list[str]:
             continue
         best = max(mine, key=lambda r: float(r.summary.speedup_vs_tensorflow))
         sp = float(best.summary.speedup_vs_tensorflow)
-        how = f"{fmt.times(sp)} faster than tensorflow" if sp >= 1 else f"{fmt.times(sp)} the speed of tensorflow (slower)"
+        how = versus(sp, "tensorflow")
         detail = f"{best.plain_strategy}: same device, processes and threads"
         tf = next((r for r in runs if r.backend == DEFAULT_BACKEND and _same_work(r, best)), None)
         key = next(iter(best.quality), None)
@@ -242,16 +255,16 @@ def predict_lines(runs: Sequence[Run]) -> list[str]:
     Args:
         runs: Measured runs of one workload on one machine.
     """
-    from reports.predict import chain, headline_lines
+    from reports.predict import chains, headline_lines
 
     mine = [r for r in runs if r.workload == "predict_modes"]
     out: list[str] = []
     for r in mine:
         prefix = f"{r.strategy}: " if len(mine) > 1 else ""
         out.extend(prefix + line for line in headline_lines(r) if prefix + line not in out)
-    c = chain(mine) if mine else None
-    if c and c.get("text"):
-        out.append(str(c["text"]))
+    found = [c for c in chains(mine) if c.get("text")] if mine else []
+    for c in found:  # one chain per device (and backend: ``jax:cpu``); named when there are several
+        out.append((f"{c['device']}: " if len(found) > 1 else "") + str(c["text"]))
     return out
 
 

@@ -330,7 +330,8 @@ def headline_lines(run: Any) -> list[str]:
         run: A ``RunRecord`` or ``reports.load.Run``.
 
     Returns:
-        E.g. ``["batched predict_on_batch (batch 4096): 157,000× per-row model.predict", ...]``;
+        E.g. ``["batched predict_on_batch (batch 4096): 157,000× per-row model.predict", ...]`` (each mode
+        named by its declared ``mode_label``: under jax the compiled call reads ``jax.jit (batch 4096)``);
         ``[]`` when the run has no such figures (or no declared baseline to compare with).
     """
     if getattr(run, "workload", None) != WORKLOAD:
@@ -340,12 +341,12 @@ def headline_lines(run: Any) -> list[str]:
     fast = [r for r in rows if r["task"] == "predict" and r["per_row"] is False and ok(r["ratio"])]
     if fast:
         best = max(fast, key=lambda r: r["rows_per_s"])
-        out.append(f"batched {best['mode']} (batch {best['batch']}): {times(best['ratio'])} per-row model.predict")
+        out.append(f"batched {best['mode_label']}: {times(best['ratio'])} per-row model.predict")
     loop = next((r for r in rows if r["scoring_baseline"]), None)
     ev = [r for r in rows if r["task"] == "score" and r["per_row"] is False]
     if loop and ev:
         best = max(ev, key=lambda r: r["rows_per_s"])
-        out.append(f"batched {best['mode']} (batch {best['batch']}): {times(best['rows_per_s'] / loop['rows_per_s'])} "
+        out.append(f"batched {best['mode_label']}: {times(best['rows_per_s'] / loop['rows_per_s'])} "
                    f"the per-row scoring loop")
     shards = shard_text(run)
     if shards:

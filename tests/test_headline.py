@@ -31,7 +31,8 @@ def expected_scaling(result, n):
     cal = result.machine.get("calibration")
     ceiling = (f"this machine's ceiling {fmt.pct(cal['parallel_efficiency'][str(n)])}" if cal
                else "this machine's ceiling not measured: run bench calibrate")
-    how = f"{sp:.2f}× faster than 1" if sp >= 1 else f"{sp:.2f}× the speed of 1 (slower)"
+    how = ("the same speed as 1 (1.00×)" if f"{sp:.2f}" == "1.00"
+           else f"{sp:.2f}× faster than 1" if sp > 1 else f"{sp:.2f}× the speed of 1 (slower)")
     return f"{n} processes: {how} (efficiency {fmt.pct(sp / n)}; {ceiling})"
 
 
@@ -133,3 +134,11 @@ def test_report_opens_with_the_headline(pose_quick_result, lorenz_quick_result):
     assert len(headlines(inputs)) == 2
     # the result files are unchanged by reading them
     assert results.load(files[0]).runs[0].summary == pose_quick_result[0].runs[0].summary
+
+
+def test_a_tie_is_not_called_slower():
+    from reports.headline import versus
+
+    assert versus(0.9987, "tensorflow") == "the same speed as tensorflow (1.00×)"  # measured: imdb quick, jax vs tf
+    assert versus(1.66, "1") == "1.66× faster than 1"
+    assert versus(0.77, "tensorflow") == "0.77× the speed of tensorflow (slower)"

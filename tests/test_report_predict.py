@@ -261,9 +261,9 @@ def test_headline_lines_from_measured_numbers(sweep):
     loop, ev = trials["score_row-b1"].extra, trials["evaluate-b4096"].extra
     lines = pr.headline_lines(one)
     assert lines == [
-        f"batched {best.extra['mode']} (batch {best.extra['batch']}): {pr.times(best.extra['rows_per_s'] / base)} "
+        f"batched {best.extra['mode_label']}: {pr.times(best.extra['rows_per_s'] / base)} "
         "per-row model.predict",
-        f"batched evaluate (batch 4096): {pr.times(ev['rows_per_s'] / loop['rows_per_s'])} the per-row scoring loop",
+        f"batched {ev['mode_label']}: {pr.times(ev['rows_per_s'] / loop['rows_per_s'])} the per-row scoring loop",
         f"2 shards, 1 at once on 1 process: {fmt.num(pr.whole_table(one.trials)['rows_per_s'])} rows/s of the whole table",
     ]
     # the report's Run gives the same sentences as the RunRecord

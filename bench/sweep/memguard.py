@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from bench.errors import ResultFileError, UsageError
+from bench.model.ratios import number
 from bench.model.strategy import DEFAULT_BACKEND, backend_label, backend_of
 
 HEADROOM_FRACTION = 0.10
@@ -98,8 +99,8 @@ class Estimate:
 def run_peak(run) -> int:
     """Peak RSS of one worker in a RunRecord (its summary, else its trials); 0 if unknown."""
     peaks = [t.peak_rss_bytes for t in run.trials if isinstance(t.peak_rss_bytes, int)]
-    summary = run.summary.get("peak_worker_rss_bytes") if isinstance(run.summary, Mapping) else None
-    if isinstance(summary, (int, float)) and not isinstance(summary, bool):
+    summary = number(getattr(run.summary, "peak_worker_rss_bytes", None))
+    if summary is not None:
         peaks.append(int(summary))
     return max(peaks, default=0)
 

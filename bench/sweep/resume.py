@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from bench.errors import UsageError
 from bench.model import results
-from bench.model.ratios import tree_cpu_seconds
+from bench.model.ratios import number, tree_cpu_seconds
 from bench.model.results import Result, RunRecord, TrialRecord
 from bench.measure.sampler import merge_sampler_cost
 from bench.model.strategy import Strategy
@@ -212,15 +212,15 @@ def merge_resumed(
         new_wall: Seconds this sweep's part took.
         summarize: ``summarize(run, wall_s, compute_offset_s)``: the run summary of a run.
     """
-    old_wall = old.summary.get("wall_s") if isinstance(old.summary.get("wall_s"), (int, float)) else 0.0
+    old_wall = number(old.summary.wall_s) or 0.0
     kept = {t.id for t in old.trials} & {t.id for t in new.trials}
     shift = max((s.get("t", 0.0) for s in old.samples if isinstance(s.get("t"), (int, float))), default=0.0)
     samples = tuple(old.samples) + tuple({**s, "t": round(s.get("t", 0.0) + shift, 4)} for s in new.samples)
     workers = tuple(old.workers) + tuple(new.workers)
     wall = old_wall + new_wall
     merged = dataclasses.replace(new, workers=workers)
-    summary = dict(summarize(merged, wall, old.summary.get("compute_offset_s", 0.0) or 0.0))
-    cpu_old = old.summary.get("cpu_s") if isinstance(old.summary.get("cpu_s"), (int, float)) else 0.0
+    summary = dict(summarize(merged, wall, number(old.summary.compute_offset_s) or 0.0))
+    cpu_old = number(old.summary.cpu_s) or 0.0
     cpu_new = tree_cpu_seconds(new.samples)
     if cpu_new is None:
         cpu_new = sum(t.cpu_s for t in new.trials if t.id not in kept)
@@ -230,7 +230,7 @@ def merge_resumed(
         sum(t.cpu_s for t in new.trials) / int(new.strategy["processes"]) / wall if wall > 0 else None
     )
     for key in ("peak_tree_rss_bytes", "peak_tree_uss_bytes"):
-        vals = [v for v in (old.summary.get(key), summary.get(key)) if isinstance(v, (int, float))]
+        vals = [v for v in (getattr(old.summary, key), summary.get(key)) if number(v) is not None]
         summary[key] = max(vals, default=None)
     summary["resumed_trials"] = len(kept)
     summary.update(merge_sampler_cost(old.summary, new.summary))

@@ -14,7 +14,6 @@ The Ray actor (bench.engines.ray) sets itself up and runs trials through the sam
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 import time
@@ -36,11 +35,11 @@ def _send(out, record: Hello | TrialReply) -> None:
 
 
 def _load_class(ref: str):
-    module, _, attr = ref.partition(":")
-    obj = importlib.import_module(module)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    return obj
+    """The workload class a trial names: ``"module:Class"`` or ``"/path/file.py:Class"`` (imported by
+    path, its folder first on ``sys.path``), the spec the parent validated (bench.model.workload_spec)."""
+    from bench.model.workload import workload_class
+
+    return workload_class(ref)
 
 
 def _rss_bytes() -> tuple[int, int]:

@@ -16,6 +16,7 @@ import importlib.util
 from typing import Any, Callable, ClassVar, Iterator, Mapping
 
 from bench.errors import UsageError, choices_error
+from bench.model import workload_spec
 from bench.model.results import require_json
 
 SIZES = ("quick", "full")
@@ -107,6 +108,17 @@ class Workload:
         """Describes the data a run will use (``{"source": "synthetic"|"real", ...}``)."""
         return {"source": "synthetic"}
 
+    def input_files(self, options: Mapping[str, Any] | None = None) -> dict[str, str]:
+        """Files whose content decides what the trials measure, by role (``{"model_file": path}``).
+
+        The sweep records each one's SHA-256 (:func:`source_files`) and ``--resume`` refuses a
+        file that changed since. Default: none.
+
+        Args:
+            options: Workload options.
+        """
+        return {}
+
     def checked_trials(self, size: str, options: Mapping[str, Any] | None = None) -> list[dict]:
         """``trials`` with the size validated and every config checked for an id and JSON-ability."""
         if size not in SIZES:
@@ -115,6 +127,18 @@ class Workload:
         for key in options or {}:
             if key not in known:
                 raise choices_error(f"option for workload {self.name}:", key, known)
+        spec = getattr(self, "spec", None)
+        if spec is None:
+            return self._checked(size, options)
+        try:  # a user's workload (a spec): whatever its trials() raises is one line, exit 2
+            return self._checked(size, options)
+        except UsageError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - user code
+            raise UsageError(f"workload {spec}: trials({size!r}) raised {type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())}") from None
+
+    def _checked(self, size: str, options: Mapping[str, Any] | None) -> list[dict]:
         configs = self.trials(size, options or {})
         seen = set()
         for config in configs:
@@ -168,20 +192,86 @@ def workload_names() -> list[str]:
     return sorted(_available())
 
 
-def get_workload(name: str) -> Workload:
-    """Instantiates a registered workload by name.
+def workload_class(ref: str | type[Workload]) -> type[Workload]:
+    """The Workload class of a registry target, a spec or a class: what a worker imports by its
+    ``"module:Class"`` or ``"/path/file.py:Class"`` (bench.model.workload_spec).
+
+    Args:
+        ref: ``"module:Class"``, ``"path/file.py:Class"`` or a Workload subclass.
 
     Raises:
-        UsageError: ``unknown workload 'x' (choose from: ...)``.
+        UsageError: the spec cannot be imported or does not name a Workload subclass.
     """
+    if isinstance(ref, type):
+        return ref
+    return workload_spec.load_class(ref, Workload)[0]
+
+
+def _from_spec(text: str) -> Workload:
+    cls, spec = workload_spec.load_class(text, Workload)
+    try:
+        workload = cls()
+    except Exception as exc:  # noqa: BLE001 - user code
+        raise UsageError(f"workload {spec.text}: {cls.__name__}() raised {type(exc).__name__}: "
+                         f"{' '.join(str(exc).split())}") from None
+    if not workload.name:
+        workload.name = cls.__name__
+    workload.spec = spec.text
+    workload.spec_file = workload_spec.spec_file(spec)
+    return workload
+
+
+def get_workload(name: str | type[Workload]) -> Workload:
+    """Instantiates a workload: a registered name, a spec (``file.py:Class``, ``package.module:Class``)
+    or a Workload subclass.
+
+    A workload made from a spec or a class has ``spec`` (what every worker imports it by) and
+    ``spec_file`` (its source file, hashed into the result); its ``name`` is the class's ``name``,
+    else the class name.
+
+    Raises:
+        UsageError: ``unknown workload 'x' (choose from: ...)``, or what is wrong with the spec.
+    """
+    if isinstance(name, type):
+        if not issubclass(name, Workload) or name is Workload:
+            raise UsageError(f"{name.__qualname__} is not a Workload subclass")
+        return _from_spec(workload_spec.spec_of(name))
     available = _available()
+    if name not in available and workload_spec.is_spec(name):
+        return _from_spec(name)
     if name not in available:
-        raise choices_error("workload", name, available)
+        if workload_spec.looks_like_spec(name):
+            workload_spec.parse_spec(name)  # raises: a spec needs its ":Class"
+        names = ", ".join(sorted(available))
+        raise UsageError(f"unknown workload {str(name)!r} (choose from: {names}; or your own class as "
+                         "FILE.py:Class or package.module:Class)")
     target = available[name]
     if isinstance(target, str):
         module, _, attr = target.partition(":")
         target = getattr(importlib.import_module(module), attr)
     return target()
+
+
+def source_files(workload: Workload, options: Mapping[str, Any] | None = None) -> dict[str, dict[str, str]]:
+    """The files a sweep of ``workload`` depends on, by role, with their SHA-256: a spec's source
+    file (``workload``) and the workload's :meth:`Workload.input_files`. Results record them;
+    resume refuses a file that changed.
+
+    Args:
+        workload: The workload instance.
+        options: Its options.
+    """
+    files = {}
+    if getattr(workload, "spec_file", None):
+        files["workload"] = workload.spec_file
+    files.update(workload.input_files(options or {}))
+    out = {}
+    for role, path in files.items():
+        try:
+            out[role] = {"path": str(path), "sha256": workload_spec.file_sha256(path)}
+        except OSError as exc:
+            raise UsageError(f"cannot read {role} file {path!r} ({exc.strerror or exc})") from None
+    return out
 
 
 def iter_workloads() -> Iterator[Workload]:

@@ -105,6 +105,7 @@ def plan_resume(
     machine: Mapping[str, Any],
     force: bool = False,
     where: str = "the resumed file",
+    files: Mapping[str, Mapping[str, str]] | None = None,
 ) -> ResumePlan:
     """Checks an earlier result against this sweep and plans what to carry, keep and run.
 
@@ -120,6 +121,9 @@ def plan_resume(
         machine: This machine's fingerprint.
         force: Resume a file measured on another machine anyway.
         where: How messages name the file.
+        files: The files this sweep depends on, by role, with their SHA-256
+            (:func:`bench.model.workload.source_files`); one the earlier sweep recorded with
+            other contents is refused.
 
     Returns:
         The runs carried over and, per strategy, the earlier run and its trials kept.
@@ -143,6 +147,7 @@ def plan_resume(
             f"{where} was measured on another machine ({old.machine.get('hostname')}, {old.machine.get('cpu')}); "
             "resuming would mix two machines' timings (use --force to resume anyway)"
         )
+    _check_files(old, files or {}, where)
     keys = {strategy_key(workload, size, s): s for s in strategies}
     ids = {c["id"] for c in configs}
     for run in old.runs:
@@ -168,6 +173,33 @@ def plan_resume(
     carried = tuple(r for r in old.runs if r.key not in keys)
     plans = {key: _strategy_resume(old, key, strategy, version, configs) for key, strategy in keys.items()}
     return ResumePlan(carried=carried, strategies=plans)
+
+
+def recorded_files(old: Result) -> dict[str, Mapping[str, str]]:
+    """The files an earlier result's sweeps recorded (``files`` of its ``sweep``/``resume``
+    decisions), by role; the latest record of a role wins.
+
+    Args:
+        old: The earlier result.
+    """
+    out: dict[str, Mapping[str, str]] = {}
+    for d in old.decisions:
+        if d.get("kind") in ("sweep", "resume") and isinstance(d.get("files"), Mapping):
+            out.update({str(k): v for k, v in d["files"].items() if isinstance(v, Mapping)})
+    return out
+
+
+def _check_files(old: Result, files: Mapping[str, Mapping[str, str]], where: str) -> None:
+    """Refuses a resume whose workload file, model file or data changed since the earlier sweep."""
+    for role, then in recorded_files(old).items():
+        now = files.get(role)
+        if now is None or not then.get("sha256") or now.get("sha256") == then.get("sha256"):
+            continue
+        raise UsageError(
+            f"{where} was measured with {role} file {then.get('path')} (sha256 {str(then.get('sha256'))[:12]}), "
+            f"but {now.get('path')} has changed since (sha256 {str(now.get('sha256'))[:12]}): resuming would mix "
+            "two versions' timings; run it anew without --resume"
+        )
 
 
 def _strategy_resume(

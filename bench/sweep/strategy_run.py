@@ -61,7 +61,11 @@ def deferred_sigint(reraise: bool = True) -> Iterator[None]:
 
 
 def workload_ref(workload: Workload) -> str:
-    """``"module:Class"`` of a workload instance: what a worker imports."""
+    """``"module:Class"`` of a workload instance, or the spec it was made from (``/path/file.py:Class``):
+    what a worker imports."""
+    spec = getattr(workload, "spec", None)
+    if spec:
+        return spec
     cls = type(workload)
     return f"{cls.__module__}:{cls.__qualname__}"
 

@@ -29,7 +29,7 @@ from bench.model.ratios import finalize_runs
 from bench.model.results import Result, RunRecord
 from bench.model.safefile import claim_new
 from bench.model.strategy import Strategy, make_strategies
-from bench.model.workload import get_workload
+from bench.model.workload import get_workload, source_files
 from bench.sweep import memguard
 from bench.sweep.resume import ResumePlan, plan_resume, strategy_key
 from bench.sweep.strategy_run import (  # noqa: F401 - deferred_sigint, failure_counts, workload_ref: public here too
@@ -231,6 +231,7 @@ class Sweep:
         self.size = size
         self.options = dict(options or {})
         self.configs = self.workload.checked_trials(size, self.options)
+        self.files = source_files(self.workload, self.options)  # spec / model files by role, with SHA-256
         self.strategies = list(strategies)
         for backend in dict.fromkeys(s.backend for s in self.strategies):  # unknown / not installed: nothing written
             get_backend(backend)
@@ -257,9 +258,10 @@ class Sweep:
                 resume_from, workload=self.workload.name, size=size, version=self.workload.version,
                 strategies=self.strategies, configs=self.configs, options=self.options,
                 data_source=self.workload.data_info(size, self.options).get("source"), machine=machine,
-                force=force, where=where,
+                force=force, where=where, files=self.files,
             )
-            decisions = ({"kind": "resume", "from": where, "at": now_iso(), "previous_command": list(resume_from.command)},)
+            decisions = ({"kind": "resume", "from": where, "at": now_iso(), "previous_command": list(resume_from.command),
+                          **({"files": self.files} if self.files else {})},)
         self.carried: list[RunRecord] = list(self.plan.carried)
         places = list(history) if history is not None else [out] + ([path] if path else [])
         self.history = memguard.previous_runs(places, machine) if self.memory_guard else []
@@ -290,6 +292,8 @@ class Sweep:
             "kind": "sweep", "workload": self.workload.name, "size": self.size,
             "workload_version": self.workload.version, "options": dict(self.options),
             "strategies": [s.to_dict() for s in self.strategies], "engine": self.engine,
+            **({"spec": self.workload.spec} if getattr(self.workload, "spec", None) else {}),
+            **({"files": self.files} if self.files else {}),
         }
 
     @property

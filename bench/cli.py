@@ -48,9 +48,12 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trial-timeout", default=None, help="seconds before a trial is ended")
     p.add_argument("--sample-interval", default=None,
                    help="sampler interval (s), at least 0.05 (default 0.5)")
-    p.add_argument("--data", default=None, help="path to a dataset file (e.g. imdb.npz) where the workload reads one")
+    p.add_argument("--data", default=None, help="path to a dataset file (e.g. imdb.npz) where the workload reads one; "
+                        "workload 'model': x.npy,y.npy or an .npz with x (and y)")
     p.add_argument("--offline", action="store_true", help="never try to download data; use cached or synthetic")
     p.add_argument("--model", default=None, help="predict_modes: which workload's model to use")
+    p.add_argument("--model-file", default=None, metavar="FILE",
+                   help="workload 'model': your saved Keras model (.keras, .h5)")
     p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE", help="extra workload option")
     p.add_argument("--resume", default=None, metavar="FILE", help="continue an interrupted result file")
     p.add_argument("--force", action="store_true", help="run even when the memory guard says it will not fit")
@@ -66,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="workloads and strategies, one line each")
 
     run = sub.add_parser("run", help="run one workload under strategies; write a result file")
-    run.add_argument("workload", help="workload name (see 'bench list')")
+    run.add_argument("workload", help="workload name (see 'bench list'), or your own class: FILE.py:Class "
+                                      "or package.module:Class")
     run.add_argument("--cluster", default=None, help="run trials on a cluster engine (ray)")
     run.add_argument("--address", default=None, help="cluster address (ray: auto or ray://host:port)")
     _add_run_options(run)
@@ -146,7 +150,7 @@ def _request(args, workload: str | None = None, resume: str | None = None):
     request = SweepRequest.parse(
         workload=workload, size=args.size, processes=args.processes, devices=args.device, backends=args.backend,
         threads=args.threads,
-        options=args.opt, data=args.data, offline=args.offline, model=args.model,
+        options=args.opt, data=args.data, offline=args.offline, model=args.model, model_file=args.model_file,
         engine=getattr(args, "cluster", None), address=getattr(args, "address", None), label=args.label,
         sample_interval=args.sample_interval, trial_timeout=args.trial_timeout, out_dir=args.out, resume=resume,
         force=args.force, command=["bench", *args.argv], names=NAMES,

@@ -174,8 +174,17 @@ def _check_combinations(devices: Any, backends: Sequence[str]) -> None:
                 raise UsageError(reason)
 
 
+def _data_files(data: str) -> str:
+    """``--data``: one file, or several comma-separated (``x.npy,y.npy``), each existing; resolved."""
+    parts = [data] if Path(data).is_file() else [p.strip() for p in str(data).split(",") if p.strip()]
+    for part in parts or [data]:
+        if not Path(part).is_file():
+            raise UsageError(f"data file {part!r} does not exist")
+    return ",".join(str(Path(p).resolve()) for p in parts)
+
+
 def _options(options: Sequence[str] | Mapping[str, Any] | None, data: str | None, offline: bool,
-             model: str | None) -> dict[str, str]:
+             model: str | None, model_file: str | None = None) -> dict[str, str]:
     from bench.model.workload import parse_options
 
     if isinstance(options, Mapping):
@@ -183,9 +192,13 @@ def _options(options: Sequence[str] | Mapping[str, Any] | None, data: str | None
     else:
         opts = parse_options(list(options or []))
     if data:
-        if not Path(data).is_file():
-            raise UsageError(f"data file {data!r} does not exist")
-        opts["data"] = str(Path(data).resolve())
+        opts["data"] = _data_files(data)
+    model_file = model_file or opts.get("model_file")
+    if model_file:  # the model workload's saved model (--model-file): must exist; recorded resolved
+        path = Path(model_file).expanduser()
+        if not path.is_file():
+            raise UsageError(f"model file {model_file!r} {'is not a file' if path.exists() else 'does not exist'}")
+        opts["model_file"] = str(path.resolve())
     if offline or os.environ.get("XPUBENCH_OFFLINE"):
         opts["offline"] = "1"
     if model:
@@ -252,6 +265,7 @@ class SweepRequest:
         data: str | None = None,
         offline: bool = False,
         model: str | None = None,
+        model_file: str | None = None,
         engine: str | None = None,
         address: str | None = None,
         label: str | None = None,
@@ -275,9 +289,11 @@ class SweepRequest:
             backends: ``tensorflow,jax,torch``, ``all`` (the installed ones) or a list (None: tensorflow).
             threads: Threads per worker, text or int (None: derived from the process count).
             options: ``key=value`` texts, or a mapping already split.
-            data: A dataset file (must exist); recorded as the ``data`` option, resolved.
+            data: A dataset file, or comma-separated files (``x.npy,y.npy``); each must exist;
+                recorded as the ``data`` option, resolved.
             offline: Record ``offline=1`` (also when ``XPUBENCH_OFFLINE`` is set).
             model: predict_modes: which workload's model (the ``model`` option).
+            model_file: The ``model`` workload's saved Keras model (must exist; the ``model_file`` option).
             engine: Cluster engine name (None: local).
             address: Cluster address; needs ``engine``.
             label: Machine label.
@@ -334,7 +350,7 @@ class SweepRequest:
             interval = DEFAULT_INTERVAL_S if sample_interval is None else check_interval(
                 _seconds(sample_interval, "sample interval"), names["sample_interval"])
         with _about("options"):
-            opts = _options(options, data, offline, model)
+            opts = _options(options, data, offline, model, model_file)
         loaded = None
         if resume is not None:
             from bench.model import results

@@ -413,73 +413,15 @@ class PredictModesWorkload(Workload):
     def run_trial(self, config: Mapping[str, Any], ctx: TrialContext) -> TrialOutput:
         import keras
 
-        mode, batch = config["mode"], int(config["batch"])
         with ctx.scope():
             model, table, labels, setup_s = trained_model(config["model"], ctx.size, int(config["rows"]), ctx.options)
         keras.utils.set_random_seed(ctx.seed)
-        scoring = mode in SCORE_MODES
-        if scoring and (labels is None or config["model"] not in SCORED):
+        mode = config["mode"]
+        if mode in SCORE_MODES and (labels is None or config["model"] not in SCORED):
             raise MetricMismatch(f"mode {mode} needs labels: model {config['model']!r} gives none")
-        metric = SCORED[config["model"]]["metric"] if scoring else None
-        shards = int(config.get("shards") or 0) if mode == SHARD_MODE else 0
-        if shards:
-            lo, hi = shard_rows(len(table), int(config["shard"]), shards)
-        else:
-            lo, hi = 0, int(config["row_limit"]) if mode in PER_ROW else len(table)
-        x = table[lo:hi]
-        y = labels[lo:hi] if scoring else None
-
-        compiled, compile_s = None, 0.0
-
-        def build(rows: slice):
-            if scoring:
-                return SCORE_MODES[mode](model, x[rows], y[rows], batch, metric)
-            return MODES[mode](compiled if mode in COMPILED else model, x[rows], batch)
-
-        t0 = time.perf_counter()
-        if mode in COMPILED:  # compiling is warm-up: once per model and process
-            compiled, compile_s = compiled_call(model, table, ctx)
-        build(slice(0, 2 * batch + 1))()  # warm-up: tracing, a full and a partial batch
-        run = build(slice(None))
-        warmup_s = time.perf_counter() - t0
-        min_time = float(config["min_time"]) * (SHARD_TIME if shards else 1)
-        passes, elapsed, first, ends = 0, 0.0, None, []
-        start_unix, t_start = time.time(), time.perf_counter()
-        while passes == 0 or elapsed < min_time:
-            t0 = time.perf_counter()
-            out = run()
-            t1 = time.perf_counter()
-            elapsed += t1 - t0
-            passes += 1
-            ends.append(round(t1 - t_start, 6))
-            first = out if first is None else first
-        ref = reference(model, x)
-        rows_done = passes * len(x)
-        extra = {
-            "model": config["model"], "mode": mode,
-            "mode_label": mode_label(mode, batch, config.get("shard"), shards, ctx.compiler),
-            "batch": batch, "task": "score" if scoring else "predict", "per_row": mode in PER_ROW,
-            "baseline": mode == BASELINE, "scoring_baseline": mode == SCORING_BASELINE,
-            "rows_per_s": rows_done / elapsed, "ms_per_row": 1000 * elapsed / rows_done, "rows_timed": len(x),
-            "rows_predicted": rows_done, "passes": passes, "timed_s": elapsed, "model_setup_s": setup_s,
-            "params": int(model.count_params()), "table_rows": len(table), "backend": ctx.backend,
-        }
-        if mode in COMPILED:
-            extra.update(compiler=ctx.compiler, compile_s=compile_s)
-        if scoring:
-            quality = self._check_metric(mode, metric, float(first), ref, y, extra)
-            extra.update(metric=metric, labels=SCORED[config["model"]]["labels"])
-            if mode == "evaluate":  # the per-row loop's rows, scored by evaluate: compared on identical rows
-                n = int(config["row_limit"])
-                loop_rows = _evaluate(model, x[:n], y[:n], batch, metric)()
-                self._check_metric(mode, metric, loop_rows, ref[:n], y[:n], {})
-                extra.update(metric_loop_rows=loop_rows, loop_rows=n)
-        else:
-            quality = {"max_abs_diff": self._check_predictions(mode, batch, np.asarray(first), ref)}
-        if shards:
-            extra.update(shard=int(config["shard"]), shards=shards, shard_start_row=lo, timed_start_unix=start_unix,
-                         pass_ends_s=ends)
-        return TrialOutput(quality=quality, samples=float(rows_done), warmup_s=setup_s + warmup_s, extra=extra)
+        scored = SCORED.get(config["model"], {})
+        return run_mode(model, table, config, ctx, labels=labels, metric=scored.get("metric"),
+                        labels_text=scored.get("labels"), setup_s=setup_s)
 
     @staticmethod
     def _check_predictions(mode: str, batch: int, pred: np.ndarray, ref: np.ndarray) -> float:
@@ -502,3 +444,95 @@ class PredictModesWorkload(Workload):
                 f"predictions (model(x) in chunks) on the same {len(y)} rows (rtol {METRIC_RTOL}, atol {METRIC_ATOL})"
             )
         return {"metric_abs_diff": abs(value - expected)}
+
+
+def run_mode(model, table: np.ndarray, config: Mapping[str, Any], ctx: TrialContext, *, labels: np.ndarray | None = None,
+             metric: str | None = None, labels_text: str | None = None, setup_s: float = 0.0,
+             flops_per_row: float | None = None) -> TrialOutput:
+    """Times one (mode, batch) trial of a model over a table, checked against the reference.
+
+    The one measuring path of every predict mode: predict_modes runs it on a workload's trained
+    model, the ``model`` workload (workloads.model_file) on a saved model. Warm-up (the compiled
+    call, a full and a partial batch) is apart; whole passes repeat until ``min_time`` seconds.
+
+    Args:
+        model: A built Keras model (one input, one output).
+        table: The input rows.
+        config: The trial config: ``mode``, ``batch``, ``row_limit``, ``min_time``, ``model`` (the
+            name recorded), and for shard trials ``shard`` and ``shards``.
+        ctx: The trial's context (compiled call, compiler label, backend).
+        labels: One label per row of ``table`` (scoring modes).
+        metric: The metric scoring modes compute (``accuracy``, ``mean_squared_error``).
+        labels_text: What the labels are (recorded with scoring trials).
+        setup_s: Seconds building the model took (warm-up).
+        flops_per_row: Forward FLOPs per row: the trial then declares ``flops`` (rows predicted × it).
+
+    Raises:
+        PredictionMismatch: the mode's predictions differ from the reference.
+        MetricMismatch: a scoring mode's metric differs from the reference predictions'.
+    """
+    mode, batch = config["mode"], int(config["batch"])
+    scoring = mode in SCORE_MODES
+    if scoring and (labels is None or metric is None):
+        raise MetricMismatch(f"mode {mode} needs labels and a metric: model {config.get('model')!r} gives none")
+    shards = int(config.get("shards") or 0) if mode == SHARD_MODE else 0
+    if shards:
+        lo, hi = shard_rows(len(table), int(config["shard"]), shards)
+    else:
+        lo, hi = 0, int(config["row_limit"]) if mode in PER_ROW else len(table)
+    x = table[lo:hi]
+    y = labels[lo:hi] if scoring else None
+
+    compiled, compile_s = None, 0.0
+
+    def build(rows: slice):
+        if scoring:
+            return SCORE_MODES[mode](model, x[rows], y[rows], batch, metric)
+        return MODES[mode](compiled if mode in COMPILED else model, x[rows], batch)
+
+    t0 = time.perf_counter()
+    if mode in COMPILED:  # compiling is warm-up: once per model and process
+        compiled, compile_s = compiled_call(model, table, ctx)
+    build(slice(0, 2 * batch + 1))()  # warm-up: tracing, a full and a partial batch
+    run = build(slice(None))
+    warmup_s = time.perf_counter() - t0
+    min_time = float(config["min_time"]) * (SHARD_TIME if shards else 1)
+    passes, elapsed, first, ends = 0, 0.0, None, []
+    start_unix, t_start = time.time(), time.perf_counter()
+    while passes == 0 or elapsed < min_time:
+        t0 = time.perf_counter()
+        out = run()
+        t1 = time.perf_counter()
+        elapsed += t1 - t0
+        passes += 1
+        ends.append(round(t1 - t_start, 6))
+        first = out if first is None else first
+    ref = reference(model, x)
+    rows_done = passes * len(x)
+    extra = {
+        "model": config["model"], "mode": mode,
+        "mode_label": mode_label(mode, batch, config.get("shard"), shards, ctx.compiler),
+        "batch": batch, "task": "score" if scoring else "predict", "per_row": mode in PER_ROW,
+        "baseline": mode == BASELINE, "scoring_baseline": mode == SCORING_BASELINE,
+        "rows_per_s": rows_done / elapsed, "ms_per_row": 1000 * elapsed / rows_done, "rows_timed": len(x),
+        "rows_predicted": rows_done, "passes": passes, "timed_s": elapsed, "model_setup_s": setup_s,
+        "params": int(model.count_params()), "table_rows": len(table), "backend": ctx.backend,
+    }
+    if flops_per_row is not None:
+        extra["flops"] = float(flops_per_row) * rows_done
+    if mode in COMPILED:
+        extra.update(compiler=ctx.compiler, compile_s=compile_s)
+    if scoring:
+        quality = PredictModesWorkload._check_metric(mode, metric, float(first), ref, y, extra)
+        extra.update(metric=metric, labels=labels_text)
+        if mode == "evaluate":  # the per-row loop's rows, scored by evaluate: compared on identical rows
+            n = int(config["row_limit"])
+            loop_rows = _evaluate(model, x[:n], y[:n], batch, metric)()
+            PredictModesWorkload._check_metric(mode, metric, loop_rows, ref[:n], y[:n], {})
+            extra.update(metric_loop_rows=loop_rows, loop_rows=n)
+    else:
+        quality = {"max_abs_diff": PredictModesWorkload._check_predictions(mode, batch, np.asarray(first), ref)}
+    if shards:
+        extra.update(shard=int(config["shard"]), shards=shards, shard_start_row=lo, timed_start_unix=start_unix,
+                     pass_ends_s=ends)
+    return TrialOutput(quality=quality, samples=float(rows_done), warmup_s=setup_s + warmup_s, extra=extra)

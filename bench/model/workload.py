@@ -164,6 +164,7 @@ _REGISTRY: dict[str, str | type[Workload]] = {
     "pose_classifier": "workloads.pose_classifier:PoseClassifierWorkload",
     "lstm_sequence": "workloads.lstm_sequence:LstmSequenceWorkload",
     "predict_modes": "workloads.predict_modes:PredictModesWorkload",
+    "model": "workloads.model_file:ModelFileWorkload",
 }
 
 

@@ -161,11 +161,11 @@ def predict_modes_output(runs: Sequence[RunRecord]) -> list:
     """
     from reports import predict as pr
 
-    done = [r for r in runs if r.status != "skipped" and r.workload == pr.WORKLOAD and pr.is_predict_run(r)]
+    done = [r for r in runs if r.status != "skipped" and pr.is_predict_run(r)]  # declared fields: predict_modes, model
     if not done:
         return []
     multi = len(done) > 1
-    table = Table(title=Text("predict_modes: rows/s per mode"), show_lines=False)
+    table = Table(title=Text(f"{done[0].workload}: rows/s per mode"), show_lines=False)
     headers = (["strategy"] if multi else []) + ["mode", "batch", "rows/s", "ms per row", "× per-row model.predict",
                                                  "rows in timed table"]
     for h in headers:
@@ -339,7 +339,11 @@ class ConsoleReporter:
         for renderable in config_tables_output(result, path, inputs):
             self.console.print(renderable, highlight=False)
         data = {r.data.get("source") for r in result.runs if r.data}
-        if "synthetic" in data:
+        declared = sorted({str(r.data.get("name") or r.data.get("label")) for r in result.runs
+                           if r.data and r.data.get("source") == "synthetic" and r.data.get("label")})
+        if declared:  # the workload says what its synthetic data is (the model workload: the model's shape)
+            self.console.print("[bold yellow]data: synthetic[/] (" + value("; ".join(declared)) + ")")
+        elif "synthetic" in data:
             self.console.print("[bold yellow]data: synthetic[/] (real data not cached; see README)")
         self.console.print(f"result: {value(path)}", highlight=False)
         if self.headline:

@@ -266,17 +266,25 @@ def epochs_tables(runs: Sequence[Any]) -> list[ConfigTable]:
             best.append(f"test accuracy after training: {fmt.num(best_t.quality['accuracy'], 3)}"
                         + (f" (best of {len(trials)} trials: {best_t.id})" if len(trials) > 1 else ""))
         held = next((t.extra.get("heldout") for t in trials if ok(t.extra.get("heldout"))), None)
+        columns = ("trial", "epoch", "seconds", "samples/s", "training accuracy", "held-out accuracy",
+                   "training s so far", "test accuracy after training", "best")
+        # the accuracy columns only where a trial declares them (a user's model: times and samples/s alone)
+        declared = [True, True, True, True, any(isinstance(t.extra.get("epoch_train_accuracy"), list) for t in trials),
+                    any(isinstance(t.extra.get("epoch_heldout_accuracy"), list) for t in trials), bool(curves),
+                    best_t is not None, best_t is not None and len(trials) > 1]
+        keep = [i for i, d in enumerate(declared) if d]
+        accuracy = any(declared[4:8])
         out.append(ConfigTable(
             kind="epochs", label=r.label, workload=r.workload, size=r.size,
-            title=f"{r.workload} ({r.size}) on {r.label}, {r.strategy}: time and accuracy per epoch",
-            columns=("trial", "epoch", "seconds", "samples/s", "training accuracy", "held-out accuracy",
-                     "training s so far", "test accuracy after training", "best"),
-            rows=tuple(rows), numeric=(2, 3, 4, 5, 6, 7), best=tuple(best),
-            note=("Epoch 1 includes tracing and compiling (warm-up). Training accuracy is what Keras logged "
-                  "during the epoch; held-out accuracy scores "
-                  + (f"{int(held)} test reviews" if held else "test reviews")
-                  + " after each epoch, outside the epoch's time; test accuracy after training scores the "
-                    "whole test set."),
+            title=f"{r.workload} ({r.size}) on {r.label}, {r.strategy}: time {'and accuracy ' if accuracy else ''}per epoch",
+            columns=tuple(columns[i] for i in keep),
+            rows=tuple(tuple(row[i] for i in keep) for row in rows),
+            numeric=tuple(keep.index(i) for i in (2, 3, 4, 5, 6, 7) if i in keep), best=tuple(best),
+            note=("Epoch 1 includes tracing and compiling (warm-up)."
+                  + (" Training accuracy is what Keras logged during the epoch; held-out accuracy scores "
+                     + (f"{int(held)} test reviews" if held else "test reviews")
+                     + " after each epoch, outside the epoch's time; test accuracy after training scores the "
+                       "whole test set." if accuracy else "")),
             curves=tuple(curves), strategy=r.strategy,
         ))
     return out

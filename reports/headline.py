@@ -255,9 +255,9 @@ def predict_lines(runs: Sequence[Run]) -> list[str]:
     Args:
         runs: Measured runs of one workload on one machine.
     """
-    from reports.predict import chains, headline_lines
+    from reports.predict import chains, headline_lines, is_predict_run
 
-    mine = [r for r in runs if r.workload == "predict_modes"]
+    mine = [r for r in runs if is_predict_run(r)]  # declared predict-mode trials (predict_modes, model)
     out: list[str] = []
     for r in mine:
         prefix = f"{r.strategy}: " if len(mine) > 1 else ""

@@ -223,7 +223,7 @@ def chains(runs: Sequence[Any]) -> list[dict]:
     """Seed 000's chain per (machine, size, device, model) found in ``runs``; see :func:`chain`."""
     groups: dict[tuple, list] = {}
     for r in runs:
-        if getattr(r, "workload", None) == WORKLOAD and is_predict_run(r):
+        if is_predict_run(r):  # the declared fields, whatever the workload (predict_modes, model)
             groups.setdefault(_group_key(r), []).append(r)
     out = []
     for key, group in groups.items():
@@ -334,7 +334,7 @@ def headline_lines(run: Any) -> list[str]:
         named by its declared ``mode_label``: under jax the compiled call reads ``jax.jit (batch 4096)``);
         ``[]`` when the run has no such figures (or no declared baseline to compare with).
     """
-    if getattr(run, "workload", None) != WORKLOAD:
+    if not is_predict_run(run):
         return []
     rows = mode_rows(run)
     out = []
@@ -385,7 +385,7 @@ def predict_frame(inputs: Any):
 
     rows = []
     for run in inputs.runs:
-        if run.workload != WORKLOAD or run.status != "complete":
+        if not is_predict_run(run) or run.status != "complete":
             continue
         declared = baseline_declared(run)
         for r in mode_rows(run):

@@ -430,7 +430,7 @@ def predict_section(inputs: Inputs, charts: _Charts) -> Section | None:
     pf = pr.predict_frame(inputs)
     if pf.empty:
         return None
-    complete = [r for r in inputs.runs if r.workload == pr.WORKLOAD and r.status == "complete"]
+    complete = [r for r in inputs.runs if pr.is_predict_run(r) and r.status == "complete"]
     sec = Section(id="predict-modes", title="predict_modes: rows per second",
                   intro=["Each row is one (mode, batch) as the trial declared it. Per-row modes are timed on the "
                          "first rows of the table only ('rows in timed table'); fast modes repeat whole passes "

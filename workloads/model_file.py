@@ -53,7 +53,7 @@ SYNTHETIC = "synthetic input of the model's shape"
 SEQUENCE_LENGTH = 32  # a None axis of the input spec (other than the batch axis) in synthetic inputs
 DATA_SEED = 1234
 SETUPS = {
-    "quick": {"rows": 2048, "row_limit": 16, "min_time": 0.2, "epochs": 3, "train_rows": 1024, "train_batch": 32},
+    "quick": {"rows": 4096, "row_limit": 16, "min_time": 0.2, "epochs": 3, "train_rows": 1024, "train_batch": 32},
     "full": {"rows": 25000, "row_limit": 500, "min_time": 3.0, "epochs": 5, "train_rows": 16384, "train_batch": 32},
 }
 TRAIN_MODE = "train"

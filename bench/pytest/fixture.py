@@ -163,7 +163,7 @@ class XpuBenchmark:
 
     def __call__(
         self,
-        workload: str,
+        workload: str | type,
         processes: int = 1,
         device: str = "cpu",
         *,
@@ -179,7 +179,10 @@ class XpuBenchmark:
         """Runs ``workload`` under ``processes`` × ``device`` inside ``benchmark.pedantic``.
 
         Args:
-            workload: Registry name (``bench.model.workload.workload_names()``).
+            workload: Registry name (``bench.model.workload.workload_names()``), a spec
+                (``"path/file.py:Class"``, ``"package.module:Class"``) or a ``Workload`` subclass
+                (defined at module level, e.g. in the test file: every worker imports it by its
+                file, :func:`bench.model.workload_spec.spec_of`).
             processes: Worker processes running trials at once.
             device: Device strategy spec (``cpu``, ``gpu``, ``gpu:1``, ``mirrored``).
             backend: Keras backend (``tensorflow``, ``jax``, ``torch``; default: this test's
@@ -215,6 +218,7 @@ class XpuBenchmark:
         warmup_rounds = self.settings.warmup_rounds if warmup_rounds is None else warmup_rounds
         backend = self.backend if backend is None else backend
         try:
+            workload, name = _workload_spec(workload)
             request = self._request(workload, processes, device, backend, size, options, threads, sample_interval)
             if len(request.processes) != 1 or len(request.devices) != 1 or len(request.backends) != 1:
                 raise UsageError(f"one process count, one device and one backend per call, not "
@@ -223,7 +227,8 @@ class XpuBenchmark:
             unavailable = request.unavailable()
         except (UsageError, ValueError, TypeError) as exc:  # TypeError, ValueError: a workload's own config checks
             shown_backend = "" if backend == DEFAULT_BACKEND else f", backend={backend!r}"
-            pytest.fail(f"xpu({workload!r}, processes={processes!r}, device={device!r}{shown_backend}): {exc}",
+            shown_workload = getattr(workload, "__qualname__", workload)
+            pytest.fail(f"xpu({shown_workload!r}, processes={processes!r}, device={device!r}{shown_backend}): {exc}",
                         pytrace=False)
         processes, size, backend = request.processes[0], request.size, request.backends[0]
         if unavailable:
@@ -232,7 +237,7 @@ class XpuBenchmark:
         where = backend_label(backend, f"{device}×{processes}p")
 
         if getattr(self.benchmark, "group", None) is None:
-            self.benchmark.group = f"{workload}-{size}"
+            self.benchmark.group = f"{name}-{size}"
         results = self.results
 
         def one_sweep():
@@ -245,7 +250,7 @@ class XpuBenchmark:
         try:
             self.benchmark.pedantic(one_sweep, rounds=rounds, warmup_rounds=warmup_rounds, iterations=1)
         except UsageError as exc:  # e.g. the memory guard refusing the strategy
-            pytest.fail(f"{workload} {where}: {exc}", pytrace=False)
+            pytest.fail(f"{name} {where}: {exc}", pytrace=False)
         # pedantic runs warm-up rounds first, then the measured ones (and, with --benchmark-disable, one)
         measured = results[warmup_rounds : warmup_rounds + rounds] or results[-1:]
         self.on_result(measured[-1])
@@ -255,7 +260,7 @@ class XpuBenchmark:
                 with_backend = "" if backend == DEFAULT_BACKEND else f" with backend {backend!r}"
                 pytest.skip(f"device {device!r} unavailable{with_backend}: {run.skipped}")
             if run.status != "complete":
-                pytest.fail(f"{workload} {where}: run {run.status}: {printable('; '.join(run.notes), None)}",
+                pytest.fail(f"{name} {where}: run {run.status}: {printable('; '.join(run.notes), None)}",
                             pytrace=False)
         walls = [float(r.summary.wall_s or 0.0) for r in runs]
         run = sorted(runs, key=lambda r: r.summary.wall_s or 0.0)[(len(runs) - 1) // 2]
@@ -275,11 +280,27 @@ class XpuBenchmark:
         if failed and not allow_failures:
             first = next(t for t in run.trials if t.error is not None)
             pytest.fail(
-                f"{workload} {where}: {failed} of {len(run.trials)} trials failed; "
+                f"{name} {where}: {failed} of {len(run.trials)} trials failed; "
                 f"first ({printable(first.id)}): {first.error.kind}: {printable(first.error.message, 1000)}",
                 pytrace=False,
             )
         return run
+
+
+def _workload_spec(workload: Any) -> tuple[str, str]:
+    """``(what the request and the workers get, the workload's name)`` for a registered name, a spec
+    or a Workload subclass (mapped to the spec a worker imports it by; this process keeps the class).
+
+    Raises:
+        UsageError: not a Workload subclass, a class a worker cannot import, a bad spec.
+    """
+    from bench.model import workload_spec
+    from bench.model.workload import get_workload
+
+    if isinstance(workload, type):
+        get_workload(workload)  # checks it is a Workload subclass defined at module level
+        workload = workload_spec.spec_of(workload)
+    return workload, get_workload(workload).name
 
 
 @pytest.fixture

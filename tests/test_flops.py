@@ -88,6 +88,17 @@ def test_model_flops_nested_models_masks_and_uncounted_layers(keras):
     assert counted.uncounted == [f"{gru.layers[0].name} (GRU)"] and counted.forward == 2 * 4
 
 
+def test_model_flops_conv2d_and_a_functional_models_input_layer(keras):
+    inp = keras.Input(shape=(10, 12, 3))
+    out = keras.layers.Dense(2)(keras.layers.Flatten()(keras.layers.Conv2D(4, (3, 2), padding="valid")(inp)))
+    counted = flops.model_flops(keras.Model(inp, out))
+    kinds = [layer.kind for layer in counted.layers]
+    assert kinds == ["Conv2D", "Flatten", "Dense"]  # the InputLayer is no layer of work
+    conv = 2 * (3 * 2) * 3 * 4 * (8 * 11)  # output 8 x 11 with 'valid' padding
+    assert counted.forward == conv + 2 * (8 * 11 * 4) * 2 and counted.uncounted == []
+    assert counted.layers[0].train == 3 * conv
+
+
 def test_model_flops_refuses_an_unbuilt_model(keras):
     with pytest.raises(ValueError, match="never been called"):
         flops.model_flops(keras.Sequential([keras.layers.Dense(3)]))

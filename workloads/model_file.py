@@ -146,10 +146,23 @@ def check_data_shape(x_shape: tuple, spec: Mapping[str, Any], where: str) -> Non
 
 
 def load_model(path: str, unsafe: bool = False):
-    """``keras.saving.load_model`` with safe mode unless ``unsafe``; compiled as saved."""
+    """``keras.saving.load_model`` with safe mode unless ``unsafe``; compiled as saved.
+
+    A legacy ``.h5`` file whose compile settings Keras 3 cannot restore (``keras.metrics.mse``
+    saved by an older Keras) is loaded uncompiled; ``model.xpubench_compile_note`` says why (the
+    loss can then be given with ``--opt loss=``).
+    """
     import keras
 
-    return keras.saving.load_model(path, compile=True, safe_mode=not unsafe)
+    try:
+        return keras.saving.load_model(path, compile=True, safe_mode=not unsafe)
+    except Exception as exc:  # noqa: BLE001 - retried below only for legacy HDF5 files
+        if not str(path).lower().endswith((".h5", ".hdf5")):
+            raise
+        model = keras.saving.load_model(path, compile=False, safe_mode=not unsafe)  # raises what loading itself hits
+        model.xpubench_compile_note = (f"Keras could not restore the saved compile settings "
+                                       f"({type(exc).__name__}: {' '.join(str(exc).split())}); loaded uncompiled")
+        return model
 
 
 def loss_name(loss: Any) -> str | None:
@@ -200,15 +213,23 @@ def describe(model, loss_option: str | None = None) -> dict:
     inputs = [{"shape": [None if d is None else int(d) for d in t.shape], "dtype": str(t.dtype),
                "int_high": _embedding_high(model, t)} for t in model.inputs]
     outputs = [{"shape": [None if d is None else int(d) for d in t.shape], "dtype": str(t.dtype)} for t in model.outputs]
-    flops = model_flops(model)
     layers: dict[str, int] = {}
-    for layer in flops.layers:
-        layers[layer.kind] = layers.get(layer.kind, 0) + 1
+    try:
+        flops = model_flops(model)
+    except ValueError as exc:  # a layer the walk cannot read: no FLOP figure, the rest still measured
+        counted = {"forward": None, "train": None, "uncounted": [f"not counted: {' '.join(str(exc).split())}"]}
+        for layer in model.layers:
+            layers[type(layer).__name__] = layers.get(type(layer).__name__, 0) + 1
+    else:
+        counted = {"forward": flops.forward, "train": flops.train, "uncounted": flops.uncounted}
+        for layer in flops.layers:
+            layers[layer.kind] = layers.get(layer.kind, 0) + 1
     compiled_loss = loss_name(getattr(model, "loss", None)) if getattr(model, "compiled", False) else None
     return {
         "name": model.name, "inputs": inputs, "outputs": outputs, "loss": loss_option or compiled_loss,
-        "compiled_loss": compiled_loss, "params": int(model.count_params()), "layers": layers,
-        "flops_per_row": {"forward": flops.forward, "train": flops.train, "uncounted": flops.uncounted},
+        "compiled_loss": compiled_loss, "compile_note": getattr(model, "xpubench_compile_note", None),
+        "params": int(model.count_params()), "layers": layers,
+        "flops_per_row": counted,
     }
 
 
@@ -230,20 +251,19 @@ def describe_file(path: str, unsafe: bool = False, loss: str | None = None) -> d
     Args:
         path: The model file (it exists).
         unsafe: Load with Keras's safe mode off.
-        loss: ``--opt loss=``.
+        loss: ``--opt loss=``: the description's ``loss`` (the compiled one stays ``compiled_loss``).
 
     Returns:
-        :func:`describe`'s answer; cached per file (path, size, mtime) in this process.
+        :func:`describe`'s answer; the child runs once per file (path, size, mtime) in this process.
 
     Raises:
         UsageError: Keras could not load the file (its reason, one line), or the probe failed.
     """
     st = os.stat(path)
-    key = (path, st.st_size, st.st_mtime_ns, unsafe, loss)
+    key = (path, st.st_size, st.st_mtime_ns, unsafe)
     if key in _described:
-        return _described[key]
-    cmd = [sys.executable, "-m", "workloads.model_file", "describe", path] + (["--unsafe"] if unsafe else []) + (
-        ["--loss", loss] if loss else [])
+        return {**_described[key], "loss": loss or _described[key]["compiled_loss"]}
+    cmd = [sys.executable, "-m", "workloads.model_file", "describe", path] + (["--unsafe"] if unsafe else [])
     try:
         proc = subprocess.run(cmd, env=_probe_env(), capture_output=True, text=True, timeout=PROBE_TIMEOUT_S,
                               stdin=subprocess.DEVNULL)
@@ -257,17 +277,16 @@ def describe_file(path: str, unsafe: bool = False, loss: str | None = None) -> d
     if "error" in answer:
         raise UsageError(f"model file {shown(path)} is not a Keras model Keras can load: {answer['error']}")
     _described[key] = answer
-    return answer
+    return {**answer, "loss": loss or answer["compiled_loss"]}
 
 
 def _probe_main(argv: list[str]) -> int:
-    """``python -m workloads.model_file describe FILE [--unsafe] [--loss NAME]``: one JSON line."""
+    """``python -m workloads.model_file describe FILE [--unsafe]``: one JSON line."""
     path = argv[1]
     unsafe = "--unsafe" in argv
-    loss = argv[argv.index("--loss") + 1] if "--loss" in argv else None
     try:
         model = load_model(path, unsafe)
-        answer = describe(model, loss)
+        answer = describe(model)
     except Exception as exc:  # noqa: BLE001 - whatever Keras said is the answer, in one line
         text = " ".join(str(exc).split())
         if "safe_mode=False" in text:
@@ -443,6 +462,8 @@ class ModelFileWorkload(Workload):
                         name=", ".join(data_files(options)), rows=int(len(x)), targets=y is not None)
         info["training"] = ("measured (loss " + d["loss"] + ")") if d["loss"] else (
             "not measured: the model was saved without a loss (compile it with one, or give --opt loss=...)")
+        if d.get("compile_note"):
+            info["compile_note"] = d["compile_note"]
         return info
 
     # -------------------------------------------------------------- in the worker
@@ -479,7 +500,7 @@ class ModelFileWorkload(Workload):
         with ctx.scope():
             model = load_model(path, unsafe)
             loss = str(ctx.options.get("loss") or "") or None
-            if loss:
+            if loss:  # --opt loss=: the model's own optimizer where it was compiled with one
                 optimizer = model.optimizer if getattr(model, "compiled", False) and model.optimizer is not None else "adam"
                 model.compile(optimizer=optimizer, loss=loss)
         rows = int(config["train_rows"])
@@ -494,7 +515,7 @@ class ModelFileWorkload(Workload):
         history = model.evaluate(x, y, batch_size=max(batch, 256), verbose=0, return_dict=True)
         steady = times[1:] or times
         samples_per_s = len(x) * len(steady) / sum(steady)
-        flops = d["flops_per_row"]["train"] * len(x) * epochs
+        per_row = d["flops_per_row"]["train"]
         extra = {
             "model": config["model"], "task": "train", "loss": d["loss"], "targets": targets,
             "data": SYNTHETIC if not ctx.options.get("data") else "--data",
@@ -502,8 +523,10 @@ class ModelFileWorkload(Workload):
             "epoch_s": [float(t) for t in times], "epoch_samples_per_s": [len(x) / t for t in times],
             "first_epoch_s": float(times[0]), "steady_epoch_s": float(np.median(steady)),
             "samples_per_s": samples_per_s, "model_setup_s": load_s, "params": int(model.count_params()),
-            "flops": flops, "backend": ctx.backend,
+            "backend": ctx.backend,
         }
+        if per_row is not None:
+            extra["flops"] = per_row * len(x) * epochs
         loss_value = float(history.get("loss", math.nan))
         return TrialOutput(quality={"loss": loss_value}, samples=float(len(x) * epochs), warmup_s=load_s + times[0],
                            extra=extra)
@@ -512,5 +535,5 @@ class ModelFileWorkload(Workload):
 if __name__ == "__main__":  # the parent's probe: python -m workloads.model_file describe FILE
     if len(sys.argv) >= 3 and sys.argv[1] == "describe":
         sys.exit(_probe_main(sys.argv[1:]))
-    print("usage: python -m workloads.model_file describe FILE [--unsafe] [--loss NAME]", file=sys.stderr)
+    print("usage: python -m workloads.model_file describe FILE [--unsafe]", file=sys.stderr)
     sys.exit(2)

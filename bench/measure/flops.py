@@ -1,4 +1,4 @@
-"""Analytic FLOP counts for Dense, Conv1D, LSTM and Embedding layers, and for a whole Keras model.
+"""Analytic FLOP counts for Dense, Conv1D/2D/3D, LSTM and Embedding layers, and for a whole Keras model.
 
 One multiply-add counts as 2 FLOPs. Per example (one input row, or one sequence):
 
@@ -6,6 +6,8 @@ One multiply-add counts as 2 FLOPs. Per example (one input row, or one sequence)
   of timesteps when it is applied to a sequence): forward ``2 · in · out · P``.
 - **Conv1D** (``C`` input channels, ``F`` filters, kernel ``K``, output length ``L``): forward
   ``2 · K · C · F · L``.
+- **Conv2D/Conv3D** (channels-last, kernel ``K₁ × K₂ (× K₃)``, output ``O₁ × O₂ (× O₃)``, ``G``
+  groups): forward ``2 · ΠK · (C / G) · F · ΠO``.
 - **LSTM** (input width ``D``, ``U`` units, ``T`` timesteps): each step computes the four gates
   from the input and the previous state, ``[x, h] @ W`` with W of shape ``(D + U) × 4U``:
   forward ``8 · T · U · (D + U)``. Masked steps are counted (TensorFlow computes them).
@@ -51,6 +53,19 @@ def conv1d_forward(channels: int, filters: int, kernel: int, length: int) -> flo
         length: Output length L (the input length with ``padding="same"`` and stride 1).
     """
     return 2.0 * kernel * channels * filters * length
+
+
+def conv_forward(channels: int, filters: int, kernel: Sequence[int], output: Sequence[int], groups: int = 1) -> float:
+    """Forward FLOPs of a Conv1D/2D/3D layer per example: ``2 · ΠK · (C / groups) · F · Πout``.
+
+    Args:
+        channels: Input channels C.
+        filters: Filters F.
+        kernel: Kernel size per spatial axis.
+        output: Output size per spatial axis.
+        groups: Channel groups (1: a plain convolution).
+    """
+    return 2.0 * math.prod(kernel) * (channels / groups) * filters * math.prod(output)
 
 
 def lstm_forward(inputs: int, units: int, timesteps: int) -> float:
@@ -168,6 +183,8 @@ def _layer(layer: Any, keras: Any) -> list[LayerFlops]:
     name, kind = layer.name, type(layer).__name__
     if isinstance(layer, keras.Model):
         return [f for inner in layer.layers for f in _layer(inner, keras)]
+    if isinstance(layer, keras.layers.InputLayer):  # a functional model's input: no work, not a layer type
+        return []
     try:
         shape_in, shape_out = _shape(layer.input), _shape(layer.output)
     except (AttributeError, ValueError) as exc:
@@ -184,6 +201,14 @@ def _layer(layer: Any, keras: Any) -> list[LayerFlops]:
             return [dataclasses.replace(unknown, counted=False)]
         f = conv1d_forward(int(shape_in[-1]), int(layer.filters), int(layer.kernel_size[0]), int(shape_out[1]))
         return [LayerFlops(name, "Conv1D", f, TRAIN_FACTOR * f)]
+    if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv3D)) and not isinstance(
+            layer, (keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose)):
+        spatial = shape_out[1:-1]
+        if getattr(layer, "data_format", "channels_last") != "channels_last" or any(d is None for d in spatial):
+            return [dataclasses.replace(unknown, counted=False)]
+        f = conv_forward(int(shape_in[-1]), int(layer.filters), [int(k) for k in layer.kernel_size],
+                         [int(d) for d in spatial], int(getattr(layer, "groups", 1) or 1))
+        return [LayerFlops(name, kind, f, TRAIN_FACTOR * f)]
     if isinstance(layer, keras.layers.LSTM):
         if shape_in[1] is None:
             return [dataclasses.replace(unknown, counted=False)]
@@ -217,6 +242,6 @@ def model_flops(model: Any) -> ModelFlops:
 
 
 __all__ = [
-    "TRAIN_FACTOR", "LayerFlops", "ModelFlops", "conv1d_forward", "dense_forward", "dense_train_flops",
+    "TRAIN_FACTOR", "LayerFlops", "ModelFlops", "conv1d_forward", "conv_forward", "dense_forward", "dense_train_flops",
     "embedding_forward", "embedding_train", "lstm_forward", "model_flops",
 ]

@@ -327,9 +327,9 @@ def _suite_resume(text: str | None, names: Sequence[str]) -> dict[str, tuple[str
 def cmd_suite(args) -> int:
     from bench.console import ConsoleReporter
     from bench.sweep.sweep import SweepInterrupted
-    from bench.model.workload import workload_names
+    from bench.model.workload import suite_names, workload_names
 
-    names = workload_names() if args.workloads == "all" else [n.strip() for n in args.workloads.split(",") if n.strip()]
+    names = suite_names() if args.workloads == "all" else [n.strip() for n in args.workloads.split(",") if n.strip()]
     if not names:
         raise UsageError(f"bad workload list {args.workloads!r} (choose from: {', '.join(workload_names())} or all)")
     shared = _request(args)  # the options every workload's sweep shares, the output directory included

@@ -273,3 +273,10 @@ def test_report_shows_predict_table_and_training(models, tmp_path, capsys):
     lines = headline_lines(run)
     assert lines and lines[0].startswith("batched ") and "per-row model.predict" in lines[0]
     assert json.loads(json.dumps(train.extra["epoch_s"])) == train.extra["epoch_s"]
+
+
+def test_the_model_workload_is_listed_but_not_in_the_suite():
+    from bench.model.workload import suite_names, workload_names
+
+    assert "model" in workload_names() and "model" not in suite_names()
+    assert set(workload_names()) - set(suite_names()) == {"model"}

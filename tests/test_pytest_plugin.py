@@ -30,7 +30,7 @@ from bench.pytest import plugin as pytest_plugin
 from bench.model import results
 from bench.model.results import Result, RunRecord, TrialError, TrialRecord
 from bench.model.strategy import usable_cores
-from bench.model.workload import workload_names
+from bench.model.workload import suite_names
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKES = Path(__file__).resolve().parent / "fakes"
@@ -427,14 +427,14 @@ def test_suite_collects_every_workload_under_every_strategy():
     proc = _pytest(["tests/benchmarks", "--collect-only", "-q", "--xpu-processes=1,2", "--xpu-device=cpu"], cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     ids = {line.split("[", 1)[1].rstrip("]") for line in proc.stdout.splitlines() if "::test_benchmark_workload[" in line}
-    assert ids == {f"{w}-cpu-{n}p" for w in workload_names() for n in (1, 2)}
+    assert ids == {f"{w}-cpu-{n}p" for w in suite_names() for n in (1, 2)}
 
 
 def test_normal_test_run_skips_the_suite():
     # `pytest tests` as the normal run does; other test modules left out to keep this quick
     proc = _pytest(["tests", "-q", "-rs", "--ignore-glob=tests/test_*.py", "--xpu-processes=1"], cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    n = len(workload_names())
+    n = len(suite_names())
     assert f"{n} skipped" in proc.stdout and "passed" not in proc.stdout
     assert "benchmark suite: run it with `pytest tests/benchmarks --benchmark-only" in proc.stdout
 

@@ -106,7 +106,7 @@ def test_workload_options_are_validated_before_anything_runs():
         lorenz.checked_trials("quick", {"epochs": "abc"})
     with pytest.raises(UsageError, match=r"bad workload option epochs='0'"):
         lorenz.checked_trials("quick", {"epochs": "0"})
-    with pytest.raises(UsageError, match=r"unknown option for workload lorenz: 'epoch' \(choose from: data, epochs, model, offline\)"):
+    with pytest.raises(UsageError, match=r"unknown option for workload lorenz: 'epoch' \(choose from: data, epochs, model, model_file, offline\)"):
         lorenz.checked_trials("quick", {"epoch": "3"})
     # the options every workload gets from --data/--offline/--model are accepted
     assert len(lorenz.checked_trials("quick", {"offline": "1", "model": "x"})) == 8

@@ -362,6 +362,7 @@ class ModelFileWorkload(Workload):
     higher_is_better = False
     options = ("model_file", "rows", "row_limit", "min_time", "modes", "batch_sizes", "epochs", "train_rows",
                "train_batch", "loss", "unsafe")
+    suite = False  # it needs your model file: bench suite --workloads model --model-file x.keras
 
     def setup(self, size: str, options: Mapping[str, Any] | None = None) -> dict:
         """The size's setup with ``--opt`` overrides.

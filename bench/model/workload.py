@@ -20,9 +20,9 @@ from bench.model import workload_spec
 from bench.model.results import require_json
 
 SIZES = ("quick", "full")
-# options the command line sets for every workload (--data, --offline, --model); a workload
-# reads the ones it understands
-COMMON_OPTIONS = ("data", "offline", "model")
+# options the command line sets for every workload (--data, --offline, --model, --model-file); a
+# workload reads the ones it understands
+COMMON_OPTIONS = ("data", "offline", "model", "model_file")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +86,8 @@ class Workload:
         throughput_unit: Unit of ``TrialOutput.samples`` per second, e.g. ``"samples/s"``.
         quality_key: The main quality metric name; ``higher_is_better`` says its direction.
         options: Names of the ``--opt key=value`` options the workload reads.
+        suite: Whether ``bench suite`` (``--workloads all``) and the benchmark suite run it: False
+            for a workload that needs the user's input (the ``model`` workload's ``--model-file``).
     """
 
     name: ClassVar[str] = ""
@@ -95,6 +97,7 @@ class Workload:
     quality_key: ClassVar[str] = ""
     higher_is_better: ClassVar[bool] = True
     options: ClassVar[tuple[str, ...]] = ()
+    suite: ClassVar[bool] = True
 
     def trials(self, size: str, options: Mapping[str, Any] | None = None) -> list[dict]:
         """Returns the trial configurations for a size: JSON-serialisable dicts with an ``id``."""
@@ -220,6 +223,12 @@ def _from_spec(text: str) -> Workload:
     workload.spec = spec.text
     workload.spec_file = workload_spec.spec_file(spec)
     return workload
+
+
+def suite_names() -> list[str]:
+    """Registered workloads that run with no input from the user (``Workload.suite``): what
+    ``bench suite --workloads all`` and the benchmark suite run."""
+    return [name for name in workload_names() if get_workload(name).suite]
 
 
 def get_workload(name: str | type[Workload]) -> Workload:

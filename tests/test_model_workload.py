@@ -77,7 +77,11 @@ def _run(argv, out: Path) -> tuple[int, results.Result]:
 
 
 def _by_mode(run) -> dict:
-    return {t.extra["mode"]: t for t in run.trials if t.ok and "mode" in t.extra and t.extra.get("batch") in (1, 4096)}
+    """Each predict mode's trial with its largest batch."""
+    out = {}
+    for t in sorted((t for t in run.trials if t.ok and "mode" in t.extra), key=lambda t: t.extra["batch"]):
+        out[t.extra["mode"]] = t
+    return out
 
 
 def _train(run):
@@ -159,7 +163,8 @@ def test_embedding_lstm_with_data_at_1_and_2_processes(models, tmp_path, capsys)
         assert run.data["source"] == "real" and run.data["rows"] == 300
         modes = _by_mode(run)
         assert {"predict_row", "predict", "tf_function"} <= set(modes)
-        assert modes["predict"].extra["rows_timed"] == 300
+        assert modes["predict"].extra["rows_timed"] == 300 and modes["predict"].extra["batch"] == 300  # batch <= rows
+        assert sorted(t.extra["batch"] for t in run.trials if t.extra.get("mode") == "predict") == [32, 256, 300]
         _check_training(_train(run), rows=300, epochs=2)
         assert _train(run).extra["loss"] == "sparse_categorical_crossentropy"
 

@@ -427,13 +427,16 @@ class ModelFileWorkload(Workload):
         else:
             wanted = known if train else list(pm.MODES)
         model = Path(self.model_path(options)).name
-        common = {"model": model, "rows": s["rows"], "row_limit": s["row_limit"], "min_time": s["min_time"]}
-        pairs = [(m, 1) for m in pm.PER_ROW if m in pm.MODES] + [(m, b) for m, sizes in batched.items() if m in pm.MODES
-                                                                   for b in sizes]
+        rows = s["rows"] if x is None else min(s["rows"], len(x))  # --data: its rows, up to the size's table
+        common = {"model": model, "rows": rows, "row_limit": s["row_limit"], "min_time": s["min_time"]}
+        # a batch larger than the table is the whole table: named by the rows it really holds
+        pairs = [(m, 1) for m in pm.PER_ROW if m in pm.MODES] + list(dict.fromkeys(
+            (m, min(b, rows)) for m, sizes in batched.items() if m in pm.MODES for b in sizes))
         configs = [{"id": f"{m}-b{b}", "mode": m, "batch": b, **common} for m, b in pairs if m in wanted]
         if TRAIN_MODE in wanted:
             configs.append({"id": f"train-b{s['train_batch']}-e{s['epochs']}", "mode": TRAIN_MODE, "model": model,
-                            "epochs": s["epochs"], "batch": s["train_batch"], "train_rows": s["train_rows"]})
+                            "epochs": s["epochs"], "batch": s["train_batch"],
+                            "train_rows": s["train_rows"] if x is None else min(s["train_rows"], len(x))})
         return configs
 
     def input_files(self, options: Mapping[str, Any] | None = None) -> dict[str, str]:

@@ -18,6 +18,9 @@ class MyWorkload(Workload):
         epochs = int((options or {}).get("epochs", 2 if size == "quick" else 20))
         return [{"id": f"width-{w}", "width": w, "epochs": epochs} for w in (16, 64, 256)]
 
+    def data_info(self, size, options=None):  # recorded with the result
+        return {"source": "generated", "name": "random x (4096 x 32), y = x @ w"}
+
     def run_trial(self, config, ctx):
         import keras  # imported in the worker, never at module level
         import numpy as np

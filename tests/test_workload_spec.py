@@ -267,3 +267,29 @@ def test_xpu_takes_a_class_or_a_spec(pytester, user_dir):
     got = {b["name"]: b["extra_info"]["xpubench"] for b in doc["benchmarks"]}
     assert got["test_class"]["workload"] == "in_test_file" and got["test_class"]["strategy"]["processes"] == 2
     assert got["test_spec_string"]["workload"] == "sum_squares"
+
+
+def test_plan_resume_compares_every_recorded_file_by_role():
+    """A model file or data file recorded by the earlier sweep with other contents is refused, named
+    (the same check as the workload file's above); a role the earlier sweep did not record is not."""
+    from bench.errors import UsageError
+    from bench.model.results import Result
+    from bench.sweep.resume import plan_resume, recorded_files
+
+    then = {"model_file": {"path": "/m/my_model.keras", "sha256": "a" * 64},
+            "data": {"path": "/m/x.npy", "sha256": "c" * 64}}
+    old = Result(machine={}, decisions=({"kind": "sweep", "workload": "model", "size": "quick", "files": then},))
+    assert recorded_files(old) == then
+    common = dict(workload="model", size="quick", version=1, strategies=[], configs=[], options={},
+                  data_source=None, machine={}, where="old.json")
+    plan_resume(old, **common, files=then)  # unchanged: fine
+    plan_resume(old, **common, files={"model_file": then["model_file"], "workload": {"path": "/w.py", "sha256": "e" * 64}})
+    with pytest.raises(UsageError) as err:
+        plan_resume(old, **common, files={**then, "model_file": {"path": "/m/my_model.keras", "sha256": "b" * 64}})
+    msg = str(err.value)
+    assert "old.json was measured with model_file file /m/my_model.keras (sha256 aaaaaaaaaaaa)" in msg
+    assert "has changed since (sha256 bbbbbbbbbbbb)" in msg
+    later = old.replace(decisions=old.decisions + ({"kind": "resume", "files": {**then, "data": {"path": "/m/x.npy",
+                                                                                                 "sha256": "d" * 64}}},))
+    with pytest.raises(UsageError, match="data file /m/x.npy"):  # the latest record of a role is what is compared
+        plan_resume(later, **common, files=then)

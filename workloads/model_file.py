@@ -265,8 +265,9 @@ def describe_file(path: str, unsafe: bool = False, loss: str | None = None) -> d
         return {**_described[key], "loss": loss or _described[key]["compiled_loss"]}
     cmd = [sys.executable, "-m", "workloads.model_file", "describe", path] + (["--unsafe"] if unsafe else [])
     try:
+        # run from this checkout's root: a `workloads` folder in the user's directory is never imported instead
         proc = subprocess.run(cmd, env=_probe_env(), capture_output=True, text=True, timeout=PROBE_TIMEOUT_S,
-                              stdin=subprocess.DEVNULL)
+                              stdin=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[1])
     except subprocess.TimeoutExpired:
         raise UsageError(f"model file {shown(path)}: loading it took over {PROBE_TIMEOUT_S} s") from None
     line = next((ln for ln in reversed(proc.stdout.splitlines()) if ln.startswith(PROBE_MARK)), None)

@@ -8,7 +8,6 @@ Models are saved by a child interpreter (this process never imports Keras). Tria
 
 from __future__ import annotations
 
-import json
 import statistics
 import subprocess
 import sys
@@ -135,16 +134,33 @@ def test_dense_model_with_npz_data_and_h5(models, tmp_path, capsys):
     """A legacy .h5 file Keras 3 loads but whose compile settings (``keras.metrics.mse``) it cannot
     restore: loaded uncompiled, said so, trained with ``--opt loss=``."""
     code, res = _run(["--model-file", str(models / "dense.h5"), "--data", str(models / "dense.npz"), "-p", "1",
-                      "--opt", "modes=predict_on_batch,train", "--opt", "loss=mse", *FAST], tmp_path)
+                      "--opt", "modes=predict_row,predict_on_batch,train", "--opt", "loss=mse", *FAST], tmp_path)
     assert code == 0, capsys.readouterr().err
     (run,) = res.runs
     assert "could not restore the saved compile settings" in run.data["compile_note"]
     assert run.data["loss"] == "mse"
     assert run.data["source"] == "real" and run.data["rows"] == 200 and run.data["targets"] is True
     (t,) = [t for t in run.trials if t.extra.get("mode") == "predict_on_batch"]
-    assert t.extra["rows_timed"] == 200 and t.extra["data"] == "--data"
+    assert t.extra["rows_timed"] == 200 and t.extra["data"] == "--data" and t.extra["batch"] == 200
     _check_training(_train(run), rows=200)
     assert _train(run).extra["targets"] == "y from --data"
+
+    # the report of this real run: the predict table (the user's model named) and the training figures
+    from reports import write_report
+    from reports.predict import headline_lines
+
+    (path,) = tmp_path.glob("model-quick-*.json")
+    html_path = tmp_path / "report.html"
+    write_report([str(path)], str(html_path))
+    html = html_path.read_text()
+    assert "dense.h5 model" in html  # the predict table's caption names the user's model file
+    for trial in run.trials:
+        if trial.extra.get("mode"):
+            assert trial.extra["mode_label"] in html
+    assert "× per-row model.predict" in html and "(baseline)" in html
+    assert "time per epoch" in html and "1 (warm-up)" in html and "samples/s once warm" in html
+    lines = headline_lines(run)
+    assert lines and lines[0].startswith("batched predict_on_batch (batch 200): ") and "per-row model.predict" in lines[0]
 
 
 # ---------------------------------------------------------------- Embedding + LSTM
@@ -249,35 +265,6 @@ def test_the_parent_never_imports_keras(models):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=mf._probe_env())
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1] == "[]"
-
-
-# ---------------------------------------------------------------- the report of a real run
-
-
-def test_report_shows_predict_table_and_training(models, tmp_path, capsys):
-    code, res = _run(["--model-file", str(models / "dense.keras"), "-p", "1",
-                      "--opt", "modes=predict_row,predict_on_batch,tf_function,train", *FAST], tmp_path)
-    assert code == 0
-    (path,) = tmp_path.glob("model-quick-*.json")
-    from reports import write_report
-
-    html_path = tmp_path / "report.html"
-    write_report([str(path)], str(html_path))
-    html = html_path.read_text()
-    run = res.runs[0]
-    assert "dense.keras model" in html  # the predict table's caption names the user's model
-    for t in run.trials:
-        if t.extra.get("mode"):
-            assert t.extra["mode_label"] in html
-    train = _train(run)
-    assert "time per epoch" in html and "1 (warm-up)" in html
-    assert "samples/s once warm" in html
-    assert "× per-row model.predict" in html and "(baseline)" in html
-    from reports.predict import headline_lines
-
-    lines = headline_lines(run)
-    assert lines and lines[0].startswith("batched ") and "per-row model.predict" in lines[0]
-    assert json.loads(json.dumps(train.extra["epoch_s"])) == train.extra["epoch_s"]
 
 
 def test_the_model_workload_is_listed_but_not_in_the_suite():

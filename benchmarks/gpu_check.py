@@ -500,7 +500,7 @@ def _num(v, digits: int = 0) -> str:
 
 
 def _cell(v) -> str:
-    return printable(" ".join(str(v).split()), 160).replace("|", "\\|")
+    return printable(" ".join(str(v).split()), 400).replace("|", "\\|")
 
 
 def run_rows(results: Path) -> list[list[str]]:

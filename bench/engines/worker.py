@@ -138,6 +138,28 @@ class TrialRunner:
         self.device = device
         self.backend = backend or worker_backend()
         self.workloads: dict[str, object] = {}
+        self._dirty = False  # a trial ran since the last reset
+
+    def reset(self) -> None:
+        """Clears what a trial left behind, so the next one starts as in a fresh worker: the Keras
+        session (global state, layer names, TensorFlow's graph and kernel caches) and garbage. A
+        distribution the device set-up installed (``keras.distribution``) is put back.
+
+        The local worker calls this after sending a trial's reply (it overlaps the parent's
+        result write); :meth:`run` calls it first when a trial ran since (the Ray actor).
+        """
+        if not self._dirty:
+            return
+        self._dirty = False
+        import gc
+
+        import keras
+
+        dist = keras.distribution.distribution()
+        keras.backend.clear_session(free_memory=False)
+        if dist is not None:
+            keras.distribution.set_distribution(dist)
+        gc.collect()
 
     def run(self, msg: dict) -> TrialReply:
         """Runs one trial; returns its ``result`` reply, or an ``error`` reply if it raised.
@@ -150,6 +172,8 @@ class TrialRunner:
         from bench.model.workload import TrialContext
 
         config = msg["config"]
+        self.reset()
+        self._dirty = True
         try:
             ref = msg["workload"]
             if ref not in self.workloads:
@@ -248,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         if msg.get("type") == "quit":
             break
         _send(out, runner.run(msg))
+        runner.reset()  # while the parent writes the result: the next trial starts clean
     return 0
 
 

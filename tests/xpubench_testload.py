@@ -58,3 +58,9 @@ class FaultyWorkload(Workload):
 def enable() -> None:
     """Registers the workload under its name (for ``bench`` run in a subprocess)."""
     register(FaultyWorkload)
+
+
+class OtherFaultyWorkload(FaultyWorkload):
+    """The same trials under a second name: a suite of two workloads without TensorFlow models."""
+
+    name = "xpubench_testload_b"

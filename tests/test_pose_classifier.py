@@ -47,8 +47,8 @@ def test_quick_trial_end_to_end_is_accurate_and_repeatable():
     out = outs[0]
     assert out.quality["accuracy"] > 0.85  # 4 classes: chance is 0.25
     assert outs[1].quality == out.quality  # same seed, same data, same result
-    assert out.extra["train"] == 800 and out.extra["valid"] == 400
-    assert out.samples == config["epochs"] * 800
+    assert out.extra["train"] == 600 and out.extra["valid"] == 600  # 1200 poses, 2 folds
+    assert out.samples == config["epochs"] * 600
     assert len(out.extra["epoch_s"]) == config["epochs"] and out.warmup_s == out.extra["epoch_s"][0]
     assert out.extra["params"] == (28 * 64 + 64) + (64 * 32 + 32) + (32 * 4 + 4)
 

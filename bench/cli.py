@@ -290,8 +290,9 @@ def cmd_run(args) -> int:
 
     request = _request(args, args.workload, resume=args.resume)
     reporter = _Reporter(ConsoleReporter(quiet=args.quiet))
-    sweep = request.sweep(on_event=reporter)
-    with _SigtermAsInterrupt():
+    resumes = {args.workload: args.resume} if args.resume else {}
+    with _SigtermAsInterrupt(), _suite_workers(request, [args.workload], resumes) as workers:
+        sweep = request.sweep(on_event=reporter, workers=workers)  # fingerprint, checks: the workers import meanwhile
         try:
             code, _, _ = _run_one(sweep, reporter)
         except SweepInterrupted as exc:
@@ -353,9 +354,10 @@ def cmd_suite(args) -> int:
 
 
 def _suite_workers(shared, names: Sequence[str], resumes: Mapping):
-    """The suite's worker cache (local engine): workers shared by every workload's sweep, the first
-    one's started now so their import overlaps building the sweeps; ended when the suite ends (a
-    context manager; a null one for other engines)."""
+    """The worker cache of a suite or a ``bench run`` (local engine): workers shared by every
+    workload's sweep, the first strategy's started now so their import overlaps building the sweeps
+    (fingerprint, checks, data) and writing the run header; ended when the command ends, on errors
+    and interrupts included (a context manager; a null one for other engines)."""
     import contextlib
 
     if shared.engine != "local":

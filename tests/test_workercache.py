@@ -135,13 +135,21 @@ def test_a_worker_over_the_rss_limit_is_restarted_and_the_restart_recorded():
     assert gone(f["pid"] for f in facts)
 
 
-def test_no_limit_keeps_the_worker(monkeypatch):
+def test_no_limit_keeps_the_worker_and_a_new_run_gets_no_workload_state():
     with WorkerCache(max_rss_bytes=0) as cache:
         pool = WorkerPool(1, env_for(ONE), cache=cache)
         pool.start()
-        assert all(r.ok for r in run(pool, load_jobs(2)).values())
+        first = run(pool, load_jobs(2))
         pool.close()
         assert pool.restarts == 0 and len(cache.idle_pids) == 1 and "restarted" not in pool.worker_facts[0]
+        again = WorkerPool(1, env_for(ONE), cache=cache)
+        again.start()
+        second = run(again, load_jobs(2))
+        again.close()
+    assert again.worker_facts[0]["reused"] is True and again.worker_facts[0]["pid"] == pool.worker_facts[0]["pid"]
+    # within a run a worker keeps its workload's module state; a new run re-imports the workload
+    assert [first[k].extra["run_in_this_import"] for k in ("t0-ok", "t1-ok")] == [1, 2]
+    assert [second[k].extra["run_in_this_import"] for k in ("t0-ok", "t1-ok")] == [1, 2]
 
 
 @pytest.fixture

@@ -28,6 +28,8 @@ from bench.model.reply import Hello, TrialReply
 
 # The frameworks whose presence in sys.modules a hello reports (a jax worker must not have tensorflow).
 FRAMEWORKS = ("tensorflow", "jax", "torch")
+# Top-level packages TrialRunner.forget never drops (a workload's own modules are re-imported).
+KEEP_MODULES = frozenset(("bench", "keras", "numpy", *FRAMEWORKS))
 
 
 def _send(out, record: Hello | TrialReply) -> None:
@@ -161,6 +163,20 @@ class TrialRunner:
             keras.distribution.set_distribution(dist)
         gc.collect()
 
+    def forget(self) -> None:
+        """Forgets the workloads loaded so far, their modules included (re-imported by the next
+        trial), so a worker taken by a new run holds none of the last run's workload state: data
+        sets and trained models a workload caches per process would make its first trials there
+        faster than on a fresh worker. The framework and xpubench stay imported."""
+        roots = {ref.partition(":")[0].split(".")[0] for ref in self.workloads} - KEEP_MODULES
+        self.workloads.clear()
+        for name in list(sys.modules):
+            if name.split(".")[0] in roots:
+                del sys.modules[name]
+        importlib.invalidate_caches()
+        self._dirty = True
+        self.reset()
+
     def run(self, msg: dict) -> TrialReply:
         """Runs one trial; returns its ``result`` reply, or an ``error`` reply if it raised.
 
@@ -274,6 +290,9 @@ def main(argv: list[str] | None = None) -> int:
         msg = results.read_message(line)
         if msg.get("type") == "quit":
             break
+        if msg.get("type") == "forget":  # a new run took this worker (bench.engines.workercache): no reply
+            runner.forget()
+            continue
         _send(out, runner.run(msg))
         runner.reset()  # while the parent writes the result: the next trial starts clean
     return 0

@@ -436,7 +436,8 @@ class StrategyRun:
         memory = memguard.memory_now()
         tight = (n * est.peak_bytes > memory.budget) if est is not None else (n > 1 and memguard.assumed(n, memory) is None)
         if s.cache is not None and s.cache.held and tight:
-            s.cache.evict(keep=[cache_key(worker_env(self.strategy, device, i, n), self.strategy.device) for i in range(n)])
+            s.cache.evict(keep=[cache_key(worker_env(self.strategy, device, i, self.strategy.processes), self.strategy.device)
+                                for i in range(n)])
             memory = memguard.memory_now()  # idle workers of other environments ended: their memory is free
         if est is None and n > 1 and not s.force:
             est = memguard.assumed(n, memory) or self._probe(device, first_job)

@@ -321,6 +321,10 @@ class ConsoleReporter:
     def on_worker_died(self, worker, reason, **_):
         self.console.print(f"[yellow]worker {value(worker)} ended[/]: {value(reason)}")
 
+    def on_worker_restart(self, worker, rss_bytes, limit_bytes, **_):
+        self.console.print(f"worker {value(worker)} restarted: {rss_bytes / 2**20:,.0f} MB after its trial, over the "
+                           f"--worker-max-rss limit of {limit_bytes / 2**20:,.0f} MB")
+
     def on_worker_not_ended(self, worker, reason, **_):
         self.console.print(f"[red]worker {value(worker)} could not be ended[/] (it may take CPU from later timings): "
                            f"{value(reason)}")

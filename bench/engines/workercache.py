@@ -36,7 +36,7 @@ import signal
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from bench.engines.dispatch import STARTUP_TIMEOUT_S
 from bench.engines.local import _Worker, kill_worker, quit_workers, spawn_worker

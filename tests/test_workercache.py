@@ -202,3 +202,21 @@ def test_no_worker_is_left_when_a_sweep_fails(tmp_path, two_testloads):
     with pytest.raises(RuntimeError, match="breaks"):
         sweep.run()
     assert not worker_processes() and sweep.workers is None
+
+
+@pytest.mark.parametrize("text", ["abc", "-5", "nan", "inf"])
+def test_a_bad_worker_max_rss_is_one_line_naming_it(text):
+    from bench.errors import UsageError
+    from bench.request import SweepRequest
+
+    with pytest.raises(UsageError, match=f"bad --worker-max-rss '{text}' .*0 for no limit") as info:
+        SweepRequest.parse(worker_max_rss=text, names={"worker_max_rss": "--worker-max-rss"})
+    assert info.value.field == "worker_max_rss"
+
+
+def test_worker_max_rss_reaches_the_sweeps_cache():
+    from bench.request import SweepRequest
+
+    assert SweepRequest.parse(worker_max_rss="512").sweep_kwargs()["worker_max_rss"] == 512 * 2**20
+    assert SweepRequest.parse(worker_max_rss=0).sweep_kwargs()["worker_max_rss"] == 0  # no limit
+    assert SweepRequest.parse().sweep_kwargs()["worker_max_rss"] is None  # the default (4096 MB)

@@ -220,3 +220,21 @@ def test_worker_max_rss_reaches_the_sweeps_cache():
     assert SweepRequest.parse(worker_max_rss="512").sweep_kwargs()["worker_max_rss"] == 512 * 2**20
     assert SweepRequest.parse(worker_max_rss=0).sweep_kwargs()["worker_max_rss"] == 0  # no limit
     assert SweepRequest.parse().sweep_kwargs()["worker_max_rss"] is None  # the default (4096 MB)
+
+
+def test_a_worker_that_dies_while_idle_is_not_lent():
+    import os
+    import signal
+
+    with WorkerCache() as cache:
+        pool = WorkerPool(1, env_for(ONE), cache=cache)
+        pool.start()
+        pool.close()
+        (pid,) = cache.idle_pids
+        os.kill(pid, signal.SIGKILL)
+        try:
+            psutil.Process(pid).wait(timeout=10)
+        except psutil.NoSuchProcess:  # already reaped
+            pass
+        assert cache.take(env_for(ONE)(0), "cpu") is None  # dropped, not handed to a run as a trial crash
+        assert cache.failed and cache.failed[-1]["reason"] == "worker ended while idle" and cache.idle_pids == []

@@ -135,6 +135,9 @@ class WorkerCache:
             device: The device strategy wanted.
         """
         self.poll(0.0)  # deaths and hellos so far
+        ended = [w for w in self.held if w.proc.poll() is not None]  # died while idle (its EOF not read yet)
+        if ended:
+            self._drop(ended, "worker ended while idle")
         k = cache_key(env, device)
         matches = [w for w in self.held if not w.dead and cache_key(w.env, w.device) == k]
         if not matches:

@@ -290,8 +290,6 @@ class WorkerPool(Dispatcher):
         self.slots.append(w)
         if w.hello is None:
             return w
-        if w.leases > 1:  # a new run: the worker drops the last run's workload state (data, models)
-            self._deliver(w, {"type": "forget"})
         w.hello = dataclasses.replace(w.hello, index=index)
         fact = w.hello.as_message()
         if w.leases == 1:

@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         msg = results.read_message(line)
         if msg.get("type") == "quit":
             break
-        if msg.get("type") == "forget":  # a new run took this worker (bench.engines.workercache): no reply
+        if msg.get("type") == "forget":  # back in the cache (bench.engines.workercache): the next run starts clean
             runner.forget()
             continue
         _send(out, runner.run(msg))

@@ -150,11 +150,18 @@ class WorkerCache:
         """Keeps an idle worker for a later pool; False when it is not kept (the pool ends it).
 
         Not kept: the cache is closed, the worker is dead, busy, never said hello, has something
-        unread on its pipe, or is over the RSS limit (checked by the pool after every trial).
+        unread on its pipe, or is over the RSS limit (checked by the pool after every trial). A kept
+        worker is sent ``forget``: it drops its workload modules (re-imported by the next trial) and
+        clears the Keras session while it waits.
         """
         if self._closed or w.dead or w.job is not None or w.hello is None or w.buffer.strip():
             return False
         if w.proc.poll() is not None:
+            return False
+        try:  # the next run gets none of this run's workload state (data, models): dropped while it idles
+            w.proc.stdin.write(results.message_line({"type": "forget"}).encode() + b"\n")
+            w.proc.stdin.flush()
+        except (OSError, ValueError):  # it died meanwhile: not kept
             return False
         self._hold(w)
         idle = [x for x in self.held if x.hello is not None]

@@ -355,9 +355,11 @@ def cmd_suite(args) -> int:
 
 def _suite_workers(shared, names: Sequence[str], resumes: Mapping):
     """The worker cache of a suite or a ``bench run`` (local engine): workers shared by every
-    workload's sweep, the first strategy's started now so their import overlaps building the sweeps
-    (fingerprint, checks, data) and writing the run header; ended when the command ends, on errors
-    and interrupts included (a context manager; a null one for other engines)."""
+    workload's sweep. The workers of every strategy are started now (those that surely fit in
+    memory), so their imports overlap each other and building the sweeps (fingerprint, checks,
+    data) and writing the run header; the first pool waits for all of them before it times
+    anything. Ended when the command ends, on errors and interrupts included (a context manager; a
+    null one for other engines)."""
     import contextlib
 
     if shared.engine != "local":
@@ -369,11 +371,12 @@ def _suite_workers(shared, names: Sequence[str], resumes: Mapping):
     cache = WorkerCache(max_rss_bytes=limit)
     try:
         first = next((n for n in names if n not in resumes), None)
-        strategies = shared.strategies()
-        if first is not None and strategies:
+        if first is not None:  # every strategy's workers: their imports overlap each other and the parent's work
             from bench.model.workload import get_workload
 
-            prestart_workers(cache, strategies[0], len(get_workload(first).checked_trials(shared.size, dict(shared.options))))
+            trials = len(get_workload(first).checked_trials(shared.size, dict(shared.options)))
+            for strategy in shared.strategies():
+                prestart_workers(cache, strategy, trials)
     except BaseException:
         cache.close()
         raise

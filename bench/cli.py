@@ -14,7 +14,7 @@ import signal
 import sys
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from bench.errors import UsageError
 from bench.text import printable, shell_join
@@ -26,7 +26,7 @@ EXIT_INTERNAL = 70
 
 #: How ``bench`` names the request's values in its messages (see bench.request.SweepRequest.parse).
 NAMES = {"processes": "--processes", "sample_interval": "--sample-interval", "engine": "--cluster",
-         "address": "--address"}
+         "address": "--address", "worker_max_rss": "--worker-max-rss"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -57,6 +57,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE", help="extra workload option")
     p.add_argument("--resume", default=None, metavar="FILE", help="continue an interrupted result file")
     p.add_argument("--force", action="store_true", help="run even when the memory guard says it will not fit")
+    p.add_argument("--worker-max-rss", default=None, metavar="MB",
+                   help="restart a worker whose memory after a trial is above this (default 4096; 0: never)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 
@@ -153,7 +155,7 @@ def _request(args, workload: str | None = None, resume: str | None = None):
         options=args.opt, data=args.data, offline=args.offline, model=args.model, model_file=args.model_file,
         engine=getattr(args, "cluster", None), address=getattr(args, "address", None), label=args.label,
         sample_interval=args.sample_interval, trial_timeout=args.trial_timeout, out_dir=args.out, resume=resume,
-        force=args.force, command=["bench", *args.argv], names=NAMES,
+        force=args.force, command=["bench", *args.argv], names=NAMES, worker_max_rss=args.worker_max_rss,
     )
     for note in request.notes:
         print(f"warning: {printable(note, None)}", file=sys.stderr)
@@ -292,8 +294,9 @@ def cmd_run(args) -> int:
 
     request = _request(args, args.workload, resume=args.resume)
     reporter = _Reporter(ConsoleReporter(quiet=args.quiet))
-    sweep = request.sweep(on_event=reporter)
-    with _SigtermAsInterrupt():
+    resumes = {args.workload: args.resume} if args.resume else {}
+    with _SigtermAsInterrupt(), _suite_workers(request, [args.workload], resumes) as workers:
+        sweep = request.sweep(on_event=reporter, workers=workers)  # fingerprint, checks: the workers import meanwhile
         try:
             code, _, _ = _run_one(sweep, reporter)
         except SweepInterrupted as exc:
@@ -326,7 +329,6 @@ def _suite_resume(text: str | None, names: Sequence[str]) -> dict[str, tuple[str
 
 def cmd_suite(args) -> int:
     from bench.console import ConsoleReporter
-    from bench.sweep.sweep import SweepInterrupted
     from bench.model.workload import suite_names, workload_names
 
     names = suite_names() if args.workloads == "all" else [n.strip() for n in args.workloads.split(",") if n.strip()]
@@ -341,28 +343,10 @@ def cmd_suite(args) -> int:
     if not args.no_calibrate:
         _calibrate_once(quiet=args.quiet)
     reporter = _Reporter(ConsoleReporter(quiet=args.quiet, headline=False))  # one headline at the end
-    plan = []  # (name, (Result, file) when already complete else None, Sweep or None): every sweep is checked before any runs
-    for name in names:
-        file, res = resumes.get(name, (None, None))
-        if res is not None and res.complete:
-            plan.append((name, (res, file), None))
-        else:
-            plan.append((name, None, shared.for_workload(name, file, res).sweep(on_event=reporter)))
-    done, worst = [], 0  # (Result, path) of each workload, in order: the headline needs no reload
-    with _SigtermAsInterrupt():
-        for name, finished, sweep in plan:
-            if sweep is None:
-                print(f"{name}: already complete in {printable(finished[1])}")
-                done.append(finished)
-                continue
-            try:
-                code, path, result = _run_one(sweep, reporter)
-            except SweepInterrupted as exc:
-                files = ",".join(str(p) for _, p in done + [(None, exc.path)])
-                print(f"resume with: {_resume_command('bench', args.argv, files)}", file=sys.stderr)
-                return EXIT_INTERRUPTED
-            worst = max(worst, code)
-            done.append((result, path))
+    with _SigtermAsInterrupt(), _suite_workers(shared, names, resumes) as workers:
+        done, worst = _run_suite(args, shared, names, resumes, reporter, workers)
+    if done is None:
+        return EXIT_INTERRUPTED
     from reports import write_report
 
     write_report([str(p) for _, p in done], str(report))
@@ -371,6 +355,68 @@ def cmd_suite(args) -> int:
     print_headline(reporter.inner.console, done)
     print(f"report: {printable(report)}")
     return worst
+
+
+def _suite_workers(shared, names: Sequence[str], resumes: Mapping):
+    """The worker cache of a suite or a ``bench run`` (local engine): workers shared by every
+    workload's sweep. The workers of every strategy are started now (those that surely fit in
+    memory), so their imports overlap each other and building the sweeps (fingerprint, checks,
+    data) and writing the run header; the first pool waits for all of them before it times
+    anything. Ended when the command ends, on errors and interrupts included (a context manager; a
+    null one for other engines)."""
+    import contextlib
+
+    if shared.engine != "local":
+        return contextlib.nullcontext(None)
+    from bench.engines.workercache import DEFAULT_MAX_RSS_MB, MiB, WorkerCache
+    from bench.sweep.strategy_run import prestart_workers
+
+    limit = DEFAULT_MAX_RSS_MB * MiB if shared.worker_max_rss is None else shared.worker_max_rss
+    cache = WorkerCache(max_rss_bytes=limit)
+    try:
+        first = next((n for n in names if n not in resumes), None)
+        if first is not None:  # every strategy's workers: their imports overlap each other and the parent's work
+            from bench.model.workload import get_workload
+
+            trials = len(get_workload(first).checked_trials(shared.size, dict(shared.options)))
+            for strategy in shared.strategies():
+                prestart_workers(cache, strategy, trials)
+    except BaseException:
+        cache.close()
+        raise
+    return cache
+
+
+def _run_suite(args, shared, names, resumes, reporter, workers) -> tuple[list | None, int]:
+    """Runs the suite's sweeps in order. Returns ((Result, path) of each workload, worst exit
+    status), or (None, _) when interrupted (the resume command printed)."""
+    from bench.sweep.sweep import SweepInterrupted
+
+    plan = []  # (name, (Result, file) when already complete else None, Sweep or None): every sweep is checked before any runs
+    for name in names:
+        file, res = resumes.get(name, (None, None))
+        if res is not None and res.complete:
+            plan.append((name, (res, file), None))
+        else:
+            plan.append((name, None, shared.for_workload(name, file, res).sweep(on_event=reporter, workers=workers)))
+    done, worst = [], 0  # (Result, path) of each workload, in order: the headline needs no reload
+    for name, finished, sweep in plan:
+        if sweep is None:
+            print(f"{name}: already complete in {printable(finished[1])}")
+            done.append(finished)
+            continue
+        try:
+            code, path, result = _run_one(sweep, reporter)
+        except SweepInterrupted as exc:
+            files = ",".join(str(p) for _, p in done + [(None, exc.path)])
+            print(f"resume with: {_resume_command('bench', args.argv, files)}", file=sys.stderr)
+            return None, EXIT_INTERRUPTED
+        worst = max(worst, code)
+        done.append((result, path))
+    return done, worst
+
+
+SUITE_CALIBRATION_S = 4.5  # the suite's first-run calibration: fewer rounds than bench calibrate's 8 s budget
 
 
 def _calibrate_once(quiet: bool = False) -> None:
@@ -382,10 +428,10 @@ def _calibrate_once(quiet: bool = False) -> None:
     if calibrate.cached_calibration() is not None:
         return
     if not quiet:
-        print("calibrating this machine once (about 5 s; cached for later runs; --no-calibrate skips it)",
-              file=sys.stderr, flush=True)
+        print(f"calibrating this machine once (about {SUITE_CALIBRATION_S:g} s; cached for later runs; "
+              "bench calibrate measures longer; --no-calibrate skips it)", file=sys.stderr, flush=True)
     try:
-        calibrate.write_cache(calibrate.calibrate(_calibration_env))
+        calibrate.write_cache(calibrate.calibrate(_calibration_env, budget_s=SUITE_CALIBRATION_S))
     except (RuntimeError, OSError) as exc:  # the suite's figures do not depend on it: say so and go on
         print(f"warning: calibration skipped ({printable(exc)})", file=sys.stderr)
 

@@ -73,6 +73,16 @@ def _fmt(v, spec: str = ".2f", unit: str = "") -> str:
     return f"{v:{spec}}{unit}"
 
 
+def _startup(run, s) -> str:
+    """Median start-up of the workers started for this run; ``+N reused`` for workers an earlier run
+    started (their start-up is in that run's row), ``reused`` when every worker was."""
+    median = (s.startup_s or {}).get("median")
+    reused = sum(1 for w in run.workers if isinstance(w, dict) and w.get("reused"))
+    if not reused:
+        return _fmt(median, ".1f")
+    return "reused" if median is None else f"{median:.1f} +{reused} reused"
+
+
 def _mib(v) -> str:
     return fmt.nbytes(v, "MiB") if v else "–"
 
@@ -110,7 +120,7 @@ _COLUMNS = [
     ("throughput", lambda r, s: f"{_fmt(s.throughput, ',.0f')} {s.throughput_unit or ''}", False),
     ("peak RSS (tree)", lambda r, s: _mib(s.peak_tree_rss_bytes), False),
     ("peak/worker", lambda r, s: _mib(s.peak_worker_rss_bytes), False),
-    ("start-up s", lambda r, s: _fmt((s.startup_s or {}).get("median"), ".1f"), False),
+    ("start-up s", lambda r, s: _startup(r, s), False),
     ("vs cpu", lambda r, s: None if s.speedup_vs_cpu is None or r.strategy.get("device") == "cpu"
      else fmt.times(s.speedup_vs_cpu), True),
     ("vs tensorflow", lambda r, s: None if s.speedup_vs_tensorflow is None or r.backend == DEFAULT_BACKEND
@@ -320,6 +330,10 @@ class ConsoleReporter:
 
     def on_worker_died(self, worker, reason, **_):
         self.console.print(f"[yellow]worker {value(worker)} ended[/]: {value(reason)}")
+
+    def on_worker_restart(self, worker, rss_bytes, limit_bytes, **_):
+        self.console.print(f"worker {value(worker)} restarted: {rss_bytes / 2**20:,.0f} MB after its trial, over the "
+                           f"--worker-max-rss limit of {limit_bytes / 2**20:,.0f} MB")
 
     def on_worker_not_ended(self, worker, reason, **_):
         self.console.print(f"[red]worker {value(worker)} could not be ended[/] (it may take CPU from later timings): "

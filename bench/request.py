@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 #: (the ``xpu`` fixture's). ``bench`` gives its option names (``--processes``...).
 DEFAULT_NAMES: Mapping[str, str] = {
     "processes": "processes", "sample_interval": "sample_interval", "engine": "engine", "address": "address",
+    "worker_max_rss": "worker_max_rss",
 }
 
 
@@ -63,6 +64,17 @@ def _seconds(text: Any, what: str) -> float:
     if not value > 0 or value == float("inf"):  # NaN fails ``> 0``
         raise UsageError(f"bad {what} {text!r} (expected a positive number of seconds)")
     return value
+
+
+def _megabytes(text: Any, what: str) -> int:
+    """A memory limit in MB (``0``: no limit) as bytes, or UsageError naming ``what`` and the value."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise UsageError(f"bad {what} {text!r} (expected megabytes, e.g. 4096, or 0 for no limit)") from None
+    if not value >= 0 or value == float("inf"):  # NaN fails ``>= 0``
+        raise UsageError(f"bad {what} {text!r} (expected megabytes, e.g. 4096, or 0 for no limit)")
+    return int(value * 2**20)
 
 
 def _size(text: Any) -> str:
@@ -230,6 +242,9 @@ class SweepRequest:
         force: Run what the memory guard would lower or refuse.
         command: The command line recorded in the result (None: ``sys.argv``).
         notes: Warnings parsing gave (e.g. a process count above the usable cores).
+        worker_max_rss: A local worker whose RSS after a trial is above this many bytes is
+            restarted, and the restart recorded (None: the default,
+            ``bench.engines.workercache.DEFAULT_MAX_RSS_MB``; 0: never).
     """
 
     workload: str | None = None
@@ -250,6 +265,7 @@ class SweepRequest:
     force: bool = False
     command: tuple[str, ...] | None = None
     notes: tuple[str, ...] = dataclasses.field(default=(), compare=False)
+    worker_max_rss: int | None = None
 
     @classmethod
     def parse(
@@ -278,6 +294,7 @@ class SweepRequest:
         command: Sequence[str] | None = None,
         require_available: bool = True,
         names: Mapping[str, str] | None = None,
+        worker_max_rss: Any = None,
     ) -> SweepRequest:
         """Parses and validates one sweep's values, in the order ``bench run`` checks them.
 
@@ -308,8 +325,9 @@ class SweepRequest:
             require_available: See :func:`parse_device_list`; also, a named device a backend
                 cannot run (``Backend.supports``), or cannot run here, is an error (False: such
                 combinations are skipped later with the reason, see :meth:`unavailable`).
-            names: How the caller names ``processes``, ``sample_interval``, ``engine`` and
-                ``address`` in messages (default :data:`DEFAULT_NAMES`).
+            names: How the caller names ``processes``, ``sample_interval``, ``engine``,
+                ``address`` and ``worker_max_rss`` in messages (default :data:`DEFAULT_NAMES`).
+            worker_max_rss: Megabytes, text or number (None: the default; 0: no limit).
 
         Returns:
             The request; ``notes`` holds warnings for the caller to show.
@@ -349,6 +367,9 @@ class SweepRequest:
 
             interval = DEFAULT_INTERVAL_S if sample_interval is None else check_interval(
                 _seconds(sample_interval, "sample interval"), names["sample_interval"])
+        with _about("worker_max_rss"):
+            max_rss = None if worker_max_rss is None else _megabytes(
+                worker_max_rss, names["worker_max_rss"])
         with _about("options"):
             opts = _options(options, data, offline, model, model_file)
         loaded = None
@@ -364,6 +385,7 @@ class SweepRequest:
             sample_interval=interval, trial_timeout=trial_timeout,
             out_dir=None if out_dir is None else str(out_dir), resume_path=None if resume is None else str(resume),
             resume=loaded, force=force, command=None if command is None else tuple(command), notes=notes,
+            worker_max_rss=max_rss,
         )
         request = request.checked()
         if out_dir is not None and create_out_dir:  # last: nothing is created before every value is good
@@ -436,16 +458,19 @@ class SweepRequest:
             sample_interval=self.sample_interval, resume_from=self.resume,
             path=self.resume_path if self.resume is not None else None, command=self.command,
             engine=self.engine, engine_options=dict(self.engine_options), force=self.force,
+            worker_max_rss=self.worker_max_rss,
         )
         if self.out_dir is not None:
             kwargs["out_dir"] = self.out_dir
         return kwargs
 
-    def sweep(self, on_event: Callable[..., None] | None = None):
+    def sweep(self, on_event: Callable[..., None] | None = None, workers: Any = None):
         """The :class:`bench.sweep.sweep.Sweep` of this request (it checks resume and memory).
 
         Args:
             on_event: ``on_event(kind, **info)`` for progress display.
+            workers: A :class:`bench.engines.workercache.WorkerCache` the caller owns and closes (a
+                suite's: its sweeps share workers); None: the sweep makes and ends its own.
 
         Raises:
             UsageError: no workload in the request, or what the sweep refuses.
@@ -454,7 +479,7 @@ class SweepRequest:
 
         if self.workload is None:
             raise UsageError("no workload given")
-        return Sweep(self.workload, self.size, self.strategies(), on_event=on_event, **self.sweep_kwargs())
+        return Sweep(self.workload, self.size, self.strategies(), on_event=on_event, workers=workers, **self.sweep_kwargs())
 
 
 def _workload(name: str):

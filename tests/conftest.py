@@ -99,7 +99,7 @@ def pose_quick_result(tmp_path_factory, calibration_cache):
 def lstm_quick_result(tmp_path_factory, calibration_cache):
     """(Result, path) of a real quick lstm_sequence sweep at 1 process (3 sizes x 2 folds, 1 epoch)."""
     return _calibrated_sweep(tmp_path_factory, calibration_cache, "lstm_sequence", [1],
-                             {"epochs": "1", "folds": "2", "samples": "160"})
+                             {"epochs": "1", "folds": "2", "samples": "160", "stacks": "3"})
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ def test_trials_are_three_four_layer_stacks_times_folds():
     assert {tuple(c["hidden"]) for c in full} == {tuple(h) for h in lstm_sequence.HIDDEN}
     assert all(len(c["hidden"]) == 4 for c in full)
     quick = workload.trials("quick", {"exercise": "push_up", "folds": "3"})
-    assert len(quick) == 9 and quick[0]["id"] == "push_up-lstm32-32-16-16-f0of3"
+    assert len(quick) == 3 and quick[0]["id"] == "push_up-lstm32-32-16-16-f0of3"  # quick: the smallest stack
     assert workload.data_info("quick", {"exercise": "push_up"})["source"] == "synthetic"
     with pytest.raises(UsageError, match="unknown exercise 'jump'"):
         workload.trials("quick", {"exercise": "jump"})

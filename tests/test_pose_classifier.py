@@ -19,7 +19,7 @@ def test_full_grid_is_the_seeds_and_trials_are_config_fold_pairs():
         assert len([k for k in keys if k.startswith(exercise + "-")]) == 6
     assert len(full) == (24 + 4 * 6) * 10 and {c["fold"] for c in full} == set(range(10))
     quick = workload.checked_trials("quick")
-    assert {c["folds"] for c in quick} == {3} and len(quick) == (2 + 4) * 3
+    assert {c["folds"] for c in quick} == {2} and len(quick) == (2 + 1) * 2  # multi (2 networks) + squat, 2 folds
     only = workload.trials("quick", {"tasks": "squat", "folds": "2"})
     assert [c["id"] for c in only] == ["squat-h32-16-b32-f0of2", "squat-h32-16-b32-f1of2"]
     with pytest.raises(UsageError, match="unknown pose task 'jump'"):
@@ -47,8 +47,8 @@ def test_quick_trial_end_to_end_is_accurate_and_repeatable():
     out = outs[0]
     assert out.quality["accuracy"] > 0.85  # 4 classes: chance is 0.25
     assert outs[1].quality == out.quality  # same seed, same data, same result
-    assert out.extra["train"] == 800 and out.extra["valid"] == 400
-    assert out.samples == config["epochs"] * 800
+    assert out.extra["train"] == 600 and out.extra["valid"] == 600  # 1200 poses, 2 folds
+    assert out.samples == config["epochs"] * 600
     assert len(out.extra["epoch_s"]) == config["epochs"] and out.warmup_s == out.extra["epoch_s"][0]
     assert out.extra["params"] == (28 * 64 + 64) + (64 * 32 + 32) + (32 * 4 + 4)
 

@@ -37,7 +37,7 @@ def test_trials_cover_every_mode_and_validate_options():
                      ("predict_on_batch", 4096), ("tf_function", 4096), ("evaluate", 4096)]
     assert [(c["shard"], c["shards"]) for c in trials[:2]] == [(0, 2), (1, 2)]
     assert {c["model"] for c in trials} == {"pose_classifier"}
-    assert trials[0]["rows"] == 4096 and trials[0]["row_limit"] == 24
+    assert trials[0]["rows"] == 4096 and trials[0]["row_limit"] == 8
     full = workload.trials("full")
     assert full[0]["rows"] == 25000 and sum(c["mode"] == "evaluate_shard" for c in full) == 4  # the seed's table
     picked = workload.trials("quick", {"modes": "predict,predict_row", "batch_sizes": "8,64", "model": "lstm_sequence"})

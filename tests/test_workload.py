@@ -78,7 +78,7 @@ def test_lorenz_trials_follow_the_seed_grids():
     assert len(configs) == 8
     assert {c["epochs"] for c in configs} == {999}
     quick = get_workload("lorenz").checked_trials("quick")
-    assert {c["epochs"] for c in quick} < {999} | set(range(1, 20))
+    assert {c["epochs"] for c in quick} == {20}  # quick: enough to learn (tests/test_lorenz.py), far below 999
     assert get_workload("lorenz").checked_trials("quick", {"epochs": "3"})[0]["epochs"] == 3
 
 

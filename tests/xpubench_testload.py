@@ -20,6 +20,7 @@ from typing import Any, Mapping
 from bench.model.workload import TrialContext, TrialOutput, Workload, register
 
 DEFAULT_PLAN = "ok,raise,kill,ok,hang,ok,ok"
+_RUN_IN_THIS_IMPORT = [0]  # trials run since this module was imported (a worker's per-process workload state)
 
 
 class FaultyWorkload(Workload):
@@ -52,9 +53,17 @@ class FaultyWorkload(Workload):
         if kind == "hang":
             time.sleep(3600)
         time.sleep(float(ctx.options.get("sleep", 0.1)))
-        return TrialOutput(quality={"score": float(config["index"])}, samples=100.0)
+        _RUN_IN_THIS_IMPORT[0] += 1
+        return TrialOutput(quality={"score": float(config["index"])}, samples=100.0,
+                           extra={"run_in_this_import": _RUN_IN_THIS_IMPORT[0]})
 
 
 def enable() -> None:
     """Registers the workload under its name (for ``bench`` run in a subprocess)."""
     register(FaultyWorkload)
+
+
+class OtherFaultyWorkload(FaultyWorkload):
+    """The same trials under a second name: a suite of two workloads without TensorFlow models."""
+
+    name = "xpubench_testload_b"

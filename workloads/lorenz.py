@@ -19,7 +19,9 @@ from workloads._common import int_option
 
 DEPTHS = [[5, 8, 5], [5, 8, 8, 5], [5, 8, 8, 8, 5], [5, 8, 8, 8, 8, 5], [5, 8, 8, 8, 8, 8, 5]]
 WIDTHS = [[5, 2, 2, 5, 2, 2, 5], [5, 8, 10, 12, 14, 8, 5], [5, 16, 16, 16, 16, 16, 5]]
-EPOCHS = {"quick": 5, "full": 999}
+# quick: 20 epochs (180 steps) halve the test RMSE of an untrained network (~17, predicting zeros) to
+# ~7; at 5 epochs (the quick size before) it stayed at ~15: no learning signal
+EPOCHS = {"quick": 20, "full": 999}
 TRAIN_L, SHIFT, TEST_START, BATCH = 900, 99, 5000, 100
 
 

@@ -30,10 +30,11 @@ TASKS = ("multi",) + synthetic.EXERCISES
 DATA_SEED, FOLD_SEED = 2, 20
 # poses per task, epochs, folds; quick also takes a small slice of the grid
 SETUPS = {
-    "quick": {"samples": 1200, "epochs": 10, "folds": 3},
+    "quick": {"samples": 1200, "epochs": 10, "folds": 2},
     "full": {"samples": 4000, "epochs": 50, "folds": 10},
 }
 QUICK_GRID = {"multi": [([32], 32), ([64, 32], 32)], "binary": [([32, 16], 32)]}
+QUICK_TASKS = ("multi", "squat")  # quick: the multi-class task and one exercise, 3 configurations x 2 folds
 
 
 @functools.lru_cache(maxsize=8)
@@ -148,7 +149,8 @@ class PoseClassifierWorkload(Workload):
 
     def trials(self, size: str, options: Mapping[str, Any] | None = None) -> list[dict]:
         s = self.setup(size, options)
-        tasks = [t for t in str((options or {}).get("tasks") or ",".join(TASKS)).split(",") if t]
+        default = QUICK_TASKS if size == "quick" else TASKS
+        tasks = [t for t in str((options or {}).get("tasks") or ",".join(default)).split(",") if t]
         unknown = [t for t in tasks if t not in TASKS]
         if unknown:
             from bench.errors import choices_error

@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from bench.engines.dispatch import Dispatcher, OnDone, Slot
 from bench.errors import WorkerStartError
@@ -42,6 +42,98 @@ class _Worker(Slot):
     log_path: Path
     start_deadline: float = float("inf")
     buffer: bytes = b""
+    device: str = "cpu"
+    leases: int = 0  # pools (strategy runs) this process has served, this one included
+    trials_done: int = 0  # trials it has run, in every pool
+    prestarted: bool = False  # started ahead of its first pool (bench.engines.workercache)
+
+
+def spawn_worker(env: dict, device: str, log_path: Path, index: int = 0, startup_timeout: float = 600.0) -> _Worker:
+    """Starts one worker process (``python -m bench.engines.worker FD DEVICE``); it has not said hello yet.
+
+    Args:
+        env: Its full environment (bench.engines.childenv.child_env).
+        device: Device strategy name passed to it.
+        log_path: Where its stdout and stderr go.
+        index: Its index in the pool that starts it.
+        startup_timeout: Seconds it may take to say hello.
+    """
+    r, w = os.pipe()
+    try:
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "bench.engines.worker", str(w), device],
+                stdin=subprocess.PIPE,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                pass_fds=(w,),
+                start_new_session=True,  # Ctrl-C reaches the parent only; it ends the workers
+                close_fds=True,
+            )
+    except BaseException:  # clean-up only: the error goes on to the caller
+        os.close(r)
+        raise
+    finally:
+        os.close(w)
+    os.set_blocking(r, False)
+    now = time.perf_counter()
+    return _Worker(index=index, proc=proc, fd=r, log_path=log_path, env=env, started=now,
+                   start_deadline=now + startup_timeout, device=device)
+
+
+def quit_workers(workers: list, grace: float = 0.1) -> None:
+    """Asks idle workers to quit (``quit`` on stdin, then EOF) and waits up to ``grace`` s in all.
+
+    Args:
+        workers: Idle workers (said hello, no job).
+        grace: Seconds they get; the caller kills the ones still alive.
+    """
+    for w in workers:
+        try:
+            w.proc.stdin.write(results.message_line({"type": "quit"}).encode() + b"\n")
+            w.proc.stdin.flush()
+            w.proc.stdin.close()
+        except (OSError, ValueError):  # it died meanwhile: the caller kills and checks it
+            pass
+    deadline = time.perf_counter() + grace
+    for w in workers:
+        try:
+            w.proc.wait(timeout=max(0.0, deadline - time.perf_counter()))
+        except subprocess.TimeoutExpired:  # did not quit in time: the caller kills it
+            pass
+
+
+def kill_worker(w: _Worker, on_stuck: Any = None) -> None:
+    """Ends a worker (its whole process group) with SIGKILL, waits for it, closes its pipes; marks it dead.
+
+    SIGKILL at once, not SIGTERM first: a worker is ended only when it overran its limit, sent
+    garbage, or did not quit when asked, and TensorFlow has nothing to save.
+
+    Args:
+        w: The worker.
+        on_stuck: ``on_stuck(w, reason)`` when it is still alive :data:`KILL_WAIT_S` after SIGKILL.
+    """
+    if w.proc.poll() is None:
+        try:
+            os.killpg(w.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):  # the group is gone or not ours: the process itself
+            w.proc.kill()
+        try:
+            w.proc.wait(timeout=KILL_WAIT_S)
+        except subprocess.TimeoutExpired:  # pragma: no cover - a process SIGKILL cannot end
+            if on_stuck is not None:
+                on_stuck(w, f"pid {w.proc.pid} still alive {KILL_WAIT_S:g} s after SIGKILL")
+    if not w.dead:
+        w.dead = True
+        try:
+            os.close(w.fd)
+        except OSError:  # already closed: nothing to release
+            pass
+        try:
+            w.proc.stdin.close()
+        except (OSError, ValueError):  # flushing to a dead worker's pipe (BrokenPipeError): it is gone anyway
+            pass
 
 
 def stderr_tail(path: Path, lines: int = 12, limit: int = 2000) -> str:
@@ -138,16 +230,31 @@ class WorkerPool(Dispatcher):
         env_for: ``env_for(index) -> dict``: the full environment of worker ``index``.
         device: Device spec passed to each worker (``cpu``, ``gpu:0``, ``mirrored``...).
         log_dir: Where worker logs go (default: a temporary directory, removed by ``close``).
-        on_event: ``on_event(kind, **info)`` for progress (``worker_ready``, ``worker_died``).
+        on_event: ``on_event(kind, **info)`` for progress (``worker_ready``, ``worker_died``,
+            ``worker_restart``).
         startup_timeout: Seconds a worker may take to import TensorFlow and say hello.
+        cache: A :class:`bench.engines.workercache.WorkerCache`: workers are taken from it (one
+            whose environment and device match) before new ones are started, and idle ones are
+            given back to it by :meth:`close` instead of ended (None: every worker is this pool's).
+        max_rss_bytes: A worker whose RSS after a trial is above this is ended and, while trials
+            remain, replaced; recorded as ``restarted`` in its worker fact (None: the cache's
+            limit, or none; 0: no limit).
     """
 
+    uses_cache: ClassVar[bool] = True  # the sweep hands it a WorkerCache (bench.engines.workercache)
     slots: list[_Worker]
     log_dir: Path
     sel: selectors.BaseSelector
 
-    def __init__(self, *args: Any, **kwargs: Any):  # the arguments of Dispatcher (see the class's Args)
-        super().__init__(*args, **kwargs)
+    def __init__(self, *args: Any, cache: Any = None, max_rss_bytes: int | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)  # the arguments of Dispatcher (see the class's Args)
+        self.cache = cache
+        if max_rss_bytes is None and cache is not None:
+            max_rss_bytes = cache.max_rss_bytes
+        self.max_rss_bytes = int(max_rss_bytes or 0)
+        self.restarts = 0
+        if cache is not None and not self.log_dir:
+            self.log_dir = cache.log_dir  # a reused worker's log outlives this pool
         self._tmp = None if self.log_dir else tempfile.TemporaryDirectory(prefix="xpubench-logs-")
         self.log_dir = Path(self.log_dir or self._tmp.name)
         self.sel = selectors.DefaultSelector()
@@ -157,34 +264,49 @@ class WorkerPool(Dispatcher):
     def _spawn(self) -> _Worker:
         index = self._take_index()
         env = self.env_for(index)
-        r, w = os.pipe()
-        log_path = self.log_dir / f"worker-{index}.log"
-        try:
-            with open(log_path, "wb") as log:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "bench.engines.worker", str(w), self.device],
-                    stdin=subprocess.PIPE,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    pass_fds=(w,),
-                    start_new_session=True,  # Ctrl-C reaches the parent only; it ends the workers
-                    close_fds=True,
-                )
-        except BaseException:  # clean-up only: the error goes on to the caller
-            os.close(r)
-            raise
-        finally:
-            os.close(w)
-        os.set_blocking(r, False)
-        now = time.perf_counter()
-        worker = _Worker(
-            index=index, proc=proc, fd=r, log_path=log_path, env=env, started=now,
-            start_deadline=now + self.startup_timeout,
-        )
-        self.sel.register(r, selectors.EVENT_READ, worker)
+        worker = self.cache.take(env, self.device) if self.cache is not None else None
+        if worker is not None:
+            return self._adopt(worker, index)
+        if self.cache is not None:
+            worker = self.cache.spawn(env, self.device, index, self.startup_timeout)
+        else:
+            worker = spawn_worker(env, self.device, self.log_dir / f"worker-{index}.log", index, self.startup_timeout)
+        worker.leases = 1
+        self.sel.register(worker.fd, selectors.EVENT_READ, worker)
         self.slots.append(worker)
         return worker
+
+    def _adopt(self, w: _Worker, index: int) -> _Worker:
+        """Takes a worker from the cache as worker ``index`` of this pool.
+
+        A worker that said hello before is recorded at once: in its first pool with its
+        ``startup_s`` (it was started ahead, while the parent did other work), in a later one as
+        ``reused`` (no ``startup_s``: a start-up is recorded once, in the run that paid it). A
+        worker still starting says hello to this pool (its ``startup_s`` counts from its start).
+        """
+        w.index = index
+        w.leases += 1
+        self.sel.register(w.fd, selectors.EVENT_READ, w)
+        self.slots.append(w)
+        if w.hello is None:
+            return w
+        w.hello = dataclasses.replace(w.hello, index=index)
+        fact = w.hello.as_message()
+        if w.leases == 1:
+            fact.update(reused=False, prestarted=True)
+        else:
+            fact.pop("startup_s", None)
+            fact.update(reused=True, trials_before=w.trials_done)
+        self.worker_facts.append(fact)
+        self.on_event("worker_ready", worker=index, startup_s=w.hello.startup_s if w.leases == 1 else 0.0,
+                      reused=w.leases > 1)
+        return w
+
+    def _ready(self, slot: Any, hello: Hello) -> Hello:
+        hello = super()._ready(slot, hello)
+        if self.cache is not None:
+            self.worker_facts[-1].update(reused=False, **({"prestarted": True} if slot.prestarted else {}))
+        return hello
 
     def start(self) -> None:
         """Starts n workers at once and waits until they have imported TensorFlow.
@@ -200,6 +322,8 @@ class WorkerPool(Dispatcher):
         while any(w.state == "starting" for w in self.slots):
             self._poll(0.5, on_done=None)
             self._check_startup_deadlines()
+        if self.cache is not None:  # workers started ahead for later strategies: imported before anything is timed
+            self.cache.settle()
         if not any(w.state != "dead" for w in self.slots):
             w = self.slots[-1]
             fact = next((f for f in reversed(self.worker_facts) if f.get("index") == w.index), {})
@@ -207,23 +331,18 @@ class WorkerPool(Dispatcher):
             raise WorkerStartError(f"no worker could start ({reason}): {stderr_tail(w.log_path, 4)}")
 
     def close(self) -> None:
-        """Asks idle workers to quit, kills the rest and any that do not quit in time. Safe to call twice."""
+        """Gives idle workers back to the cache (if any), asks the other idle ones to quit, kills
+        the rest and any that do not quit in time. Safe to call twice."""
         if self._closed:
             return
         idle = [w for w in self.slots if not w.dead and w.job is None and w.hello is not None]
-        for w in idle:
-            try:
-                w.proc.stdin.write(results.message_line({"type": "quit"}).encode() + b"\n")
-                w.proc.stdin.flush()
-                w.proc.stdin.close()
-            except (OSError, ValueError):  # it died meanwhile: it is killed and checked below
-                pass
-        deadline = time.perf_counter() + QUIT_GRACE_S
-        for w in idle:
-            try:
-                w.proc.wait(timeout=max(0.0, deadline - time.perf_counter()))
-            except subprocess.TimeoutExpired:  # did not quit in time: killed (and checked) below
-                pass
+        if self.cache is not None:
+            for w in idle:
+                self._forget(w)
+            kept = [w for w in idle if self.cache.give_back(w)]
+            idle = [w for w in idle if w not in kept]
+            self.slots = [w for w in self.slots if w not in kept]
+        quit_workers(idle, QUIT_GRACE_S)
         for w in self.slots:
             self._kill(w)
         self._closed = True
@@ -231,37 +350,36 @@ class WorkerPool(Dispatcher):
         if self._tmp is not None:
             self._tmp.cleanup()
 
-    def _kill(self, w: _Worker) -> None:
-        """Ends a worker (its whole process group), checks it is gone, and forgets its pipe.
+    def _forget(self, w: _Worker) -> None:
+        """Stops watching a worker's pipe (it dies, or goes back to the cache)."""
+        try:
+            self.sel.unregister(w.fd)
+        except (KeyError, ValueError):  # never registered, or the selector is closed: nothing to forget
+            pass
 
-        SIGKILL at once, not SIGTERM first: a worker is ended only when it overran its limit, sent
-        garbage, or did not quit when asked, and TensorFlow has nothing to save. A worker still
-        alive :data:`KILL_WAIT_S` after SIGKILL is recorded (``not_ended`` in its worker fact, a
-        ``worker_not_ended`` event, a warning), since it would steal CPU from the next timing.
-        """
-        if w.proc.poll() is None:
-            try:
-                os.killpg(w.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):  # the group is gone or not ours: the process itself
-                w.proc.kill()
-            try:
-                w.proc.wait(timeout=KILL_WAIT_S)
-            except subprocess.TimeoutExpired:  # pragma: no cover - a process SIGKILL cannot end
-                self._not_ended(w, f"pid {w.proc.pid} still alive {KILL_WAIT_S:g} s after SIGKILL")
+    def _kill(self, w: _Worker) -> None:
+        """Ends a worker (:func:`kill_worker`) and forgets its pipe. A worker still alive
+        :data:`KILL_WAIT_S` after SIGKILL is recorded (``not_ended`` in its worker fact, a
+        ``worker_not_ended`` event, a warning), since it would steal CPU from the next timing."""
         if not w.dead:
-            w.dead = True
-            try:
-                self.sel.unregister(w.fd)
-            except (KeyError, ValueError):  # never registered, or the selector is closed: nothing to forget
-                pass
-            try:
-                os.close(w.fd)
-            except OSError:  # already closed: nothing to release
-                pass
-            try:
-                w.proc.stdin.close()
-            except (OSError, ValueError):  # flushing to a dead worker's pipe (BrokenPipeError): it is gone anyway
-                pass
+            self._forget(w)
+        kill_worker(w, on_stuck=self._not_ended)
+
+    def _retire(self, w: _Worker, reply: TrialReply) -> None:
+        """Ends a worker whose RSS after a trial is over the limit; recorded in its fact (``restarted``).
+
+        The dispatch loop starts a replacement while trials remain (a new process, whose start-up
+        is recorded as any other's).
+        """
+        self.restarts += 1
+        self._fact(w)["restarted"] = {
+            "reason": "rss over the worker memory limit (--worker-max-rss)", "rss_bytes": int(reply.rss_bytes or 0),
+            "limit_bytes": self.max_rss_bytes, "after_trial": reply.id, "trials_done": w.trials_done,
+        }
+        self.on_event("worker_restart", worker=w.index, rss_bytes=int(reply.rss_bytes or 0),
+                      limit_bytes=self.max_rss_bytes)
+        quit_workers([w], QUIT_GRACE_S)
+        self._kill(w)
 
     @property
     def pids(self) -> list[int]:
@@ -312,8 +430,11 @@ class WorkerPool(Dispatcher):
                     break
                 if isinstance(record, Hello):
                     self._ready(w, record)
-                else:
-                    self._finish(w, record, on_done)
+                    continue
+                w.trials_done += 1
+                self._finish(w, record, on_done)
+                if self.max_rss_bytes and (record.rss_bytes or 0) > self.max_rss_bytes and not w.dead:
+                    self._retire(w, record)
 
     def _on_garbage(self, w: _Worker, line: bytes, on_done: OnDone | None) -> None:
         """A reply that is not a JSON object of the protocol: the worker cannot be trusted any more."""

@@ -76,6 +76,11 @@ class Sampler:
             GPUs a device strategy gives its workers.
         energy: Also read CPU package energy (RAPL) into ``cpu_energy_j``.
         rapl_root: The powercap directory RAPL is read from (tests give a fake tree).
+        pids: ``pids() -> process ids``: watch only these processes (and their descendants)
+            besides the root, not every descendant of the root (a pool's workers, not the idle
+            workers a cache holds). A process that already ran before :meth:`start` counts its
+            CPU time from when it is first seen (a reused worker's earlier trials are not this
+            run's).
     """
 
     def __init__(
@@ -88,6 +93,7 @@ class Sampler:
         gpu_indices: Sequence[int] | None = None,
         energy: bool = True,
         rapl_root: str | os.PathLike = POWERCAP_ROOT,
+        pids: Callable[[], Sequence[int]] | None = None,
     ):
         if not interval >= MIN_INTERVAL_S:
             raise ValueError(f"sampler interval must be at least {MIN_INTERVAL_S} s, got {interval!r}")
@@ -112,12 +118,16 @@ class Sampler:
         self.energy = energy
         self.rapl_root = rapl_root
         self._cpu_energy: CpuEnergyMeter | None = None
+        self.pids = pids
+        self._cpu_base: dict[int, float] = {}  # CPU seconds of a process that ran before start(), when first seen
+        self._start_unix = 0.0
 
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> "Sampler":
         c0 = time.thread_time()
         self._t0 = self.clock()
+        self._start_unix = time.time()
         self._t_end = None
         self._started = True
         psutil.cpu_percent(percpu=True)  # primes the per-core counters
@@ -198,7 +208,16 @@ class Sampler:
 
     def _tree(self) -> list[psutil.Process]:
         try:
-            procs = [self.root] + self.root.children(recursive=True)
+            if self.pids is None:
+                procs = [self.root] + self.root.children(recursive=True)
+            else:
+                procs = [self.root]
+                for pid in self.pids():
+                    try:
+                        p = self._procs.get(pid) or psutil.Process(pid)
+                        procs += [p] + p.children(recursive=True)
+                    except psutil.Error:  # ended meanwhile: its last CPU time stays counted
+                        continue
         except psutil.Error:
             return []
         # keep Process objects so cpu_times deltas stay per-process
@@ -217,7 +236,9 @@ class Sampler:
             try:
                 with p.oneshot():
                     t = p.cpu_times()
-                    self._cpu_by_pid[p.pid] = t.user + t.system
+                    if p.pid not in self._cpu_by_pid and p.pid != self.root.pid and p.create_time() < self._start_unix - 0.5:
+                        self._cpu_base[p.pid] = t.user + t.system  # ran before: its earlier CPU is not this run's
+                    self._cpu_by_pid[p.pid] = t.user + t.system - self._cpu_base.get(p.pid, 0.0)
                     mem = p.memory_info()
                     rss += mem.rss
                     if mem.rss > self.peak_rss_by_pid.get(p.pid, 0):

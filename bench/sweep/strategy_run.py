@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 from bench.engines import childenv
 from bench.engines.devices import get_device
+from bench.engines.workercache import cache_key
 from bench.measure.sampler import Sampler
 from bench.model.ratios import summarize
 from bench.model.reply import TrialReply
@@ -147,6 +148,30 @@ def worker_env(strategy: Strategy, device, index: int, n_workers: int) -> dict[s
     )
 
 
+def prestart_workers(cache: Any, strategy: Strategy, trials: int) -> int:
+    """Starts, in ``cache``, the workers ``strategy`` will take, so their import overlaps what the
+    parent does before the pool starts (fingerprint, data, the run header). Only workers that
+    surely fit in memory: one, or all when ``memguard.assumed`` says they fit easily.
+
+    Args:
+        cache: The :class:`bench.engines.workercache.WorkerCache` (None: nothing to do).
+        strategy: The strategy about to run.
+        trials: Trials it will run (no more workers than trials).
+
+    Returns:
+        Workers started.
+    """
+    if cache is None or trials < 1:
+        return 0
+    device = get_device(strategy.device)
+    if unavailable_reason(strategy, device):
+        return 0
+    n = min(strategy.processes, trials)
+    if n > 1 and memguard.assumed(n, memguard.memory_now()) is None:
+        n = 1
+    return cache.prestart([(worker_env(strategy, device, i, strategy.processes), strategy.device) for i in range(n)])
+
+
 @dataclasses.dataclass(frozen=True)
 class SweepSetup:
     """What every strategy of one sweep shares (see :class:`bench.sweep.sweep.Sweep` for the meaning).
@@ -166,6 +191,8 @@ class SweepSetup:
         memory_guard: Check memory before starting workers.
         history: ``(where, RunRecord)`` pairs of earlier runs of this machine (memory estimates).
         on_event: ``on_event(kind, **info)`` for progress display.
+        cache: The local engine's :class:`bench.engines.workercache.WorkerCache` (None: every pool
+            starts and ends its own workers).
     """
 
     workload: Workload
@@ -182,6 +209,7 @@ class SweepSetup:
     memory_guard: bool
     history: tuple[tuple[str, RunRecord], ...]
     on_event: Callable[..., None]
+    cache: Any = None
 
 
 class Recorder(Protocol):
@@ -319,7 +347,8 @@ class StrategyRun:
         self.trials = list(self.resume.kept.values())
         self._run, self._measured = run, strategy
         self._sampler = sampler = Sampler(interval=self.setup.sample_interval,
-                                          gpu_indices=device.nvml_indices(strategy.processes, backend=strategy.backend))
+                                          gpu_indices=device.nvml_indices(strategy.processes, backend=strategy.backend),
+                                          pids=self._pool_pids if self.setup.cache is not None else None)
         self._pool = pool = self._new_pool(strategy, device, n)
         status = "complete"
         sampler.start()
@@ -347,6 +376,10 @@ class StrategyRun:
             except KeyboardInterrupt:  # Ctrl-C while ending the workers: they are ended all the same
                 status = "interrupted"
         return self._finished(run, status, len(jobs))
+
+    def _pool_pids(self) -> list[int]:
+        """The pool's live workers: what the sampler watches (not the idle workers of the cache)."""
+        return list(self._pool.pids) if self._pool is not None else []
 
     def _trial_done(self, job: dict, reply: TrialReply) -> None:
         """``on_done`` of the pool: the trial's record, the run so far written before the next trial is sent."""
@@ -405,6 +438,11 @@ class StrategyRun:
         est = memguard.estimate(sweep_runs + list(s.history), s.workload.name, s.size, self.strategy.device,
                                 self.strategy.backend)
         memory = memguard.memory_now()
+        tight = (n * est.peak_bytes > memory.budget) if est is not None else (n > 1 and memguard.assumed(n, memory) is None)
+        if s.cache is not None and s.cache.held and tight:
+            s.cache.evict(keep=[cache_key(worker_env(self.strategy, device, i, self.strategy.processes), self.strategy.device)
+                                for i in range(n)])
+            memory = memguard.memory_now()  # idle workers of other environments ended: their memory is free
         if est is None and n > 1 and not s.force:
             est = memguard.assumed(n, memory) or self._probe(device, first_job)
             memory = memguard.memory_now()
@@ -457,6 +495,7 @@ class StrategyRun:
             device=strategy.device,
             on_event=s.on_event,
             **s.engine_options,
+            **({"cache": s.cache} if s.cache is not None else {}),
         )
 
     def _jobs(self, configs: Sequence[Mapping]) -> list[dict]:

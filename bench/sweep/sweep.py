@@ -39,6 +39,7 @@ from bench.sweep.strategy_run import (  # noqa: F401 - deferred_sigint, failure_
     deferred_sigint,
     failure_counts,
     now_iso,
+    prestart_workers,
     workload_ref,
 )
 
@@ -201,6 +202,11 @@ class Sweep:
         memory_guard: Check memory before starting workers (local engine only).
         history: Result files/directories to take worker memory figures from (default:
             ``out_dir`` and the resumed file).
+        workers: A :class:`bench.engines.workercache.WorkerCache` the caller owns (a suite's,
+            shared by its sweeps); None: the local engine makes one for this sweep and ends its
+            workers when the sweep ends.
+        worker_max_rss: RSS limit in bytes of a worker after a trial, for the cache this sweep
+            makes (None: its default; 0: none).
 
     Raises:
         UsageError: bad workload/size/output directory, a resume file that does not match, or
@@ -226,6 +232,8 @@ class Sweep:
         force: bool = False,
         memory_guard: bool = True,
         history: Sequence[str | os.PathLike] | None = None,
+        workers: Any = None,
+        worker_max_rss: int | None = None,
     ):
         self.workload = get_workload(workload)
         self.size = size
@@ -246,6 +254,7 @@ class Sweep:
         if callable(validate):  # optional engine hook: reject bad engine options before any file exists
             validate(**self.engine_options)
         self.force = force
+        self.workers, self.worker_max_rss = workers, worker_max_rss
         self.memory_guard = memory_guard and engine == "local"
         out = Path(out_dir if path is None else Path(path).parent)
         check_out_dir(out)
@@ -391,7 +400,7 @@ class Sweep:
             strategies=tuple(self.strategies), trial_timeout=self.trial_timeout,
             sample_interval=self.sample_interval, engine=self.engine, pool_class=self.pool_class,
             engine_options=self.engine_options, force=self.force, memory_guard=self.memory_guard,
-            history=tuple(self.history), on_event=self.on_event,
+            history=tuple(self.history), on_event=self.on_event, cache=self.workers,
         )
 
     def run(self) -> Result:
@@ -401,8 +410,32 @@ class Sweep:
             SweepInterrupted: on Ctrl-C, after ending the workers and writing what finished.
             ResultWriteError: the result file could not be written (the last good copy stays).
         """
+        own = self._own_cache()
+        try:
+            return self._run()
+        finally:
+            if own is not None:  # this sweep's workers end with it (errors and Ctrl-C included)
+                with deferred_sigint(reraise=False):
+                    own.close()
+                self.workers = None
+
+    def _own_cache(self):
+        """The worker cache this sweep makes for the local engine when the caller gave none (or None)."""
+        if self.workers is not None or not getattr(self.pool_class, "uses_cache", False):
+            return None  # a suite's cache, or an engine (Ray, a test's) that does not take one
+        from bench.engines.workercache import MiB, WorkerCache, DEFAULT_MAX_RSS_MB
+
+        limit = DEFAULT_MAX_RSS_MB * MiB if self.worker_max_rss is None else self.worker_max_rss
+        self.workers = WorkerCache(max_rss_bytes=limit)
+        return self.workers
+
+    def _run(self) -> Result:
         if self.path is None:
             self._claim()
+        if self.strategies:  # the first pool's workers import while the header is written
+            first = self.strategies[0]
+            prestart_workers(self.workers, first, len(self.configs) - len(self.plan.of(
+                strategy_key(self.workload.name, self.size, first)).kept))
         self.on_event("sweep_start", total=self.total_trials, path=self.path, workload=self.workload.name, size=self.size)
         setup = self._setup()
         try:

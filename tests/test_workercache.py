@@ -238,3 +238,33 @@ def test_a_worker_that_dies_while_idle_is_not_lent():
             pass
         assert cache.take(env_for(ONE)(0), "cpu") is None  # dropped, not handed to a run as a trial crash
         assert cache.failed and cache.failed[-1]["reason"] == "worker ended while idle" and cache.idle_pids == []
+
+
+def test_forget_drops_a_file_spec_workload_module_too(tmp_path, monkeypatch):
+    """A workload given as FILE.py:Class is imported under its own module name
+    (bench.model.workload_spec.module_name); a worker going back to the cache drops that module as
+    it drops a package's, so a later run re-imports the file."""
+    from bench.engines.worker import TrialRunner
+    from bench.model.workload import workload_class
+    from bench.model.workload_spec import module_name
+
+    source = tmp_path / "mine.py"
+    source.write_text(
+        "from bench.model.workload import TrialOutput, Workload\n"
+        "class Mine(Workload):\n"
+        "    name = 'mine'\n"
+        "    def trials(self, size, options=None):\n"
+        "        return [{'id': 't0'}]\n"
+        "    def run_trial(self, config, ctx):\n"
+        "        return TrialOutput(quality={'q': 1.0}, samples=1.0)\n"
+    )
+    ref = f"{source}:Mine"
+    runner = TrialRunner("cpu", get_device("cpu"), backend=object())
+    monkeypatch.setattr(runner, "reset", lambda: None)  # no Keras session in this process
+    runner.workloads[ref] = workload_class(ref)
+    runner.workloads["xpubench_testload:FaultyWorkload"] = object()
+    name = module_name(source)
+    assert name in sys.modules and "xpubench_testload" in sys.modules
+    runner.forget()
+    assert name not in sys.modules and "xpubench_testload" not in sys.modules and runner.workloads == {}
+    import xpubench_testload as again  # noqa: F401 - the next run imports it afresh

@@ -168,7 +168,13 @@ class TrialRunner:
         trial), so a worker taken by a new run holds none of the last run's workload state: data
         sets and trained models a workload caches per process would make its first trials there
         faster than on a fresh worker. The framework and xpubench stay imported."""
-        roots = {ref.partition(":")[0].split(".")[0] for ref in self.workloads} - KEEP_MODULES
+        from bench.model.workload_spec import module_name, parse_spec
+
+        roots = set()
+        for ref in self.workloads:  # a file spec's module has its own name (workload_spec.module_name)
+            spec = parse_spec(ref)
+            roots.add(module_name(spec.target) if spec.is_file else spec.target.split(".")[0])
+        roots -= KEEP_MODULES
         self.workloads.clear()
         for name in list(sys.modules):
             if name.split(".")[0] in roots:

@@ -31,6 +31,7 @@ from bench.model.safefile import claim_new
 from bench.model.strategy import Strategy, make_strategies
 from bench.model.workload import get_workload
 from bench.sweep import memguard
+from bench.sweep.repeats import run_order, trial_configs
 from bench.sweep.resume import ResumePlan, plan_resume, strategy_key
 from bench.sweep.strategy_run import (  # noqa: F401 - deferred_sigint, failure_counts, workload_ref: public here too
     StrategyInterrupted,
@@ -201,6 +202,8 @@ class Sweep:
         memory_guard: Check memory before starting workers (local engine only).
         history: Result files/directories to take worker memory figures from (default:
             ``out_dir`` and the resumed file).
+        repeats: Measure every strategy this many times, interleaved (1p, 2p, 1p, 2p...; see
+            bench.sweep.repeats); each repeat is its own run.
 
     Raises:
         UsageError: bad workload/size/output directory, a resume file that does not match, or
@@ -226,12 +229,14 @@ class Sweep:
         force: bool = False,
         memory_guard: bool = True,
         history: Sequence[str | os.PathLike] | None = None,
+        repeats: int = 1,
     ):
         self.workload = get_workload(workload)
         self.size = size
         self.options = dict(options or {})
         self.configs = self.workload.checked_trials(size, self.options)
         self.strategies = list(strategies)
+        self.repeats = max(1, int(repeats))
         for backend in dict.fromkeys(s.backend for s in self.strategies):  # unknown / not installed: nothing written
             get_backend(backend)
         self.trial_timeout = trial_timeout
@@ -257,7 +262,7 @@ class Sweep:
                 resume_from, workload=self.workload.name, size=size, version=self.workload.version,
                 strategies=self.strategies, configs=self.configs, options=self.options,
                 data_source=self.workload.data_info(size, self.options).get("source"), machine=machine,
-                force=force, where=where,
+                force=force, where=where, repeats=self.repeats,
             )
             decisions = ({"kind": "resume", "from": where, "at": now_iso(), "previous_command": list(resume_from.command)},)
         self.carried: list[RunRecord] = list(self.plan.carried)
@@ -290,12 +295,13 @@ class Sweep:
             "kind": "sweep", "workload": self.workload.name, "size": self.size,
             "workload_version": self.workload.version, "options": dict(self.options),
             "strategies": [s.to_dict() for s in self.strategies], "engine": self.engine,
+            "repeats": self.repeats,
         }
 
     @property
     def total_trials(self) -> int:
-        """Trials the sweep has in all (configs × strategies)."""
-        return len(self.configs) * len(self.strategies)
+        """Trials the sweep has in all (configs × strategies × repeats; weak scaling: N copies)."""
+        return sum(len(trial_configs(self.configs, s)) for s in self.strategies) * self.repeats
 
     # ------------------------------------------------------------ file
 
@@ -403,10 +409,10 @@ class Sweep:
         setup = self._setup()
         try:
             self._write()
-            for strategy in self.strategies:
-                key = strategy_key(self.workload.name, self.size, strategy)
+            for strategy, repeat in run_order(self.strategies, self.repeats):  # interleaved: 1p, 2p, 1p, 2p...
+                key = strategy_key(self.workload.name, self.size, strategy, repeat)
                 try:
-                    run = StrategyRun(setup, strategy, self.plan.of(key), recorder=self).run()
+                    run = StrategyRun(setup, strategy, self.plan.of(key), recorder=self, repeat=repeat).run()
                 except StrategyInterrupted as stop:
                     self._ran(key, stop.run)
                     raise

@@ -26,7 +26,7 @@ EXIT_INTERNAL = 70
 
 #: How ``bench`` names the request's values in its messages (see bench.request.SweepRequest.parse).
 NAMES = {"processes": "--processes", "sample_interval": "--sample-interval", "engine": "--cluster",
-         "address": "--address"}
+         "address": "--address", "repeat": "--repeat", "scaling": "--scaling"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -55,6 +55,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", default=None, metavar="FILE", help="continue an interrupted result file")
     p.add_argument("--force", action="store_true", help="run even when the memory guard says it will not fit")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.add_argument("--repeat", default=None, metavar="K",
+                   help="measure every strategy K times, interleaved (1p, 2p, 1p, 2p...): medians with 95 %% intervals")
+    p.add_argument("--scaling", default=None,
+                   help="strong (split the trials over the workers; default), weak (every worker runs every trial) or strong,weak")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,6 +154,7 @@ def _request(args, workload: str | None = None, resume: str | None = None):
         engine=getattr(args, "cluster", None), address=getattr(args, "address", None), label=args.label,
         sample_interval=args.sample_interval, trial_timeout=args.trial_timeout, out_dir=args.out, resume=resume,
         force=args.force, command=["bench", *args.argv], names=NAMES,
+        repeat=getattr(args, "repeat", None), scaling=getattr(args, "scaling", None),
     )
     for note in request.notes:
         print(f"warning: {printable(note, None)}", file=sys.stderr)

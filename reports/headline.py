@@ -108,9 +108,12 @@ def noise_between(runs: Sequence[Run]) -> dict:
             noise = group[0].summary.noise
         if isinstance(noise, Mapping) and noise.get("measured") and ok(noise.get("cv_max")):
             n = noise.get("measurements")
+            noisy = [str(x.get("id")) for x in noise.get("noisy") or [] if isinstance(x, Mapping)]
+            names = f"; over {fmt.pct(noise.get('threshold'))}: {', '.join(noisy[:5])}" + (
+                f" and {len(noisy) - 5} more" if len(noisy) > 5 else "") if noisy else ""
             found.append((float(noise["cv_max"]), f"CV up to {fmt.pct(noise['cv_max'])} between "
                           f"{int(n) if ok(n) else 'repeated'} measurements of the same configuration "
-                          f"({group[0].strategy})"))
+                          f"({group[0].strategy}{names})"))
     if not found:
         return {"measured": False, "reason": ratios.NOT_REPEATED}
     worst = max(found)
@@ -163,6 +166,11 @@ def scaling_lines(sc: Any) -> list[str]:
             ceiling = (f"this machine's ceiling {fmt.pct(r.ceiling)}" if ok(r.ceiling)
                        else "this machine's ceiling not measured: run bench calibrate")
             how = versus(r.speedup, "1")
+            reps = int(r.repeats) if ok(getattr(r, "repeats", None)) else 1
+            if reps > 1 and ok(getattr(r, "speedup_low", None)) and ok(getattr(r, "speedup_high", None)):
+                how += f" [{r.speedup_low:.2f}-{r.speedup_high:.2f}, median of {reps} repeats]"
+            elif reps <= 1 and int(r.n) == 1:
+                how += " (single measurement)"
             out.append(f"{prefix}{int(r.processes)} processes: {how} (efficiency {fmt.pct(r.efficiency)}; {ceiling})")
         f = g["serial_fraction"].iloc[0]
         if ok(f):

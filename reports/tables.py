@@ -134,7 +134,21 @@ def run_row(run: Run) -> dict:
         "name": run.name,
         # noise between measurements of the same thing, as recorded (old files: none)
         "noise": dict(s.noise) if isinstance(s.noise, Mapping) else None,
+        # repeats of the strategy (--repeat K) folded into this row, and the recorded speedup interval
+        "scaling": run.scaling,
+        "repeats": run.repeats,
+        "speedup_low": _interval_end(s, "speedup", "low"),
+        "speedup_high": _interval_end(s, "speedup", "high"),
+        "weak_efficiency": _f(s.weak_efficiency),
+        "valid": not run.invalid,
     }
+
+
+def _interval_end(s: Any, figure: str, end: str) -> float:
+    """One end of a recorded interval over repeats (``summary.repeats[figure][end]``), NaN without one."""
+    rep = s.repeats if isinstance(s.repeats, Mapping) else {}
+    stats = rep.get(figure)
+    return _f(stats.get(end)) if isinstance(stats, Mapping) else math.nan
 
 
 def runs_frame(inputs: Inputs) -> pd.DataFrame:
@@ -195,9 +209,12 @@ def scaling_frame(df: pd.DataFrame, inputs: Inputs) -> pd.DataFrame:
     """
     m = measured(df)
     m = m[m["engine"] == "local"]
+    if "scaling" in m:  # weak-scaling runs (N times the work) have their own table: reports.weak
+        m = m[(m["scaling"] != "weak") | (m["processes"] == 1)]
     cols = SCALING_KEYS + [
         "processes", "n", "wall_s", "speedup", "efficiency", "ceiling", "eff_vs_ceiling", "cpu_wall_ratio",
         "per_proc_ratio", "throughput", "unit", "gflops", "gflops_share", "serial_fraction",
+        "repeats", "speedup_low", "speedup_high",
     ]
     if m.empty:
         return pd.DataFrame(columns=cols)
@@ -207,6 +224,7 @@ def scaling_frame(df: pd.DataFrame, inputs: Inputs) -> pd.DataFrame:
             n=("wall_s", "size"), wall_s=("wall_s", "median"), rec_speedup=("rec_speedup", "median"),
             cpu_wall_ratio=("cpu_wall_ratio", "median"), per_proc_ratio=("per_proc_ratio", "median"),
             throughput=("throughput", "median"), unit=("unit", "first"), gflops=("gflops", "median"),
+            repeats=("repeats", "first"), speedup_low=("speedup_low", "first"), speedup_high=("speedup_high", "first"),
         )
         .reset_index()
     )
@@ -218,6 +236,11 @@ def scaling_frame(df: pd.DataFrame, inputs: Inputs) -> pd.DataFrame:
             g["speedup"] = [_f(ratios.speedup(float(base.iloc[0]), w)) for w in g["wall_s"]]
         else:
             g["speedup"] = g["rec_speedup"]
+        # one row per count whose repeats were recorded together: the recorded median speedup
+        # (each repeat paired with the 1-process repeat measured beside it), not a ratio of medians
+        paired = (g["n"] == 1) & (g["repeats"] > 1) & g["rec_speedup"].notna()
+        g.loc[paired, "speedup"] = g.loc[paired, "rec_speedup"]
+        g.loc[~paired, ["speedup_low", "speedup_high"]] = math.nan
         g["efficiency"] = [_efficiency(sp, n) for sp, n in zip(g["speedup"], g["processes"])]
         ceiling, peak = calibration(inputs.machine(key[0]))
         g["ceiling"] = [ceiling.get(int(n), math.nan) for n in g["processes"]]

@@ -26,6 +26,7 @@ RUN_COLUMNS = [
     "cv", "peak_worker_rss", "peak_tree_rss", "peak_tree_uss", "gpu_util_p50", "gpu_util_p95",
     "quality_key", "quality", "quality_text", "data_source", "nodes", "samples_total", "gflops", "name", "noise",
     "sampler_cpu_share", "speedup_vs_tensorflow",
+    "scaling", "repeats", "speedup_low", "speedup_high", "weak_efficiency", "valid",
 ]
 
 
@@ -250,6 +251,44 @@ def scaling_frame(df: pd.DataFrame, inputs: Inputs) -> pd.DataFrame:
         f = ratios.amdahl_fit(points)
         g["serial_fraction"] = f if f is not None else math.nan
         out.append(g)
+    return pd.concat(out, ignore_index=True)[cols]
+
+
+def weak_frame(df: pd.DataFrame, sc: pd.DataFrame) -> pd.DataFrame:
+    """Weak scaling beside strong scaling, per process count, from the recorded figures.
+
+    Rows: the weak-scaling runs (every worker ran every trial: N times the work) and the 1-process
+    run they are measured against, of each machine/workload/size/backend/device with a weak run;
+    columns: per-process CPU/wall, aggregate throughput, the recorded weak efficiency
+    (``throughput(N) / (N x throughput(1))``) and the strong-scaling efficiency at the same N
+    (from ``sc``, :func:`scaling_frame`), where measured.
+
+    Args:
+        df: :func:`runs_frame`.
+        sc: :func:`scaling_frame` of the same runs.
+    """
+    cols = SCALING_KEYS + ["processes", "per_proc_ratio", "cpu_wall_ratio", "throughput", "unit",
+                           "weak_efficiency", "strong_efficiency", "repeats", "valid"]
+    m = measured(df)
+    if m.empty or "scaling" not in m or not (m["scaling"] == "weak").any():
+        return pd.DataFrame(columns=cols)
+    m = m[m["engine"] == "local"]
+    out = []
+    for key, g in m.groupby(SCALING_KEYS, sort=False):
+        weak = g[(g["scaling"] == "weak") & (g["processes"] > 1)]
+        if weak.empty:
+            continue
+        one = g[g["processes"] == 1].head(1).copy()
+        one["weak_efficiency"] = 1.0
+        rows = pd.concat([one, weak]).sort_values("processes").copy()
+        strong = sc
+        for k, v in zip(SCALING_KEYS, key):
+            strong = strong[strong[k] == v]
+        eff = {int(n): e for n, e in zip(strong["processes"], strong["efficiency"])}
+        rows["strong_efficiency"] = [eff.get(int(n), math.nan) for n in rows["processes"]]
+        out.append(rows)
+    if not out:
+        return pd.DataFrame(columns=cols)
     return pd.concat(out, ignore_index=True)[cols]
 
 

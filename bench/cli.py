@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("-o", "--output", default=None, help="HTML file to write")
     cmp_.add_argument("--price", action="append", default=[], metavar="LABEL=PER_HOUR", help="price per hour of a machine")
     cmp_.add_argument("--keep-going", action="store_true", help="skip unreadable files instead of stopping")
+    cmp_.add_argument("--fail-if-slower", default=None, metavar="PCT",
+                      help="exit 1 when a strategy of B is significantly slower than A by more than PCT %% "
+                           "(Mann-Whitney U on the repeats, p < 0.05)")
 
     cal = sub.add_parser("calibrate", help="measure this machine's parallel ceiling and matmul GFLOP/s (<10 s)")
     cal.add_argument("--max-processes", default=None, help="largest process count to try (default usable cores)")
@@ -430,7 +433,12 @@ def cmd_compare(args) -> int:
 
     if args.output:
         _check_output_file(args.output)
-    return compare(args.files, output=args.output, prices=args.price, keep_going=args.keep_going)
+    if args.fail_if_slower is not None:  # a bad value is one error line before anything is read
+        from reports.significance import parse_percent
+
+        parse_percent(args.fail_if_slower)
+    return compare(args.files, output=args.output, prices=args.price, keep_going=args.keep_going,
+                   fail_if_slower=args.fail_if_slower)
 
 
 def _calibration_env(threads: int) -> dict[str, str]:

@@ -447,6 +447,7 @@ def run_sweep(
     devices: Sequence[str] = ("cpu",),
     threads: int | None = None,
     backends: Sequence[str] = ("tensorflow",),
+    scalings: Sequence[str] = ("strong",),
     **kwargs,
 ) -> Result:
     """Convenience front: builds strategies and runs a Sweep. See :class:`Sweep` for kwargs.
@@ -458,7 +459,8 @@ def run_sweep(
         devices: Device specs.
         threads: Threads per worker (None: usable cores // processes).
         backends: Keras backends.
+        scalings: ``strong`` and/or ``weak`` (every worker runs every trial).
         **kwargs: :class:`Sweep`'s other arguments.
     """
-    strategies = make_strategies(list(devices), list(processes), threads, list(backends))
+    strategies = make_strategies(list(devices), list(processes), threads, list(backends), list(scalings))
     return Sweep(workload, size, strategies, **kwargs).run()

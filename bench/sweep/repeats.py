@@ -9,7 +9,7 @@ pools: a run gets its pool from the engine, fresh or reused.
 
 :func:`trial_configs` is what a strategy runs: the workload's trials (strong scaling), or with
 ``scaling: weak`` at N processes every trial N times (N times the work), each copy its own trial
-id (``ID@copyK``; copy 0 keeps the trial's id), ordered trial by trial (copy 0..N-1 of the first
+id (``ID@copyK``; copy 0 keeps the trial's id) and the trial's seed (the same work), ordered trial by trial (copy 0..N-1 of the first
 trial, then of the second...) so that N idle workers each take one copy of the same trial.
 """
 
@@ -40,6 +40,16 @@ def copy_id(trial_id: str, copy: int) -> str:
     return trial_id if copy == 0 else f"{trial_id}@copy{copy}"
 
 
+def original_id(trial_id: str) -> str:
+    """The workload's trial id of a weak-scaling copy (the id itself for any other trial).
+
+    Args:
+        trial_id: A trial id, perhaps ``ID@copyK``.
+    """
+    head, sep, tail = str(trial_id).rpartition("@copy")
+    return head if sep and tail.isdigit() else str(trial_id)
+
+
 def trial_configs(configs: Sequence[Mapping], strategy: Strategy | Mapping) -> tuple[dict, ...]:
     """The trials one run of ``strategy`` runs.
 
@@ -57,4 +67,4 @@ def trial_configs(configs: Sequence[Mapping], strategy: Strategy | Mapping) -> t
     return tuple({**c, "id": copy_id(c["id"], k)} for c in configs for k in range(processes))
 
 
-__all__ = ["copy_id", "run_order", "trial_configs"]
+__all__ = ["copy_id", "original_id", "run_order", "trial_configs"]

@@ -27,7 +27,7 @@ from bench.model.results import RunRecord, TrialError, TrialRecord
 from bench.model.strategy import Strategy
 from bench.model.workload import Workload, trial_seed
 from bench.sweep import memguard
-from bench.sweep.repeats import trial_configs
+from bench.sweep.repeats import original_id, trial_configs
 from bench.sweep.resume import StrategyResume, merge_resumed, strategy_key
 
 OOM_USED_FRACTION = 0.90  # system memory this full just before a SIGKILL: call it out-of-memory
@@ -465,7 +465,7 @@ class StrategyRun:
         ref = workload_ref(s.workload)
         return [
             {"type": "trial", "workload": ref, "size": s.size, "config": c,
-             "seed": trial_seed(s.workload.name, c["id"]), "options": s.options}
+             "seed": trial_seed(s.workload.name, original_id(c["id"])), "options": s.options}
             for c in configs
         ]
 

@@ -28,7 +28,7 @@ def _sweep(out: Path, sleep: str, repeats: int, label: str) -> Path:
     from bench.sweep.sweep import run_sweep
 
     out.mkdir(parents=True, exist_ok=True)
-    run_sweep(WL, "quick", processes=[1], out_dir=out, label=label, sample_interval=0.2, backends=["jax"],
+    run_sweep(WL, "quick", processes=[1], out_dir=out, label=label, sample_interval=0.2,
               options={"plan": "ok,ok,ok", "sleep": sleep}, repeats=repeats)
     return next(out.glob("*.json"))
 
@@ -104,7 +104,7 @@ def test_fail_if_slower_exit_codes(files, capsys):
     a, b = str(files["a"]), str(files["b"])
     assert main(["compare", a, b, "--fail-if-slower", "10"]) == 1
     out = capsys.readouterr().out
-    assert "slower: jax:cpu×1p×" in out and "% slower than on fast" in out and "limit 10 %" in out
+    assert "slower: cpu×1p×" in out and "% slower than on fast" in out and "limit 10 %" in out
     assert "Mann-Whitney U" in out and "p < 0.05" in out and "more than 2%" in out
     assert main(["compare", a, b, "--fail-if-slower", "5000"]) == 0  # slower, but by less than 5000 %
     assert main(["compare", b, a, "--fail-if-slower", "0"]) == 0  # B faster

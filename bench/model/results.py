@@ -211,6 +211,9 @@ def read_message(line: str | bytes) -> dict:
 def to_dict(result: Result) -> dict:
     """The JSON document of a result (the only serialisation path)."""
     doc = plain(result)
+    for run in doc.get("runs") or ():  # repeat 0 (every run of a sweep without repeats) is not written:
+        if run.get("repeat") == 0:     # a file of one measurement per strategy reads as it always did
+            del run["repeat"]
     # key order: schema first, so `head` shows what a file is
     return {"schema": doc.pop("schema"), **doc}
 

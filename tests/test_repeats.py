@@ -226,3 +226,66 @@ def test_weak_scaling_in_the_report(weak_lorenz, tmp_path):
     html = out.read_text()
     assert "Weak scaling" in html and "weak efficiency" in html
     assert any(p.name.startswith("weak-strong-lorenz") for p in (tmp_path / "png").iterdir())
+
+
+# ---------------------------------------------------------------- how the console and the report show repeats
+
+
+def _console_text(runs) -> str:
+    from rich.console import Console
+
+    from bench.console import repeats_output
+
+    console = Console(record=True, width=250)
+    for renderable in repeats_output(runs):
+        console.print(renderable)
+    return console.export_text()
+
+
+def test_console_prints_recorded_intervals_and_invalid_runs(repeated):
+    from reports.repeats import interval_text
+
+    result, path, _ = repeated
+    runs = results.load(path).runs
+    text = _console_text(runs)
+    two = [r for r in runs if r.strategy["processes"] == 2]
+    rep = two[0].summary.repeats
+    assert "over repeats: median [95 % interval]" in text
+    assert interval_text(rep["speedup"], "speedup") in text  # e.g. 1.66x [1.58-1.74]
+    assert f"{rep['speedup']['median']:.2f}x [{rep['speedup']['low']:.2f}-{rep['speedup']['high']:.2f}]" in text
+    assert "bootstrap" in text and "10000 resamples" in text
+    invalid = [r for r in runs if not r.summary.validity["valid"]]
+    assert text.count("INVALID ") >= len(invalid)
+    for r in invalid:
+        assert r.summary.validity["reasons"][0] in text
+
+
+def test_single_measurement_says_so(weak_lorenz):
+    result, path = weak_lorenz
+    text = _console_text(results.load(path).runs)
+    import re
+
+    assert "1.00x (single measurement)" in text  # the 1-process speedup, measured once
+    assert not re.search(r"\d\.\d\dx \[", text)  # no interval is invented
+
+
+def test_report_folds_repeats_into_recorded_medians(repeated, tmp_path):
+    from reports import write_report
+    from reports.load import load_inputs
+
+    result, path, _ = repeated
+    runs = results.load(path).runs
+    inputs = load_inputs([path])
+    assert [(r.processes, r.repeats) for r in inputs.runs] == [(1, 2), (2, 2)]
+    two = next(r for r in inputs.runs if r.processes == 2)
+    rec = [r for r in runs if r.strategy["processes"] == 2][0].summary.repeats
+    assert two.summary.wall_s == rec["wall_s"]["median"] and two.summary.speedup == rec["speedup"]["median"]
+    out = tmp_path / "r.html"
+    write_report([str(path)], str(out))
+    html = out.read_text()
+    assert "Repeats: medians with 95 % intervals" in html
+    assert f"{rec['speedup']['median']:.2f}x [{rec['speedup']['low']:.2f}-{rec['speedup']['high']:.2f}]" in html
+    invalid = [r for r in runs if not r.summary.validity["valid"]]
+    assert ("INVALID runs" in html) == bool(invalid)
+    if invalid:  # listed at the top, before the headline
+        assert html.index("INVALID runs") < html.index('id="headline"')

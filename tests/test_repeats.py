@@ -289,3 +289,13 @@ def test_report_folds_repeats_into_recorded_medians(repeated, tmp_path):
     assert ("INVALID runs" in html) == bool(invalid)
     if invalid:  # listed at the top, before the headline
         assert html.index("INVALID runs") < html.index('id="headline"')
+
+
+def test_plugin_repeat_goes_through_the_request(tmp_path):
+    from bench.pytest.plugin import parse_settings
+
+    settings, _ = parse_settings(repeat="3", out_dir=str(tmp_path / "o"), processes="1")
+    assert settings.request.repeats == 3 and settings.request.sweep_kwargs()["repeats"] == 3
+    with pytest.raises(pytest.UsageError) as exc:
+        parse_settings(repeat="zero", out_dir=str(tmp_path / "p"), processes="1")
+    assert str(exc.value) == "--xpu-repeat: bad repeat 'zero' (expected a whole number of repeats from 1 to 1000)"

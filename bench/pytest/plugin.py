@@ -141,8 +141,7 @@ def parse_settings(
         request = SweepRequest.parse(
             size=size, processes=processes, devices=devices, backends=backends, options=options, label=label,
             sample_interval=sample_interval, out_dir=out_dir, create_out_dir=True, require_available=False,
-            names={"processes": OPTIONS["processes"], "sample_interval": OPTIONS["sample_interval"],
-                   "repeat": OPTIONS["repeat"]},
+            names={"processes": OPTIONS["processes"], "sample_interval": OPTIONS["sample_interval"]},
             repeat=repeat,
         )
     except UsageError as exc:

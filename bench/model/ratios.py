@@ -436,9 +436,11 @@ def finalize_runs(runs: Sequence[RunRecord]) -> list[RunRecord]:
         out[i] = dataclasses.replace(out[i], summary=out[i].summary.replace(speedup_vs_cpu=c, speedup_vs_tensorflow=t))
     # over the repeats of each strategy: medians with intervals, and each trial's noise across them
     groups: dict[tuple, list[int]] = {}
+    seen: set[int] = set()
     for i, r in enumerate(out):
-        if r.status != "skipped":
+        if r.status != "skipped" and id(runs[i]) not in seen:  # a run given twice is one measurement
             groups.setdefault(r.group, []).append(i)
+        seen.add(id(runs[i]))
     for members in groups.values():
         runs_of = [out[i] for i in members]
         summary = repeat_summary(runs_of)

@@ -276,7 +276,8 @@ class XpuBenchmark:
                 self.baselines.setdefault(tf, run)
         earlier = {id(x): x for x in (self.baselines.get(own), self.baselines.get(tf)) if x is not None}
         if earlier:  # the round's repeats together, so their intervals stay over all of them
-            run = finalize_runs([*earlier.values(), *repeats])[len(earlier)]
+            together = [*earlier.values(), *(r for r in repeats if id(r) not in earlier)]
+            run = finalize_runs(together)[next(i for i, r in enumerate(together) if r is run)]
         self.benchmark.extra_info.update(extra_info(run, walls))
 
         failed = int(run.summary.failed or 0)

@@ -26,7 +26,7 @@ EXIT_INTERNAL = 70
 
 #: How ``bench`` names the request's values in its messages (see bench.request.SweepRequest.parse).
 NAMES = {"processes": "--processes", "sample_interval": "--sample-interval", "engine": "--cluster",
-         "address": "--address", "worker_max_rss": "--worker-max-rss"}
+         "address": "--address", "worker_max_rss": "--worker-max-rss", "repeat": "--repeat", "scaling": "--scaling"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -60,6 +60,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--worker-max-rss", default=None, metavar="MB",
                    help="restart a worker whose memory after a trial is above this (default 4096; 0: never)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.add_argument("--repeat", default=None, metavar="K",
+                   help="measure every strategy K times, interleaved (1p, 2p, 1p, 2p...): medians with 95 %% intervals")
+    p.add_argument("--scaling", default=None,
+                   help="strong (split the trials over the workers; default), weak (every worker runs every trial) or strong,weak")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("-o", "--output", default=None, help="HTML file to write")
     cmp_.add_argument("--price", action="append", default=[], metavar="LABEL=PER_HOUR", help="price per hour of a machine")
     cmp_.add_argument("--keep-going", action="store_true", help="skip unreadable files instead of stopping")
+    cmp_.add_argument("--fail-if-slower", default=None, metavar="PCT",
+                      help="exit 1 when a strategy of B is significantly slower than A by more than PCT %% "
+                           "(Mann-Whitney U on the repeats, p < 0.05)")
 
     cal = sub.add_parser("calibrate", help="measure this machine's parallel ceiling and matmul GFLOP/s (<10 s)")
     cal.add_argument("--max-processes", default=None, help="largest process count to try (default usable cores)")
@@ -156,6 +163,7 @@ def _request(args, workload: str | None = None, resume: str | None = None):
         engine=getattr(args, "cluster", None), address=getattr(args, "address", None), label=args.label,
         sample_interval=args.sample_interval, trial_timeout=args.trial_timeout, out_dir=args.out, resume=resume,
         force=args.force, command=["bench", *args.argv], names=NAMES, worker_max_rss=args.worker_max_rss,
+        repeat=getattr(args, "repeat", None), scaling=getattr(args, "scaling", None),
     )
     for note in request.notes:
         print(f"warning: {printable(note, None)}", file=sys.stderr)
@@ -475,7 +483,12 @@ def cmd_compare(args) -> int:
 
     if args.output:
         _check_output_file(args.output)
-    return compare(args.files, output=args.output, prices=args.price, keep_going=args.keep_going)
+    if args.fail_if_slower is not None:  # a bad value is one error line before anything is read
+        from reports.significance import parse_percent
+
+        parse_percent(args.fail_if_slower)
+    return compare(args.files, output=args.output, prices=args.price, keep_going=args.keep_going,
+                   fail_if_slower=args.fail_if_slower)
 
 
 def _calibration_env(threads: int) -> dict[str, str]:

@@ -130,6 +130,8 @@ _COLUMNS = [
     ("energy/trial", lambda r, s: _energy(s), True),
     ("quality", lambda r, s: _quality(r), False),
     ("failed", lambda r, s: str(s.failed if s.failed is not None else 0), False),
+    ("repeat", lambda r, s: None if (s.repeats or {}).get("count", 1) <= 1 else str(r.repeat + 1), True),
+    ("weak eff.", lambda r, s: None if s.weak_efficiency is None else fmt.pct(s.weak_efficiency), True),
 ]
 
 
@@ -203,6 +205,62 @@ def predict_modes_output(runs: Sequence[RunRecord]) -> list:
         where = f" ({c['device']})" if len(found) > 1 else ""  # jax:cpu... when backends or devices differ
         out.append(cell(f"seed 000's chain, measured{where}: {c['text']}"))
     return out
+
+
+def repeats_output(runs: Sequence[RunRecord]) -> list:
+    """Per strategy, its figures over the repeats as recorded (``summary.repeats``): medians with
+    95 % intervals (``1.66x [1.58-1.74]``), or "single measurement"; then INVALID runs in red with
+    their reasons, and noisy trials (CV across repeats over 10 %) by name.
+
+    Args:
+        runs: A sweep's runs (every repeat).
+
+    Returns:
+        Renderables to print (a rich Table and lines; values escaped).
+    """
+    from reports import repeats as view
+
+    done = [r for r in runs if r.status != "skipped"]
+    if not done:
+        return []
+    firsts: dict[tuple, RunRecord] = {}
+    members: dict[tuple, list[RunRecord]] = {}
+    for r in done:
+        firsts.setdefault(r.group, r)
+        members.setdefault(r.group, []).append(r)
+    weak = any(r.summary.weak_efficiency is not None for r in done)
+    table = Table(title=cell("over repeats: median [95 % interval]"), show_lines=False)
+    headers = ["strategy", "repeats", "wall s", "throughput", "speedup", "efficiency"] + (["weak eff."] if weak else []) + ["valid"]
+    for h in headers:
+        table.add_column(h, justify="left" if h in ("strategy", "valid") else "right", no_wrap=True)
+    out: list = [table]
+    for key, first in firsts.items():
+        group = members[key]
+        texts = view.row(first.summary)
+        bad = view.invalid_lines(group)
+        strategy = backend_label(first.backend, _label(first))
+        valid = Text("INVALID", style="bold red") if bad else Text("yes" if any(view.validity_of(r) for r in group) else "–")
+        row = [cell(strategy), cell(str(len(group))), cell(texts["wall_s"]), cell(texts["throughput"]),
+               cell(texts["speedup"]), cell(texts["efficiency"])] + ([cell(texts["weak_efficiency"])] if weak else []) + [valid]
+        table.add_row(*row)
+    method = view.method_text(done)
+    if method and any(len(g) > 1 for g in members.values()):
+        out.append(line(f"intervals: {method}"))
+    for key, first in firsts.items():
+        group = members[key]
+        name = backend_label(first.backend, _label(first))
+        for text in view.invalid_lines(group, lambda r: f"{name} repeat {r.repeat + 1}" if len(group) > 1 else name):
+            out.append(Text.assemble(("INVALID ", "bold red"), (printable(text, LINE_CHARS), "red")))
+        warning = view.noise_warning(first.summary, name)
+        if warning:
+            out.append(Text.assemble(("warning: ", "yellow"), printable(warning, LINE_CHARS)))
+    return out
+
+
+def _label(r: RunRecord) -> str:
+    s = r.strategy
+    text = f"{s.get('device')}×{s.get('processes')}p×{s.get('threads_per_process')}t"
+    return text + (" weak" if s.get("scaling") == "weak" else "")
 
 
 def _inputs(results: Sequence[tuple[Result, object]]):
@@ -347,6 +405,8 @@ class ConsoleReporter:
     def on_sweep_done(self, result: Result, path, **_):
         self.stop()
         self.console.print(runs_table(result.runs, title=f"{result.runs[0].workload if result.runs else ''}"))
+        for renderable in repeats_output(result.runs):
+            self.console.print(renderable, highlight=False)
         for renderable in predict_modes_output(result.runs):
             self.console.print(renderable, highlight=False)
         inputs = _inputs([(result, path)])  # the report's view, built once for the tables and the headline

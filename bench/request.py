@@ -33,7 +33,26 @@ if TYPE_CHECKING:
 DEFAULT_NAMES: Mapping[str, str] = {
     "processes": "processes", "sample_interval": "sample_interval", "engine": "engine", "address": "address",
     "worker_max_rss": "worker_max_rss",
+    "repeat": "repeat", "scaling": "scaling",
 }
+
+MAX_REPEATS = 1000  # measurements of one strategy a sweep may take
+
+
+def _repeat(value: Any, name: str) -> int:
+    """Repeats per strategy: a whole number from 1 to :data:`MAX_REPEATS` (None: 1)."""
+    if value is None:
+        return 1
+    bad = UsageError(f"bad {name} {value!r} (expected a whole number of repeats from 1 to {MAX_REPEATS})")
+    if isinstance(value, bool):
+        raise bad
+    try:
+        number = int(str(value).strip()) if not isinstance(value, int) else value
+    except ValueError:
+        raise bad from None
+    if not 1 <= number <= MAX_REPEATS:
+        raise bad
+    return number
 
 
 def default_processes() -> str:
@@ -245,6 +264,8 @@ class SweepRequest:
         worker_max_rss: A local worker whose RSS after a trial is above this many bytes is
             restarted, and the restart recorded (None: the default,
             ``bench.engines.workercache.DEFAULT_MAX_RSS_MB``; 0: never).
+        repeats: Measurements of every strategy, interleaved (``--repeat K``).
+        scalings: ``strong`` and/or ``weak`` (``--scaling``; weak: every worker runs every trial).
     """
 
     workload: str | None = None
@@ -266,6 +287,8 @@ class SweepRequest:
     command: tuple[str, ...] | None = None
     notes: tuple[str, ...] = dataclasses.field(default=(), compare=False)
     worker_max_rss: int | None = None
+    repeats: int = 1
+    scalings: tuple[str, ...] = ("strong",)
 
     @classmethod
     def parse(
@@ -295,6 +318,8 @@ class SweepRequest:
         require_available: bool = True,
         names: Mapping[str, str] | None = None,
         worker_max_rss: Any = None,
+        repeat: Any = None,
+        scaling: Any = None,
     ) -> SweepRequest:
         """Parses and validates one sweep's values, in the order ``bench run`` checks them.
 
@@ -326,8 +351,11 @@ class SweepRequest:
                 cannot run (``Backend.supports``), or cannot run here, is an error (False: such
                 combinations are skipped later with the reason, see :meth:`unavailable`).
             names: How the caller names ``processes``, ``sample_interval``, ``engine``,
-                ``address`` and ``worker_max_rss`` in messages (default :data:`DEFAULT_NAMES`).
+                ``address``, ``worker_max_rss``, ``repeat`` and ``scaling`` in messages (default
+                :data:`DEFAULT_NAMES`).
             worker_max_rss: Megabytes, text or number (None: the default; 0: no limit).
+            repeat: Measurements of every strategy, 1 to :data:`MAX_REPEATS`, text or int (None: 1).
+            scaling: ``strong``, ``weak`` or ``strong,weak`` (None: strong).
 
         Returns:
             The request; ``notes`` holds warnings for the caller to show.
@@ -360,6 +388,12 @@ class SweepRequest:
             counts, notes = _processes(processes, names["processes"])
         with _about("threads"):
             threads = None if threads is None else parse_count(threads, "thread count")
+        with _about("repeat"):
+            repeats = _repeat(repeat, names["repeat"])
+        with _about("scaling"):
+            from bench.model.strategy import parse_scalings
+
+            scalings = parse_scalings(scaling)
         with _about("trial_timeout"):
             trial_timeout = None if trial_timeout is None else _seconds(trial_timeout, "trial timeout")
         with _about("sample_interval"):
@@ -386,6 +420,7 @@ class SweepRequest:
             out_dir=None if out_dir is None else str(out_dir), resume_path=None if resume is None else str(resume),
             resume=loaded, force=force, command=None if command is None else tuple(command), notes=notes,
             worker_max_rss=max_rss,
+            repeats=repeats, scalings=scalings,
         )
         request = request.checked()
         if out_dir is not None and create_out_dir:  # last: nothing is created before every value is good
@@ -435,7 +470,8 @@ class SweepRequest:
         """The strategies to run: every backend × every device × every process count, threads capped."""
         from bench.model.strategy import make_strategies
 
-        return make_strategies(list(self.devices), list(self.processes), self.threads, list(self.backends))
+        return make_strategies(list(self.devices), list(self.processes), self.threads, list(self.backends),
+                               list(self.scalings))
 
     def unavailable(self) -> dict[str, str]:
         """Devices of this request this machine cannot run with (one of) its backends: spec -> the
@@ -459,6 +495,7 @@ class SweepRequest:
             path=self.resume_path if self.resume is not None else None, command=self.command,
             engine=self.engine, engine_options=dict(self.engine_options), force=self.force,
             worker_max_rss=self.worker_max_rss,
+            repeats=self.repeats,
         )
         if self.out_dir is not None:
             kwargs["out_dir"] = self.out_dir

@@ -126,6 +126,7 @@ def compare(
     prices: Sequence[str] = (),
     keep_going: bool = False,
     file=None,
+    fail_if_slower: float | str | None = None,
 ) -> int:
     """Prints a machine comparison table (and writes an HTML report when ``output`` is given).
 
@@ -135,12 +136,17 @@ def compare(
         prices: ``LABEL=PER_HOUR`` strings (cost per trial and per 1,000 samples).
         keep_going: Skip unreadable files instead of stopping.
         file: Where the terminal table goes (default stdout).
+        fail_if_slower: Return 1 when some strategy of B is significantly slower than A by more
+            than this many % (:func:`reports.significance.slower_than`); None: never.
 
     Returns:
-        0 on success (errors raise UsageError: the CLI prints them and exits 2).
+        0 on success, 1 when ``fail_if_slower`` is exceeded (errors raise UsageError: the CLI
+        prints them and exits 2).
     """
     from reports.comparison import check_price_labels, distinct_labels, parse_prices, print_terminal
+    from reports.significance import parse_percent, slower_than
 
+    limit = None if fail_if_slower is None else parse_percent(fail_if_slower)
     price_map = parse_prices(prices)
     if len(files) < 2:
         raise UsageError(f"compare needs at least two result files (got {len(files)})")
@@ -149,7 +155,7 @@ def compare(
     if len(inputs.sources) < 2:
         raise UsageError(f"compare needs at least two readable result files (got {len(inputs.sources)})")
     check_price_labels(price_map, inputs.labels)
-    print_terminal(inputs, price_map, file=file)
+    verdicts = print_terminal(inputs, price_map, file=file)
     if out is not None:
         labels = inputs.labels
         title = f"xpubench comparison: {labels[0]} vs {', '.join(labels[1:])}"
@@ -157,4 +163,14 @@ def compare(
         from bench.text import printable
 
         print(f"report: {printable(out)}", file=file or sys.stdout)
+    if limit is not None:
+        from bench.text import printable
+
+        slow = slower_than(verdicts, limit)
+        for row in slow:
+            print(f"slower: {printable(row['strategy'])} ({printable(row['key'][0])}) on {printable(row['b'])} is "
+                  f"{(1 / row['ratio'] - 1):.1%} slower than on {printable(row['a'])} (p = {row['p_value']:.3g}; "
+                  f"limit {limit:g} %)", file=file or sys.stdout)
+        if slow:
+            return 1
     return 0

@@ -171,6 +171,43 @@ def cpu_wall_chart(workload: str, scaling: pd.DataFrame) -> Chart:
                   dict(left=0.11, right=0.97, bottom=0.13, top=0.88))
 
 
+def weak_strong_chart(workload: str, weak: pd.DataFrame) -> Chart:
+    """Weak and strong scaling efficiency vs processes (left) and per-process CPU/wall of the
+    weak runs (right: seed 001's plot, CPU time / wall time per process as N copies run at once).
+
+    Args:
+        workload: Workload name.
+        weak: Rows of :func:`reports.tables.weak_frame` for the workload.
+    """
+    fig, axes = _figure(10, 4, ncols=2)
+    ax, ax2 = axes[0]
+    multi = weak["label"].nunique() > 1
+    ax.axhline(1.0, color="#999", ls=":", lw=1, label="ideal")
+    for i, (key, g) in enumerate(weak.groupby(["label", "workload", "size", "backend", "device"], sort=False)):
+        c = COLORS[i % len(COLORS)]
+        g = g.sort_values("processes")
+        name = _group_name(key, multi)
+        ax.plot(g["processes"], g["weak_efficiency"], "o-", color=c, label=_t(name + ": weak"))
+        if g["strong_efficiency"].notna().any():
+            ax.plot(g["processes"], g["strong_efficiency"], "s--", color=c, alpha=0.8, label=_t(name + ": strong"))
+        ax2.plot(g["processes"], g["per_proc_ratio"], "^-", color=c, label=_t(name + ": per process (weak)"))
+    ax.set_xlabel("worker processes")
+    ax.set_ylabel("efficiency")
+    ax.set_title("Weak: throughput(N) / (N × throughput(1)); strong: speedup / N", fontsize=9)
+    ax.set_ylim(bottom=0)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0%}"))
+    ax2.set_xlabel("processes running the whole trial list at once")
+    ax2.set_ylabel("CPU seconds / wall seconds per process")
+    ax2.set_title("Per-process CPU / wall (seed 001)", fontsize=10)
+    ax2.set_ylim(bottom=0)
+    for a in (ax, ax2):
+        _int_x(a)
+        a.grid(alpha=0.3)
+        a.legend(fontsize=7, loc="lower left")
+    return _chart(f"weak-strong-{slug(workload)}", f"{workload}: weak and strong scaling efficiency vs processes", fig,
+                  dict(left=0.07, right=0.98, bottom=0.13, top=0.85, wspace=0.22))
+
+
 # ---------------------------------------------------------------- timelines
 
 

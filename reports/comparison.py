@@ -23,7 +23,7 @@ from reports.fmt import DASH, money, ok, seconds, times
 from reports.load import Inputs
 from reports.tables import measured
 
-KEYS = ["workload", "size", "backend", "device", "engine", "processes"]
+KEYS = ["workload", "size", "backend", "device", "engine", "processes", "scaling"]
 
 
 def parse_prices(texts: Sequence[str]) -> dict[str, float]:
@@ -109,9 +109,10 @@ def machines_table(df: pd.DataFrame, labels: Sequence[str], prices: Mapping[str,
         by = {r.label: r for r in g.itertuples()}
         if ref not in by or len(by) < 2:
             continue
-        workload, size, backend, device, engine, procs = key
+        workload, size, backend, device, engine, procs, scaling = key
+        strategy = _strategy(device, procs, engine, backend) + (" weak" if scaling == "weak" else "")
         row = {"workload": workload, "size": size, "backend": backend, "device": device, "engine": engine,
-               "processes": int(procs), "strategy": _strategy(device, procs, engine, backend), "unit": by[ref].unit,
+               "processes": int(procs), "strategy": strategy, "unit": by[ref].unit,
                "best": False}
         rows.append(_fill(row, by, labels, prices))
     # the fastest strategy of each machine, when some machine measured more than one
@@ -272,7 +273,44 @@ def timing_cells(
     return cols, rows
 
 
-def print_terminal(inputs: Inputs, prices: Mapping[str, float], file=None) -> None:
+def print_verdicts(console, inputs: Inputs, labels: Sequence[str], names: Mapping[str, str]) -> list[dict]:
+    """Prints each strategy's verdict (B faster / slower / no significant difference than A, from
+    the raw repeats: :mod:`reports.significance`) and returns the rows.
+
+    Args:
+        console: A rich Console.
+        inputs: Loaded inputs.
+        labels: Machine labels, A first.
+        names: Letter of each label.
+    """
+    from rich.table import Table
+    from rich.text import Text
+
+    from bench.text import printable
+    from reports.repeats import interval_text
+    from reports.significance import test_text, verdict_rows
+
+    rows = verdict_rows(inputs, labels)
+    if not rows:
+        return rows
+    t = Table(title=Text("significance: wall time per strategy, median [95 % interval] over repeats"), show_lines=False)
+    for i, c in enumerate(["workload", "strategy", "A", "B", "B vs A", "p", "verdict"]):
+        t.add_column(Text(c), justify="left" if i in (0, 1, 6) else "right", overflow="fold")
+    for r in rows:
+        p = r.get("p_value")
+        verdict = str(r["verdict"])
+        style = {"faster": "green", "slower": "bold red"}.get(verdict, "yellow" if r.get("invalid") else "")
+        t.add_row(Text(printable(f"{r['key'][0]} ({r['key'][1]})")), Text(printable(r["strategy"])),
+                  Text(printable(f"{names[r['a']]}: {interval_text(r['a_interval'], 'wall_s')}")),
+                  Text(printable(f"{names[r['b']]}: {interval_text(r['b_interval'], 'wall_s')}")),
+                  Text(times(r["ratio"]) if ok(r.get("ratio")) else DASH),
+                  Text(f"{p:.3g}" if isinstance(p, float) else DASH), Text(printable(verdict), style=style))
+    console.print(t)
+    console.print(Text(test_text() + "."))
+    return rows
+
+
+def print_terminal(inputs: Inputs, prices: Mapping[str, float], file=None) -> list[dict]:
     """Prints the comparison as rich tables (every string from a file shown as plain text, no markup,
     its control characters escaped and its length bounded by :func:`bench.text.printable`).
 
@@ -280,6 +318,9 @@ def print_terminal(inputs: Inputs, prices: Mapping[str, float], file=None) -> No
         inputs: Loaded inputs (at least two machine labels).
         prices: Price per hour by label.
         file: Where to print (default stdout).
+
+    Returns:
+        The verdict rows (:func:`reports.significance.verdict_rows`).
     """
     from rich.console import Console
     from rich.table import Table
@@ -308,7 +349,7 @@ def print_terminal(inputs: Inputs, prices: Mapping[str, float], file=None) -> No
     if not tables:
         console.print(Text(f"no workload × strategy was measured on both {printable(labels[0])} and another machine "
                            f"({', '.join(printable(lab) for lab in labels)})"))
-        return
+        return []
     for title, cols, rows in tables:
         t = Table(title=Text(title), show_lines=False)
         for i, c in enumerate(cols):
@@ -318,6 +359,7 @@ def print_terminal(inputs: Inputs, prices: Mapping[str, float], file=None) -> No
         console.print(t)
     console.print(Text("'B vs A' > 1×: B is faster. Time/trial = wall / finished trials (trials overlap "
                        "when processes > 1)."))
+    return print_verdicts(console, inputs, labels, names)
 
 
 def _letter(i: int) -> str:

@@ -301,6 +301,8 @@ def config_tables(runs: Sequence[Any]) -> list[ConfigTable]:
     """
     groups: dict[tuple, list] = {}
     for r in runs:
+        if getattr(r, "scaling", "strong") == "weak" and r.processes > 1:
+            continue  # N copies of every trial (weak scaling): the Weak scaling section shows them
         groups.setdefault((r.label, r.workload, r.size), []).append(r)
     out: list[ConfigTable] = []
     for group in groups.values():

@@ -104,13 +104,18 @@ def noise_between(runs: Sequence[Run]) -> dict:
                 cv = statistics.stdev(walls) / statistics.fmean(walls)
                 found.append((cv, f"CV {fmt.pct(cv)} between {len(walls)} repeated runs of {group[0].strategy}"))
             noise = ratios.trial_noise([t for r in group for t in r.trials])
+            recorded = False
         else:
             noise = group[0].summary.noise
+            recorded = True  # with --repeat K: each trial across the repeats, its noisy trials named
         if isinstance(noise, Mapping) and noise.get("measured") and ok(noise.get("cv_max")):
             n = noise.get("measurements")
+            noisy = [str(x.get("id")) for x in noise.get("noisy") or [] if isinstance(x, Mapping)]
+            names = f"; over {fmt.pct(noise.get('threshold'))}: {', '.join(noisy[:5])}" + (
+                f" and {len(noisy) - 5} more" if len(noisy) > 5 else "") if noisy and recorded else ""
             found.append((float(noise["cv_max"]), f"CV up to {fmt.pct(noise['cv_max'])} between "
                           f"{int(n) if ok(n) else 'repeated'} measurements of the same configuration "
-                          f"({group[0].strategy})"))
+                          f"({group[0].strategy}{names})"))
     if not found:
         return {"measured": False, "reason": ratios.NOT_REPEATED}
     worst = max(found)
@@ -163,7 +168,15 @@ def scaling_lines(sc: Any) -> list[str]:
             ceiling = (f"this machine's ceiling {fmt.pct(r.ceiling)}" if ok(r.ceiling)
                        else "this machine's ceiling not measured: run bench calibrate")
             how = versus(r.speedup, "1")
-            out.append(f"{prefix}{int(r.processes)} processes: {how} (efficiency {fmt.pct(r.efficiency)}; {ceiling})")
+            reps = int(r.repeats) if ok(getattr(r, "repeats", None)) else 1
+            how_sure = ""
+            if reps > 1 and ok(getattr(r, "speedup_low", None)) and ok(getattr(r, "speedup_high", None)):
+                how += f" [{r.speedup_low:.2f}-{r.speedup_high:.2f}]"
+                how_sure = f"median of {reps} repeats, 95 % interval; "
+            elif reps <= 1 and int(r.n) == 1:
+                how_sure = "single measurement; "
+            out.append(f"{prefix}{int(r.processes)} processes: {how} ({how_sure}efficiency {fmt.pct(r.efficiency)}; "
+                       f"{ceiling})")
         f = g["serial_fraction"].iloc[0]
         if ok(f):
             out.append(prefix + amdahl_sentence(f, len(set(counts) | {1})))

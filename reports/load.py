@@ -22,12 +22,16 @@ from bench.model import results
 from bench.errors import ResultFileError, UsageError
 from bench.model.ratios import mean_quality, number
 from bench.model.results import SCHEMA, TrialRecord
-from bench.model.strategy import DEFAULT_BACKEND, backend_label, backend_of
+from bench.model.strategy import DEFAULT_BACKEND, backend_label, backend_of, scaling_of
 from bench.model.summary import RunSummary
 from bench.text import printable
 from reports import fmt
+from reports.repeats import collapse
 
 XPUBENCH = "xpubench"
+# the schema of pytest-benchmark's extra_info["xpubench"] (bench.pytest.extra_info.EXTRA_INFO_SCHEMA): its own
+# number, not the result file's (bench.model.results.SCHEMA); the summary keys added since are optional
+EXTRA_INFO_SCHEMA = 1
 PYTEST_BENCHMARK = "pytest-benchmark"
 
 
@@ -56,6 +60,11 @@ class Run:
         created: When the result was written.
         name: The pytest-benchmark test name, if any.
         order: Position among all runs loaded (stable sort key).
+        repeat: Which repeat of its strategy the run is (0 without repeats).
+        scaling: ``strong`` or ``weak`` (every worker ran every trial).
+        repeats: How many repeats of the strategy this row stands for (:func:`reports.repeats.collapse`:
+            its wall, throughput, speedup and efficiency are then the recorded medians).
+        invalid: Every repeat's validity reasons (empty: valid, or not recorded).
     """
 
     file: str
@@ -78,6 +87,10 @@ class Run:
     created: str = ""
     name: str = ""
     order: int = 0
+    repeat: int = 0
+    scaling: str = "strong"
+    repeats: int = 1
+    invalid: tuple[str, ...] = ()
 
     def __post_init__(self):
         if not isinstance(self.summary, RunSummary):
@@ -94,6 +107,7 @@ class Run:
         text = f"{self.device}×{self.processes}p"
         if self.threads:
             text += f"×{self.threads}t"
+        text += " weak" if self.scaling == "weak" else ""
         return text + (f" {self.engine}" if self.engine != "local" else "")
 
     @property
@@ -236,8 +250,12 @@ def from_result(result: results.Result, path: str, order: int = 0) -> Source:
                 data=dict(r.data),
                 created=r.started_at or result.created,
                 order=order + i,
+                repeat=r.repeat,
+                scaling=scaling_of(s),
             )
         )
+    groups = {id(run): rec.group for run, rec in zip(runs, result.runs)}
+    runs = collapse(runs, key=lambda run: groups[id(run)], replace=dataclasses.replace, repeat_of=lambda run: run.repeat)
     return Source(
         path=path,
         kind=XPUBENCH,
@@ -273,8 +291,9 @@ def _pb_run(xb: Any, bench: Mapping, path: str, where: str, label: str, created:
     schema = xb.get("schema", 1)
     if not isinstance(schema, int) or isinstance(schema, bool) or schema < 1:
         raise _fail(path, where, f"field 'schema' should be a positive integer, got {schema!r:.40}")
-    if schema > SCHEMA:
-        raise _fail(path, where, f"schema {schema} is newer than this xpubench reads ({SCHEMA}): upgrade xpubench")
+    if schema > EXTRA_INFO_SCHEMA:
+        raise _fail(path, where,
+                    f"schema {schema} is newer than this xpubench reads ({EXTRA_INFO_SCHEMA}): upgrade xpubench")
     for key in ("workload", "strategy"):
         if key not in xb:
             raise _fail(path, where, f"missing field '{key}'")

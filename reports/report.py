@@ -24,8 +24,9 @@ from reports.html import Section, Table, render
 from reports.load import PYTEST_BENCHMARK, Inputs, Run
 from reports.recommend import HEADROOM, recommend
 from reports.tables import (
-    backends_frame, calibration, cluster_frame, devices_frame, runs_frame, scaling_frame, timings_frame,
+    backends_frame, calibration, cluster_frame, devices_frame, runs_frame, scaling_frame, timings_frame, weak_frame,
 )
+from reports import repeats as rp
 from reports import predict as pr
 
 MAX_TIMELINES = 12
@@ -559,6 +560,65 @@ def timings_section(inputs: Inputs, charts: _Charts) -> Section | None:
     )
 
 
+def invalid_runs(inputs: Inputs) -> list[str]:
+    """Every INVALID run (each repeat), with its recorded reasons: the report's top."""
+    out = []
+    for r in inputs.runs:
+        where = f"{r.workload} ({r.size}) {r.strategy} on {r.label}"
+        out.extend(f"{where}, {line}" if line.startswith("repeat") else f"{where}: {line}" for line in r.invalid)
+    return out
+
+
+def repeats_section(inputs: Inputs) -> Section | None:
+    """Per strategy: the median and 95 % interval over its repeats of wall time, throughput,
+    speedup and efficiency (as recorded), whether every repeat was valid, and its noisy trials."""
+    runs = [r for r in inputs.runs if r.status != "skipped" and isinstance(r.summary.repeats, Mapping)]
+    if not runs:
+        return None
+    weak = any(fmt.ok(r.summary.weak_efficiency) for r in runs)
+    cols = ["machine", "workload", "strategy", "repeats", "wall", "throughput", "speedup", "efficiency"]
+    cols += ["weak efficiency"] if weak else []
+    cols += ["valid", "noisy trials"]
+    rows = []
+    for r in runs:
+        texts = rp.row(r.summary)
+        noise = rp.noise_warning(r.summary, r.strategy)
+        cells = [r.label, f"{r.workload} ({r.size})", r.strategy, str(r.repeats), texts["wall_s"],
+                 texts["throughput"], texts["speedup"], texts["efficiency"]]
+        cells += [texts["weak_efficiency"]] if weak else []
+        cells += ["INVALID" if r.invalid else ("yes" if rp.validity_of(r) else fmt.DASH), noise or fmt.DASH]
+        rows.append(cells)
+    method = rp.method_text(runs)
+    sec = Section(id="repeats", title="Repeats: medians with 95 % intervals", tables=[Table(columns=cols, rows=rows)])
+    sec.intro.append("Each strategy measured --repeat K times, interleaved with the others; a single measurement "
+                     "gets no interval.")
+    if method:
+        sec.notes.append(f"Intervals: {method}.")
+    return sec
+
+
+def weak_section(df: pd.DataFrame, sc: pd.DataFrame, charts: _Charts) -> Section | None:
+    """Weak scaling (every worker runs every trial) beside strong scaling, with its chart."""
+    wk = weak_frame(df, sc)
+    if wk.empty:
+        return None
+    sec = Section(id="weak-scaling", title="Weak scaling")
+    sec.intro.append("With --scaling weak, N processes each run the whole trial list (N times the work). Weak "
+                     "efficiency = throughput(N) / (N × throughput(1)): 100 % means N times the work in the same "
+                     "time. Strong efficiency (the trials split over N processes) is shown beside it where measured.")
+    rows = []
+    for r in wk.itertuples():
+        rows.append([r.label, f"{r.workload} ({r.size})", backend_label(r.backend, r.device), str(r.processes),
+                     fmt.num(r.per_proc_ratio), fmt.num(r.cpu_wall_ratio), f"{fmt.num(r.throughput)} {r.unit}",
+                     fmt.pct(r.weak_efficiency), fmt.pct(r.strong_efficiency)])
+    sec.tables.append(Table(columns=["machine", "workload", "device", "processes", "CPU/wall per process",
+                                     "CPU/wall (tree)", "aggregate throughput", "weak efficiency",
+                                     "strong efficiency"], rows=rows, numeric=tuple(range(3, 9))))
+    for workload, g in wk.groupby("workload", sort=False):
+        sec.charts.append(charts.add(ch.weak_strong_chart(workload, g)))
+    return sec
+
+
 def noise_cell(noise) -> str:
     """A run's recorded noise (``summary["noise"]``): ``CV up to 3 % (2 configs repeated)`` or ``not measured``."""
     if isinstance(noise, dict) and noise.get("measured") and fmt.ok(noise.get("cv_max")):
@@ -613,6 +673,7 @@ def build(inputs: Inputs, prices: Mapping[str, float] | None = None, title: str 
         sections.append(machines_section(df, inputs, prices, charts))
     sections += config_sections(inputs, charts)
     sections += scaling_sections(sc, charts)
+    sections += [repeats_section(inputs), weak_section(df, sc, charts)]
     sections += [
         timeline_section(inputs, charts), devices_section(df, charts), backends_section(df),
         predict_section(inputs, charts),
@@ -627,6 +688,7 @@ def build(inputs: Inputs, prices: Mapping[str, float] | None = None, title: str 
         "skipped_files": list(inputs.skipped),
         "data_used": data_used(inputs.runs),
         "warnings": warnings,
+        "invalid": invalid_runs(inputs),
         "warning_notes": ["Noise is measured only between measurements of the same thing (repeated runs of a "
                           "strategy, or trials of an identical configuration), never across different "
                           "configurations."],

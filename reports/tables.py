@@ -26,6 +26,7 @@ RUN_COLUMNS = [
     "cv", "peak_worker_rss", "peak_tree_rss", "peak_tree_uss", "gpu_util_p50", "gpu_util_p95",
     "quality_key", "quality", "quality_text", "data_source", "nodes", "samples_total", "gflops", "name", "noise",
     "sampler_cpu_share", "speedup_vs_tensorflow",
+    "scaling", "repeats", "speedup_low", "speedup_high", "weak_efficiency", "valid",
 ]
 
 
@@ -134,7 +135,21 @@ def run_row(run: Run) -> dict:
         "name": run.name,
         # noise between measurements of the same thing, as recorded (old files: none)
         "noise": dict(s.noise) if isinstance(s.noise, Mapping) else None,
+        # repeats of the strategy (--repeat K) folded into this row, and the recorded speedup interval
+        "scaling": run.scaling,
+        "repeats": run.repeats,
+        "speedup_low": _interval_end(s, "speedup", "low"),
+        "speedup_high": _interval_end(s, "speedup", "high"),
+        "weak_efficiency": _f(s.weak_efficiency),
+        "valid": not run.invalid,
     }
+
+
+def _interval_end(s: Any, figure: str, end: str) -> float:
+    """One end of a recorded interval over repeats (``summary.repeats[figure][end]``), NaN without one."""
+    rep = s.repeats if isinstance(s.repeats, Mapping) else {}
+    stats = rep.get(figure)
+    return _f(stats.get(end)) if isinstance(stats, Mapping) else math.nan
 
 
 def runs_frame(inputs: Inputs) -> pd.DataFrame:
@@ -195,9 +210,12 @@ def scaling_frame(df: pd.DataFrame, inputs: Inputs) -> pd.DataFrame:
     """
     m = measured(df)
     m = m[m["engine"] == "local"]
+    if "scaling" in m:  # weak-scaling runs (N times the work) have their own table: reports.weak
+        m = m[(m["scaling"] != "weak") | (m["processes"] == 1)]
     cols = SCALING_KEYS + [
         "processes", "n", "wall_s", "speedup", "efficiency", "ceiling", "eff_vs_ceiling", "cpu_wall_ratio",
         "per_proc_ratio", "throughput", "unit", "gflops", "gflops_share", "serial_fraction",
+        "repeats", "speedup_low", "speedup_high",
     ]
     if m.empty:
         return pd.DataFrame(columns=cols)
@@ -207,6 +225,7 @@ def scaling_frame(df: pd.DataFrame, inputs: Inputs) -> pd.DataFrame:
             n=("wall_s", "size"), wall_s=("wall_s", "median"), rec_speedup=("rec_speedup", "median"),
             cpu_wall_ratio=("cpu_wall_ratio", "median"), per_proc_ratio=("per_proc_ratio", "median"),
             throughput=("throughput", "median"), unit=("unit", "first"), gflops=("gflops", "median"),
+            repeats=("repeats", "first"), speedup_low=("speedup_low", "first"), speedup_high=("speedup_high", "first"),
         )
         .reset_index()
     )
@@ -218,6 +237,11 @@ def scaling_frame(df: pd.DataFrame, inputs: Inputs) -> pd.DataFrame:
             g["speedup"] = [_f(ratios.speedup(float(base.iloc[0]), w)) for w in g["wall_s"]]
         else:
             g["speedup"] = g["rec_speedup"]
+        # one row per count whose repeats were recorded together: the recorded median speedup
+        # (each repeat paired with the 1-process repeat measured beside it), not a ratio of medians
+        paired = (g["n"] == 1) & (g["repeats"] > 1) & g["rec_speedup"].notna()
+        g.loc[paired, "speedup"] = g.loc[paired, "rec_speedup"]
+        g.loc[~paired, ["speedup_low", "speedup_high"]] = math.nan
         g["efficiency"] = [_efficiency(sp, n) for sp, n in zip(g["speedup"], g["processes"])]
         ceiling, peak = calibration(inputs.machine(key[0]))
         g["ceiling"] = [ceiling.get(int(n), math.nan) for n in g["processes"]]
@@ -227,6 +251,44 @@ def scaling_frame(df: pd.DataFrame, inputs: Inputs) -> pd.DataFrame:
         f = ratios.amdahl_fit(points)
         g["serial_fraction"] = f if f is not None else math.nan
         out.append(g)
+    return pd.concat(out, ignore_index=True)[cols]
+
+
+def weak_frame(df: pd.DataFrame, sc: pd.DataFrame) -> pd.DataFrame:
+    """Weak scaling beside strong scaling, per process count, from the recorded figures.
+
+    Rows: the weak-scaling runs (every worker ran every trial: N times the work) and the 1-process
+    run they are measured against, of each machine/workload/size/backend/device with a weak run;
+    columns: per-process CPU/wall, aggregate throughput, the recorded weak efficiency
+    (``throughput(N) / (N x throughput(1))``) and the strong-scaling efficiency at the same N
+    (from ``sc``, :func:`scaling_frame`), where measured.
+
+    Args:
+        df: :func:`runs_frame`.
+        sc: :func:`scaling_frame` of the same runs.
+    """
+    cols = SCALING_KEYS + ["processes", "per_proc_ratio", "cpu_wall_ratio", "throughput", "unit",
+                           "weak_efficiency", "strong_efficiency", "repeats", "valid"]
+    m = measured(df)
+    if m.empty or "scaling" not in m or not (m["scaling"] == "weak").any():
+        return pd.DataFrame(columns=cols)
+    m = m[m["engine"] == "local"]
+    out = []
+    for key, g in m.groupby(SCALING_KEYS, sort=False):
+        weak = g[(g["scaling"] == "weak") & (g["processes"] > 1)]
+        if weak.empty:
+            continue
+        one = g[g["processes"] == 1].head(1).copy()
+        one["weak_efficiency"] = 1.0
+        rows = pd.concat([one, weak]).sort_values("processes").copy()
+        strong = sc
+        for k, v in zip(SCALING_KEYS, key):
+            strong = strong[strong[k] == v]
+        eff = {int(n): e for n, e in zip(strong["processes"], strong["efficiency"])}
+        rows["strong_efficiency"] = [eff.get(int(n), math.nan) for n in rows["processes"]]
+        out.append(rows)
+    if not out:
+        return pd.DataFrame(columns=cols)
     return pd.concat(out, ignore_index=True)[cols]
 
 

@@ -35,7 +35,7 @@ from bench.model.workload import suite_names
 ROOT = Path(__file__).resolve().parent.parent
 FAKES = Path(__file__).resolve().parent / "fakes"
 CONTRACT_KEYS = {"workload", "size", "strategy", "summary", "quality", "data", "schema"}
-FINALIZED = {"speedup", "efficiency", "baseline_wall_s"}  # filled from the session's 1-process run
+FINALIZED = {"speedup", "efficiency", "baseline_wall_s", "repeats"}  # filled from the session's 1-process run
 
 
 from support.plugin import PLUGIN

@@ -26,7 +26,7 @@ def _result(**kw):
 def test_round_trip_preserves_records(tmp_path):
     path = results.save(_result(), tmp_path / "r.json")
     loaded = results.load(path)
-    assert loaded.schema == SCHEMA == 1
+    assert loaded.schema == SCHEMA == 2
     assert loaded.machine["label"] == "lab"
     (run,) = loaded.runs
     assert run.trials[0].quality == {"rmse": 3.2} and run.trials[0].config["nodes"] == [5, 8]
@@ -39,7 +39,7 @@ def test_round_trip_preserves_records(tmp_path):
 def test_file_starts_with_schema_and_tool(tmp_path):
     path = results.save(_result(), tmp_path / "r.json")
     doc = json.loads(path.read_text())
-    assert list(doc)[0] == "schema" and doc["schema"] == 1
+    assert list(doc)[0] == "schema" and doc["schema"] == 2
     assert doc["tool"]["name"] == "xpubench"
 
 
@@ -48,7 +48,7 @@ def test_newer_schema_is_refused_clearly(tmp_path):
     doc["schema"] = SCHEMA + 1
     p = tmp_path / "new.json"
     p.write_text(json.dumps(doc))
-    with pytest.raises(ResultFileError, match=r"new.json: schema: file has schema 2, newer than this xpubench reads \(1\)"):
+    with pytest.raises(ResultFileError, match=r"new.json: schema: file has schema 3, newer than this xpubench reads \(2\)"):
         results.load(p)
 
 

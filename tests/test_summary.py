@@ -99,6 +99,7 @@ def test_every_key_the_producers_write_is_declared():
     # the sweep adds these (bench/sweep/sweep.py, bench.measure.sampler.Sampler.cost, a resumed run's merge)
     produced |= {"compute_offset_s", "failures", "resumed_trials", "segments", "sampler_cpu_s", "sampler_wall_s",
                  "sampler_cpu_share", "sampler_samples", "sampler_interval_s"}
+    produced |= {"weak_efficiency", "baseline_throughput"}  # finalize_runs writes these for weak-scaling runs only
     assert produced == set(FIELDS)
 
 

@@ -253,22 +253,83 @@ class Sampler:
             except psutil.AccessDenied:
                 continue
         vm = psutil.virtual_memory()
-        sample = {
-            "t": round(self.clock() - self._t0, 4),
-            "cpu_percent": psutil.cpu_percent(percpu=True),
-            "tree_cpu_s": round(sum(self._cpu_by_pid.values()), 4),
-            "tree_rss_bytes": rss,
-            "tree_uss_bytes": uss if uss_ok else None,
-            "processes": len(procs),
-            "sys_mem_used_bytes": vm.total - vm.available,
-            "sys_mem_total_bytes": vm.total,
-        }
+        sample = make_sample(
+            t=self.clock() - self._t0,
+            cpu_percent=psutil.cpu_percent(percpu=True),
+            tree_cpu_s=sum(self._cpu_by_pid.values()),
+            tree_rss_bytes=rss,
+            tree_uss_bytes=uss if uss_ok else None,
+            processes=len(procs),
+            sys_mem_used_bytes=vm.total - vm.available,
+            sys_mem_total_bytes=vm.total,
+            cpu_mhz=_cpu_mhz(),
+            swap_used_bytes=_swap_used(),
+        )
         if self._cpu_energy is not None:
             sample["cpu_energy_j"] = self._cpu_energy.read()
         if self.gpu:
             nv = nvml()
             sample["gpus"] = nv.sample(self.gpu_indices) if nv.available else "unavailable"
         self.samples.append(sample)
+
+
+def _cpu_mhz() -> float | None:
+    """The current CPU frequency in MHz (psutil.cpu_freq), or None where the machine does not say."""
+    try:
+        freq = psutil.cpu_freq()
+    except (OSError, RuntimeError, NotImplementedError, AttributeError):
+        return None
+    current = getattr(freq, "current", None)
+    return round(float(current), 1) if isinstance(current, (int, float)) and current > 0 else None
+
+
+def _swap_used() -> int | None:
+    """Swap in use, in bytes (None where psutil cannot read it)."""
+    try:
+        return int(psutil.swap_memory().used)
+    except (OSError, RuntimeError, AttributeError):
+        return None
+
+
+def make_sample(
+    t: float,
+    cpu_percent: Sequence[float],
+    tree_cpu_s: float,
+    tree_rss_bytes: int = 0,
+    tree_uss_bytes: int | None = None,
+    processes: int = 1,
+    sys_mem_used_bytes: int = 0,
+    sys_mem_total_bytes: int = 0,
+    cpu_mhz: float | None = None,
+    swap_used_bytes: int | None = None,
+) -> dict:
+    """One sample of the timeline, as the sampler records it (the one place its shape is made;
+    tests build synthetic timelines with it too).
+
+    Args:
+        t: Seconds since the sampler started.
+        cpu_percent: Per-core busy % of the whole machine since the previous sample.
+        tree_cpu_s: CPU seconds the benchmark's process tree used so far.
+        tree_rss_bytes: RSS of the tree.
+        tree_uss_bytes: USS of the tree (None when not read this time).
+        processes: Processes in the tree.
+        sys_mem_used_bytes: System memory in use (total - available).
+        sys_mem_total_bytes: System memory.
+        cpu_mhz: Current CPU frequency (None: not readable here).
+        swap_used_bytes: Swap in use (None: not readable).
+    """
+    return {
+        "t": round(float(t), 4),
+        "cpu_percent": list(cpu_percent),
+        "tree_cpu_s": round(float(tree_cpu_s), 4),
+        "tree_rss_bytes": tree_rss_bytes,
+        "tree_uss_bytes": tree_uss_bytes,
+        "processes": processes,
+        "sys_mem_used_bytes": sys_mem_used_bytes,
+        "sys_mem_total_bytes": sys_mem_total_bytes,
+        "cpu_mhz": cpu_mhz,
+        "swap_used_bytes": swap_used_bytes,
+    }
 
 
 SAMPLER_COST_KEYS = ("sampler_cpu_s", "sampler_wall_s", "sampler_cpu_share", "sampler_samples", "sampler_interval_s")

@@ -14,6 +14,15 @@ GPU utilisation and memory p50/p95 come from the NVML samples; energy (CPU packa
 GPU from NVML) is joules over the run's window, per finished trial and per 1,000 samples, or
 "unavailable" with the reason (see bench.measure.energy). Amdahl's law (:func:`amdahl_speedup`) and
 its fit (:func:`amdahl_fit`) and the mean quality of a run's trials (:func:`mean_quality`) live here too.
+
+Repeats (``--repeat K``: K runs of one strategy, :attr:`RunRecord.group`): :func:`finalize_runs`
+pairs each N-process repeat with the 1-process run of the same repeat (measured next to it in the
+interleaved order) for its speedup, and records in every repeat's summary ``repeats`` (the
+median and bootstrap interval of wall time, throughput, speedup and efficiency over the repeats,
+:func:`repeat_summary`, with the method) and ``noise`` over the repeats (the CV of each trial
+across them). Weak scaling (``scaling: weak``, N times the work at N processes): ``weak_efficiency``
+= throughput(N) / (N x throughput(1)) (:func:`weak_efficiency`); strong speedup is not defined
+for it. Each run's ``validity`` comes from bench.model.validity.
 """
 
 from __future__ import annotations
@@ -23,9 +32,11 @@ import math
 import statistics
 from typing import Any, Iterable, Mapping, Sequence
 
+from bench.model import stats
 from bench.model.energy import energy_summary
 from bench.model.results import RunRecord, canonical
-from bench.model.strategy import DEFAULT_BACKEND, backend_of
+from bench.model.strategy import DEFAULT_BACKEND, backend_of, scaling_of
+from bench.model.validity import validity
 
 
 def speedup(baseline_wall: float | None, wall: float | None) -> float | None:
@@ -181,9 +192,11 @@ def trial_noise(trials: Iterable) -> dict:
     if not cvs:
         return {"measured": False, "reason": NOT_REPEATED}
     worst = max(cvs)
+    noisy = sorted((c for c in cvs if c[0] > stats.NOISY_CV), reverse=True)
     return {
         "measured": True, "configs": len(cvs), "measurements": sum(n for _, _, n in cvs),
         "cv_median": statistics.median(c for c, _, _ in cvs), "cv_max": worst[0], "worst": worst[1],
+        "threshold": stats.NOISY_CV, "noisy": [{"id": i, "cv": c} for c, i, _ in noisy],
     }
 
 
@@ -256,6 +269,7 @@ def summarize(
     out["energy"] = energy_summary(samples, len(ok), total_samples)
     out["noise"] = trial_noise(ok)
     out["busy_cores_p50"] = busy_cores(samples)
+    out["validity"] = validity(samples, wall_s)
     flops = [t.extra.get("flops") for t in ok]
     if ok and all(isinstance(f, (int, float)) and not isinstance(f, bool) for f in flops):
         out["flops"] = float(sum(flops))
@@ -339,10 +353,49 @@ def amdahl_fit(points: Mapping[int, float]) -> float | None:
     return best
 
 
+def weak_efficiency(throughput: float | None, processes: int, baseline_throughput: float | None) -> float | None:
+    """Weak-scaling efficiency: ``throughput(N) / (N x throughput(1))`` (1.0: N times the work in
+    the same time). None without both throughputs.
+
+    Args:
+        throughput: Aggregate throughput of the N-process weak-scaling run (N times the work).
+        processes: N.
+        baseline_throughput: Throughput of the 1-process run (the same trials once).
+    """
+    if not throughput or not baseline_throughput or processes < 1 or baseline_throughput <= 0:
+        return None
+    return throughput / (processes * baseline_throughput)
+
+
+REPEAT_FIGURES = ("wall_s", "throughput", "speedup", "efficiency", "weak_efficiency")
+
+
+def repeat_summary(runs: Sequence[RunRecord]) -> dict:
+    """What the repeats of one strategy say together: per figure the median and 95 % interval
+    (:func:`bench.model.stats.interval`) of the finished repeats, and the method.
+
+    Args:
+        runs: The repeats of one strategy (one :attr:`RunRecord.group`), summaries finalized.
+
+    Returns:
+        ``{"count", "finished", "method", "wall_s": interval, "throughput": ..., "speedup": ...,
+        "efficiency": ..., "weak_efficiency": ...}`` (a figure no repeat recorded is left out).
+    """
+    done = sorted((r for r in runs if r.status == "complete" and not r.summary.failed), key=lambda r: r.repeat)
+    out: dict[str, Any] = {"count": len(runs), "finished": len(done), "method": dict(stats.METHOD)}
+    for key in REPEAT_FIGURES:
+        values = [number(r.summary.get(key)) for r in done]
+        if any(v is not None for v in values):
+            out[key] = stats.interval(values)
+    return out
+
+
 def finalize_runs(runs: Sequence[RunRecord]) -> list[RunRecord]:
     """Records speedup, efficiency and baseline wall of every run against the 1-process run of the
-    same workload/size/device/backend, ``speedup_vs_cpu`` (:func:`speedup_over_cpu`) and
-    ``speedup_vs_tensorflow`` (:func:`speedup_over_tensorflow`).
+    same workload/size/device/backend (and the same repeat, when there is one: measured beside
+    it), ``weak_efficiency`` of weak-scaling runs, ``speedup_vs_cpu`` (:func:`speedup_over_cpu`),
+    ``speedup_vs_tensorflow`` (:func:`speedup_over_tensorflow`), and over the repeats of each
+    strategy ``repeats`` (:func:`repeat_summary`) and ``noise`` (each trial across the repeats).
 
     Args:
         runs: The sweep's RunRecords.
@@ -353,21 +406,47 @@ def finalize_runs(runs: Sequence[RunRecord]) -> list[RunRecord]:
     def key(r):
         return (r.workload, r.size, r.strategy.get("device"), backend_of(r.strategy))
 
-    base: dict[tuple, float] = {}
+    base: dict[tuple, RunRecord] = {}
     for r in runs:
         if r.strategy.get("processes") == 1 and r.summary.wall_s and r.status == "complete":
-            base.setdefault(key(r), r.summary.wall_s)
+            base.setdefault(key(r) + (r.repeat,), r)
+            base.setdefault(key(r), r)
     out = []
     for r in runs:
-        b = base.get(key(r))
-        sp = speedup(b, r.summary.wall_s)
-        if sp is not None:
+        b = base.get(key(r) + (r.repeat,)) or base.get(key(r))
+        n = int(r.strategy["processes"])
+        if scaling_of(r.strategy) == "weak" and n > 1:
+            bt = number(b.summary.throughput) if b is not None else None
             r = dataclasses.replace(r, summary=r.summary.replace(
-                speedup=sp, efficiency=efficiency(sp, int(r.strategy["processes"])), baseline_wall_s=b))
+                speedup=None, efficiency=None, baseline_throughput=bt,
+                weak_efficiency=weak_efficiency(number(r.summary.throughput), n, bt)))
+            out.append(r)
+            continue
+        sp = speedup(b.summary.wall_s if b is not None else None, r.summary.wall_s)
+        if sp is not None:
+            changes = dict(speedup=sp, efficiency=efficiency(sp, n), baseline_wall_s=b.summary.wall_s)
+            if scaling_of(r.strategy) == "weak":  # 1 process: the same work as the strong run
+                changes.update(weak_efficiency=1.0 if n == 1 else None, baseline_throughput=b.summary.throughput)
+            r = dataclasses.replace(r, summary=r.summary.replace(**changes))
         out.append(r)
     # device comparison: how much faster than the cpu run with the same trials, processes and backend;
     # backend comparison: how much faster than tensorflow with the same device, processes and threads
     vs_cpu, vs_tf = speedup_over_cpu(out), speedup_over_tensorflow(out)
     for i, (c, t) in enumerate(zip(vs_cpu, vs_tf)):
         out[i] = dataclasses.replace(out[i], summary=out[i].summary.replace(speedup_vs_cpu=c, speedup_vs_tensorflow=t))
+    # over the repeats of each strategy: medians with intervals, and each trial's noise across them
+    groups: dict[tuple, list[int]] = {}
+    seen: set[int] = set()
+    for i, r in enumerate(out):
+        if r.status != "skipped" and id(runs[i]) not in seen:  # a run given twice is one measurement
+            groups.setdefault(r.group, []).append(i)
+        seen.add(id(runs[i]))
+    for members in groups.values():
+        runs_of = [out[i] for i in members]
+        summary = repeat_summary(runs_of)
+        changes: dict[str, Any] = {"repeats": summary}
+        if len(runs_of) > 1:
+            changes["noise"] = trial_noise([t for r in runs_of if r.status == "complete" for t in r.trials if t.ok])
+        for i in members:
+            out[i] = dataclasses.replace(out[i], summary=out[i].summary.replace(**changes))
     return out

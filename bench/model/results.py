@@ -17,10 +17,13 @@ from typing import Any, Mapping
 from bench.errors import ResultFileError, UsageError
 from bench.text import printable
 from bench.model.safefile import atomic_write_bytes, atomic_write_text, read_regular
-from bench.model.strategy import backend_of
+from bench.model.strategy import backend_of, scaling_of
 from bench.model.summary import RunSummary
 
-SCHEMA = 1
+# 2: runs carry ``repeat`` (``--repeat K``: one RunRecord per strategy and repeat) and summaries
+# ``repeats``/``validity``; strategies may say ``scaling: weak``. Schema-1 files load unchanged
+# (every run is repeat 0, strong scaling); files newer than SCHEMA are refused.
+SCHEMA = 2
 TOOL = "xpubench"
 
 
@@ -74,7 +77,9 @@ class RunRecord:
     options the trials ran with (resume checks them). ``summary`` is a
     :class:`bench.model.summary.RunSummary`; a plain dict given here is converted to one.
     ``strategy`` is the mapping as recorded: a file written before backends were an axis has no
-    ``backend`` in it, and :attr:`backend` reads that as tensorflow.
+    ``backend`` in it, and :attr:`backend` reads that as tensorflow. ``repeat`` is which of the
+    ``--repeat K`` measurements of the strategy this run is (0 in files written before repeats);
+    the repeats of one strategy share :attr:`group` and each is a whole run (trials, timeline).
     """
 
     workload: str
@@ -92,6 +97,7 @@ class RunRecord:
     notes: tuple[str, ...] = ()
     started_at: str = ""
     options: Mapping[str, Any] | None = None
+    repeat: int = 0
 
     def __post_init__(self):
         if not isinstance(self.summary, RunSummary):  # a producer's dict (bench.model.ratios.summarize)
@@ -108,7 +114,12 @@ class RunRecord:
         (resume matches runs by it; an old run without a backend keys as tensorflow)."""
         s = self.strategy
         return (self.workload, self.size, s.get("device"), s.get("processes"), s.get("threads_per_process"),
-                self.backend)
+                self.backend, scaling_of(s), self.repeat)
+
+    @property
+    def group(self) -> tuple:
+        """:attr:`key` without the repeat: what the repeats of one strategy share."""
+        return self.key[:-1]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,6 +211,9 @@ def read_message(line: str | bytes) -> dict:
 def to_dict(result: Result) -> dict:
     """The JSON document of a result (the only serialisation path)."""
     doc = plain(result)
+    for run in doc.get("runs") or ():  # repeat 0 (every run of a sweep without repeats) is not written:
+        if run.get("repeat") == 0:     # a file of one measurement per strategy reads as it always did
+            del run["repeat"]
     # key order: schema first, so `head` shows what a file is
     return {"schema": doc.pop("schema"), **doc}
 
@@ -245,6 +259,7 @@ _NUM = (int, float)
 # the summary's keys and their checks: bench.model.summary (RunSummary's declared fields)
 _SAMPLE_NUMBERS = (
     "t", "tree_cpu_s", "tree_rss_bytes", "tree_uss_bytes", "processes", "sys_mem_used_bytes", "sys_mem_total_bytes",
+    "cpu_mhz", "swap_used_bytes",
 )
 _MACHINE_STRINGS = (
     "label", "hostname", "cpu", "os", "platform", "python", "python_implementation", "executable", "tensorflow",
@@ -525,6 +540,7 @@ def _run_from(d: Any, c: _Checker, where: str) -> RunRecord:
         notes=tuple(c.list_of(d, "notes", str, where)),
         started_at=c.get(d, "started_at", str, where, None) or "",
         options=c.get(d, "options", dict, where, None),
+        repeat=c.count(d, "repeat", where),
     )
 
 

@@ -17,6 +17,10 @@ from bench.errors import UsageError
 
 MAX_PROCESSES = 256
 
+#: How work grows with the process count: ``strong`` (the trial list split over the workers) or
+#: ``weak`` (every worker runs the whole trial list: N times the work at N processes).
+SCALINGS = ("strong", "weak")
+
 #: The Keras backend of a strategy that names none (and of every run recorded before backends).
 DEFAULT_BACKEND = "tensorflow"
 
@@ -46,6 +50,8 @@ class Strategy:
         threads_per_process: Intra-op / OMP threads in each worker.
         inter_op_threads: Inter-op threads in each worker.
         backend: The Keras backend the workers run (``tensorflow``, ``jax``, ``torch``).
+        scaling: ``strong`` (the trials split over the workers) or ``weak`` (each worker runs
+            every trial: N times the work); recorded only when weak.
     """
 
     device: str = "cpu"
@@ -53,15 +59,22 @@ class Strategy:
     threads_per_process: int = 1
     inter_op_threads: int = 1
     backend: str = DEFAULT_BACKEND
+    scaling: str = "strong"
 
     def to_dict(self) -> dict:
-        """The strategy as a run records it (``backend`` included)."""
-        return dataclasses.asdict(self)
+        """The strategy as a run records it (``backend`` included; ``scaling`` only when weak, so a
+        strong run records what it always did)."""
+        d = dataclasses.asdict(self)
+        if d["scaling"] == "strong":
+            del d["scaling"]
+        return d
 
     @property
     def label(self) -> str:
-        """``cpu×2p×1t`` (tensorflow, as before backends were an axis), else ``jax:cpu×2p×1t``."""
-        return backend_label(self.backend, f"{self.device}×{self.processes}p×{self.threads_per_process}t")
+        """``cpu×2p×1t`` (tensorflow, as before backends were an axis), else ``jax:cpu×2p×1t``;
+        weak scaling ends in ``weak``."""
+        text = f"{self.device}×{self.processes}p×{self.threads_per_process}t" + (" weak" if self.scaling == "weak" else "")
+        return backend_label(self.backend, text)
 
 
 def backend_of(strategy: Mapping[str, Any] | Strategy) -> str:
@@ -74,6 +87,37 @@ def backend_of(strategy: Mapping[str, Any] | Strategy) -> str:
         return strategy.backend
     value = strategy.get("backend") if isinstance(strategy, Mapping) else None
     return value if isinstance(value, str) and value else DEFAULT_BACKEND
+
+
+def scaling_of(strategy: Mapping[str, Any] | Strategy) -> str:
+    """The scaling of a recorded strategy mapping (or a Strategy): ``weak`` or ``strong`` (default).
+
+    Args:
+        strategy: ``RunRecord.strategy`` or a Strategy.
+    """
+    if isinstance(strategy, Strategy):
+        return strategy.scaling
+    value = strategy.get("scaling") if isinstance(strategy, Mapping) else None
+    return "weak" if value == "weak" else "strong"
+
+
+def parse_scalings(text: Any) -> tuple[str, ...]:
+    """``strong``, ``weak`` or ``strong,weak`` (a list too) -> the scalings, in the order given.
+
+    Raises:
+        UsageError: an unknown name, naming it and the choices.
+    """
+    parts = list(text) if isinstance(text, (list, tuple)) else str(text if text is not None else "strong").split(",")
+    out: list[str] = []
+    for part in parts:
+        name = str(part).strip()
+        if name not in SCALINGS:
+            raise UsageError(f"unknown scaling {name!r} (choose from: {', '.join(SCALINGS)})")
+        if name not in out:
+            out.append(name)
+    if not out:
+        raise UsageError(f"bad scaling {text!r} (choose from: {', '.join(SCALINGS)})")
+    return tuple(out)
 
 
 def backend_label(backend: str, text: str) -> str:
@@ -145,23 +189,30 @@ def make_strategies(
     processes: Sequence[int],
     threads: int | None = None,
     backends: Sequence[str] = (DEFAULT_BACKEND,),
+    scalings: Sequence[str] = ("strong",),
 ) -> list[Strategy]:
-    """One strategy per (backend, device, process count), in that order, with thread capping.
+    """One strategy per (backend, device, scaling, process count), in that order, with thread capping.
 
     Backends vary slowest and process counts fastest, so each backend's 1-process run (its
-    speedup baseline) comes before its other counts.
+    speedup baseline) comes before its other counts. A weak-scaling run at 1 process is the same
+    work as the strong one, so with both scalings asked for it is run once (as strong).
 
     Args:
         devices: Device specs.
         processes: Process counts.
         threads: Threads per worker (None: usable cores // processes).
         backends: Keras backend names (validated by the caller).
+        scalings: ``strong`` and/or ``weak``.
     """
     out = []
+    scalings = tuple(scalings) or ("strong",)
     for backend in backends or (DEFAULT_BACKEND,):
         for device in devices:
-            for n in processes:
-                t = threads if threads else default_threads(n)
-                out.append(Strategy(device=device, processes=n, threads_per_process=t,
-                                    inter_op_threads=1 if t <= 2 else 2, backend=backend))
+            for scaling in scalings:
+                for n in processes:
+                    if scaling == "weak" and n == 1 and "strong" in scalings:
+                        continue
+                    t = threads if threads else default_threads(n)
+                    out.append(Strategy(device=device, processes=n, threads_per_process=t,
+                                        inter_op_threads=1 if t <= 2 else 2, backend=backend, scaling=scaling))
     return out

@@ -75,6 +75,12 @@ class RunSummary(Mapping):
         speedup_vs_cpu: Wall of the ``cpu`` run with the same trials, processes and backend over this wall.
         speedup_vs_tensorflow: Wall of the tensorflow run with the same workload, size, device,
             processes and threads over this wall (how much faster this run's backend was).
+        validity: ``{"valid", "reasons", "notes", "other_cores", "rules"}`` (bench.model.validity).
+        repeats: Over the repeats of this run's strategy: ``{"count", "finished", "method",
+            "wall_s", "throughput", "speedup", "efficiency", "weak_efficiency"}``, each figure an
+            interval (:func:`bench.model.stats.interval`; bench.model.ratios.repeat_summary).
+        weak_efficiency: Weak scaling: throughput / (processes x the 1-process throughput).
+        baseline_throughput: The 1-process throughput ``weak_efficiency`` is measured against.
         extra: Keys this version does not declare, as the file held them (kept on re-save).
     """
 
@@ -115,6 +121,10 @@ class RunSummary(Mapping):
     baseline_wall_s: float | None = _field(NUMBER)
     speedup_vs_cpu: float | None = _field(NUMBER)
     speedup_vs_tensorflow: float | None = _field(NUMBER)
+    validity: Mapping[str, Any] | None = _field(OBJECT)
+    repeats: Mapping[str, Any] | None = _field(OBJECT)
+    weak_efficiency: float | None = _field(NUMBER)
+    baseline_throughput: float | None = _field(NUMBER)
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     # the keys held, in the file's order (a declared field that is None and not listed here was
     # not recorded: it reads as None and is not written back)

@@ -150,10 +150,12 @@ class XpuBenchmark:
         self.results: list = []
         self._used = False
 
-    def _request(self, workload, processes, device, backend, size, options, threads, sample_interval) -> SweepRequest:
+    def _request(self, workload, processes, device, backend, size, options, threads, sample_interval,
+                 repeat=None) -> SweepRequest:
         """This call's SweepRequest: the session's settings overridden by the call's arguments."""
         base = self.settings.request
         return SweepRequest.parse(
+            repeat=base.repeats if repeat is None else repeat,
             workload=workload, size=base.size if size is None else size, processes=processes, devices=device,
             backends=backend, threads=threads,
             options={**base.options, **{str(k): str(v) for k, v in (options or {}).items()}},
@@ -175,6 +177,7 @@ class XpuBenchmark:
         warmup_rounds: int | None = None,
         sample_interval: float | None = None,
         allow_failures: bool = False,
+        repeat: int | None = None,
     ):
         """Runs ``workload`` under ``processes`` × ``device`` inside ``benchmark.pedantic``.
 
@@ -195,6 +198,9 @@ class XpuBenchmark:
             sample_interval: Sampler interval in seconds (default ``--xpu-sample-interval``, 0.5;
                 at least 0.05, below that the test fails with the floor named).
             allow_failures: Do not fail the test when trials fail.
+            repeat: Measurements of the strategy in each round's sweep (default ``--xpu-repeat``,
+                1); the run returned is the first repeat, its ``summary.repeats`` holding the
+                medians and 95 % intervals over all of them.
 
         Returns:
             The median round's RunRecord, its summary holding speedup and efficiency against
@@ -219,7 +225,8 @@ class XpuBenchmark:
         backend = self.backend if backend is None else backend
         try:
             workload, name = _workload_spec(workload)
-            request = self._request(workload, processes, device, backend, size, options, threads, sample_interval)
+            request = self._request(workload, processes, device, backend, size, options, threads, sample_interval,
+                                    repeat)
             if len(request.processes) != 1 or len(request.devices) != 1 or len(request.backends) != 1:
                 raise UsageError(f"one process count, one device and one backend per call, not "
                                  f"{len(request.processes)}, {len(request.devices)} and {len(request.backends)} "
@@ -264,6 +271,7 @@ class XpuBenchmark:
                             pytrace=False)
         walls = [float(r.summary.wall_s or 0.0) for r in runs]
         run = sorted(runs, key=lambda r: r.summary.wall_s or 0.0)[(len(runs) - 1) // 2]
+        repeats = next((r.runs for r in measured if r.runs and r.runs[0] is run), (run,))  # its round's repeats
 
         own, tf = reference_keys(run, request.options)
         if not run.summary.failed:
@@ -272,8 +280,9 @@ class XpuBenchmark:
             if backend == DEFAULT_BACKEND:
                 self.baselines.setdefault(tf, run)
         earlier = {id(x): x for x in (self.baselines.get(own), self.baselines.get(tf)) if x is not None}
-        if earlier:
-            run = finalize_runs([*earlier.values(), run])[-1]
+        if earlier:  # the round's repeats together, so their intervals stay over all of them
+            together = [*earlier.values(), *(r for r in repeats if id(r) not in earlier)]
+            run = finalize_runs(together)[next(i for i, r in enumerate(together) if r is run)]
         self.benchmark.extra_info.update(extra_info(run, walls))
 
         failed = int(run.summary.failed or 0)

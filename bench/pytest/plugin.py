@@ -51,7 +51,7 @@ MAX_LABEL = 80
 OPTIONS = {
     "size": "--xpu-size", "processes": "--xpu-processes", "devices": "--xpu-device", "backends": "--xpu-backend",
     "options": "--xpu-option",
-    "sample_interval": "--xpu-sample-interval", "out_dir": "--xpu-out",
+    "sample_interval": "--xpu-sample-interval", "out_dir": "--xpu-out", "repeat": "--xpu-repeat",
 }
 
 
@@ -104,6 +104,7 @@ def parse_settings(
     out_dir: str | None = None,
     sample_interval: str | float | None = None,
     backends: str | None = None,
+    repeat: str | int | None = None,
 ) -> tuple[XpuSettings, list[str]]:
     """Validates the ``--xpu-*`` option values (the sweep's through SweepRequest.parse).
 
@@ -121,6 +122,8 @@ def parse_settings(
         backends: ``--xpu-backend`` (``jax,tensorflow``... or ``all`` = the installed ones; None:
             tensorflow). Unknown or not installed: an error. A device a backend cannot run is
             not: that benchmark is skipped with the reason.
+        repeat: ``--xpu-repeat``: each round's sweep measures its strategy this many times
+            (medians with 95 % intervals in the run's ``summary.repeats``; None: 1).
 
     Returns:
         The settings, and warning lines (e.g. a process count above the usable cores).
@@ -139,6 +142,7 @@ def parse_settings(
             size=size, processes=processes, devices=devices, backends=backends, options=options, label=label,
             sample_interval=sample_interval, out_dir=out_dir, create_out_dir=True, require_available=False,
             names={"processes": OPTIONS["processes"], "sample_interval": OPTIONS["sample_interval"]},
+            repeat=repeat,
         )
     except UsageError as exc:
         raise option_error(exc) from None
@@ -175,6 +179,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--xpu-sample-interval", default=None, metavar="SECONDS",
         help="sampler interval (s), at least 0.05 (default 0.5)",
     )
+    group.addoption("--xpu-repeat", default=None, metavar="K",
+                    help="measure each benchmark's strategy K times per round (medians with 95 %% intervals; default 1)")
     group.addoption("--xpu-out", default=None, metavar="DIR", help="keep xpubench result files here (default: a temporary directory)")
 
 
@@ -196,6 +202,7 @@ def pytest_configure(config: pytest.Config) -> None:
         out_dir=config.getoption("xpu_out", None),
         sample_interval=config.getoption("xpu_sample_interval", None),
         backends=config.getoption("xpu_backend", None),
+        repeat=config.getoption("xpu_repeat", None),
     )
     for note in notes:
         config.issue_config_time_warning(pytest.PytestConfigWarning(f"xpubench: {note}"), stacklevel=2)

@@ -17,19 +17,21 @@ from bench.model.results import Result, RunRecord, TrialRecord
 from bench.measure.sampler import merge_sampler_cost
 from bench.model.strategy import Strategy
 from bench.sweep import memguard
+from bench.sweep.repeats import trial_configs
 
 IGNORED_OPTIONS = ("offline",)  # options that do not change what a trial measures
 
 
-def strategy_key(workload: str, size: str, strategy: Strategy) -> tuple:
+def strategy_key(workload: str, size: str, strategy: Strategy, repeat: int = 0) -> tuple:
     """The :attr:`RunRecord.key` a run of ``strategy`` has (what resume matches runs by).
 
     Args:
         workload: Workload name.
         size: Workload size.
         strategy: The strategy as requested.
+        repeat: Which repeat of the strategy (``--repeat K``: 0 to K-1).
     """
-    return RunRecord(workload=workload, size=size, strategy=strategy.to_dict()).key
+    return RunRecord(workload=workload, size=size, strategy=strategy.to_dict(), repeat=repeat).key
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +108,7 @@ def plan_resume(
     force: bool = False,
     where: str = "the resumed file",
     files: Mapping[str, Mapping[str, str]] | None = None,
+    repeats: int = 1,
 ) -> ResumePlan:
     """Checks an earlier result against this sweep and plans what to carry, keep and run.
 
@@ -124,6 +127,7 @@ def plan_resume(
         files: The files this sweep depends on, by role, with their SHA-256
             (:func:`bench.model.workload.source_files`); one the earlier sweep recorded with
             other contents is refused.
+        repeats: Repeats of each strategy this sweep runs (each is its own run, keyed by repeat).
 
     Returns:
         The runs carried over and, per strategy, the earlier run and its trials kept.
@@ -148,7 +152,7 @@ def plan_resume(
             "resuming would mix two machines' timings (use --force to resume anyway)"
         )
     _check_files(old, files or {}, where)
-    keys = {strategy_key(workload, size, s): s for s in strategies}
+    keys = {strategy_key(workload, size, s, r): s for r in range(max(1, repeats)) for s in strategies}
     ids = {c["id"] for c in configs}
     for run in old.runs:
         if run.key not in keys or not run.trials:
@@ -218,7 +222,7 @@ def _strategy_resume(
             },),
             superseded=(run.workload_version, version),
         )
-    by_id = {c["id"]: c for c in configs}
+    by_id = {c["id"]: c for c in trial_configs(configs, strategy)}  # weak scaling: its copies too
     kept = {t.id: t for t in run.trials if t.ok and t.id in by_id and _same_config(t.config, by_id[t.id])}
     dropped = [t for t in run.trials if t.id not in kept]
     decisions: tuple = ()

@@ -28,6 +28,7 @@ from bench.model.results import RunRecord, TrialError, TrialRecord
 from bench.model.strategy import Strategy
 from bench.model.workload import Workload, trial_seed
 from bench.sweep import memguard
+from bench.sweep.repeats import original_id, trial_configs
 from bench.sweep.resume import StrategyResume, merge_resumed, strategy_key
 
 OOM_USED_FRACTION = 0.90  # system memory this full just before a SIGKILL: call it out-of-memory
@@ -278,14 +279,18 @@ class StrategyRun:
         strategy: The strategy as requested.
         resume: What resume keeps of its earlier run.
         recorder: The sweep (decisions, writes after every trial).
+        repeat: Which repeat of the strategy this run is (``--repeat K``: 0 to K-1).
     """
 
-    def __init__(self, setup: SweepSetup, strategy: Strategy, resume: StrategyResume, recorder: Recorder):
+    def __init__(self, setup: SweepSetup, strategy: Strategy, resume: StrategyResume, recorder: Recorder,
+                 repeat: int = 0):
         self.setup = setup
         self.strategy = strategy
         self.resume = resume
         self.recorder = recorder
-        self.key = strategy_key(setup.workload.name, setup.size, strategy)
+        self.repeat = repeat
+        self.configs = trial_configs(setup.configs, strategy)  # weak scaling: N copies of each trial
+        self.key = strategy_key(setup.workload.name, setup.size, strategy, repeat)
         self.trials: list[TrialRecord] = []
         self.timing = _Timing()
         self._run: RunRecord | None = None  # the run being measured, without its trials yet
@@ -305,14 +310,14 @@ class StrategyRun:
         device = get_device(strategy.device)
         reason = unavailable_reason(strategy, device)
         if reason:
-            on_event("strategy_skipped", strategy=strategy, reason=reason, trials=len(s.configs))
+            on_event("strategy_skipped", strategy=strategy, reason=reason, trials=len(self.configs))
             return self._base_run(strategy, status="skipped", skipped=reason)
         for record in self.resume.decisions:
             self.recorder.decide(record)
         if self.resume.superseded is not None:
             on_event("resume_superseded", strategy=strategy, old=self.resume.superseded[0], new=self.resume.superseded[1])
         kept = self.resume.kept
-        todo = [c for c in s.configs if c["id"] not in kept]
+        todo = [c for c in self.configs if c["id"] not in kept]
         jobs = self._jobs(todo)
         n = min(strategy.processes, len(todo))
         decision = self._guard(device, n, jobs[0]) if todo else None
@@ -334,7 +339,7 @@ class StrategyRun:
         run = self._base_run(measured, env=childenv.recorded(env0), trials=tuple(kept.values()))
         if measured is not strategy:
             run = dataclasses.replace(run, strategy={**run.strategy, "requested_processes": strategy.processes})
-        on_event("strategy_start", strategy=measured, trials=len(s.configs), resumed=len(kept))
+        on_event("strategy_start", strategy=measured, trials=len(self.configs), resumed=len(kept), repeat=self.repeat)
         if not todo:
             run = dataclasses.replace(run, status="complete", summary=self._summary(run, 0.0))
             return self._joined(run, 0.0)
@@ -407,7 +412,7 @@ class StrategyRun:
         notes = (f"sampler_overhead_cpu_s={sampler.overhead_cpu_s:.4f}",)
         if status == "interrupted":
             done = {t.id for t in self.trials}
-            notes += (f"interrupted: {n_jobs - len(done - set(self.resume.kept))} of {len(self.setup.configs)} "
+            notes += (f"interrupted: {n_jobs - len(done - set(self.resume.kept))} of {len(self.configs)} "
                       "trials not finished",)
         run = dataclasses.replace(run, summary={**self._summary(run, wall, self.timing.offset), **sampler.cost()},
                                   notes=run.notes + notes)
@@ -484,7 +489,7 @@ class StrategyRun:
         return RunRecord(
             workload=s.workload.name, size=s.size, strategy={**strategy.to_dict(), "engine": s.engine},
             workload_version=s.workload.version, data=s.workload.data_info(s.size, s.options),
-            started_at=now_iso(), options=s.options, **kw,
+            started_at=now_iso(), options=s.options, repeat=self.repeat, **kw,
         )
 
     def _new_pool(self, strategy: Strategy, device, n: int):
@@ -503,7 +508,7 @@ class StrategyRun:
         ref = workload_ref(s.workload)
         return [
             {"type": "trial", "workload": ref, "size": s.size, "config": c,
-             "seed": trial_seed(s.workload.name, c["id"]), "options": s.options}
+             "seed": trial_seed(s.workload.name, original_id(c["id"])), "options": s.options}
             for c in configs
         ]
 

@@ -31,6 +31,7 @@ from bench.model.safefile import claim_new
 from bench.model.strategy import Strategy, make_strategies
 from bench.model.workload import get_workload, source_files
 from bench.sweep import memguard
+from bench.sweep.repeats import run_order, trial_configs
 from bench.sweep.resume import ResumePlan, plan_resume, strategy_key
 from bench.sweep.strategy_run import (  # noqa: F401 - deferred_sigint, failure_counts, workload_ref: public here too
     StrategyInterrupted,
@@ -207,6 +208,8 @@ class Sweep:
             workers when the sweep ends.
         worker_max_rss: RSS limit in bytes of a worker after a trial, for the cache this sweep
             makes (None: its default; 0: none).
+        repeats: Measure every strategy this many times, interleaved (1p, 2p, 1p, 2p...; see
+            bench.sweep.repeats); each repeat is its own run.
 
     Raises:
         UsageError: bad workload/size/output directory, a resume file that does not match, or
@@ -234,6 +237,7 @@ class Sweep:
         history: Sequence[str | os.PathLike] | None = None,
         workers: Any = None,
         worker_max_rss: int | None = None,
+        repeats: int = 1,
     ):
         self.workload = get_workload(workload)
         self.size = size
@@ -241,6 +245,7 @@ class Sweep:
         self.configs = self.workload.checked_trials(size, self.options)
         self.files = source_files(self.workload, self.options)  # spec / model files by role, with SHA-256
         self.strategies = list(strategies)
+        self.repeats = max(1, int(repeats))
         for backend in dict.fromkeys(s.backend for s in self.strategies):  # unknown / not installed: nothing written
             get_backend(backend)
         self.trial_timeout = trial_timeout
@@ -267,7 +272,7 @@ class Sweep:
                 resume_from, workload=self.workload.name, size=size, version=self.workload.version,
                 strategies=self.strategies, configs=self.configs, options=self.options,
                 data_source=self.workload.data_info(size, self.options).get("source"), machine=machine,
-                force=force, where=where, files=self.files,
+                force=force, where=where, files=self.files, repeats=self.repeats,
             )
             decisions = ({"kind": "resume", "from": where, "at": now_iso(), "previous_command": list(resume_from.command),
                           **({"files": self.files} if self.files else {})},)
@@ -303,12 +308,13 @@ class Sweep:
             "strategies": [s.to_dict() for s in self.strategies], "engine": self.engine,
             **({"spec": self.workload.spec} if getattr(self.workload, "spec", None) else {}),
             **({"files": self.files} if self.files else {}),
+            "repeats": self.repeats,
         }
 
     @property
     def total_trials(self) -> int:
-        """Trials the sweep has in all (configs × strategies)."""
-        return len(self.configs) * len(self.strategies)
+        """Trials the sweep has in all (configs × strategies × repeats; weak scaling: N copies)."""
+        return sum(len(trial_configs(self.configs, s)) for s in self.strategies) * self.repeats
 
     # ------------------------------------------------------------ file
 
@@ -440,10 +446,10 @@ class Sweep:
         setup = self._setup()
         try:
             self._write()
-            for strategy in self.strategies:
-                key = strategy_key(self.workload.name, self.size, strategy)
+            for strategy, repeat in run_order(self.strategies, self.repeats):  # interleaved: 1p, 2p, 1p, 2p...
+                key = strategy_key(self.workload.name, self.size, strategy, repeat)
                 try:
-                    run = StrategyRun(setup, strategy, self.plan.of(key), recorder=self).run()
+                    run = StrategyRun(setup, strategy, self.plan.of(key), recorder=self, repeat=repeat).run()
                 except StrategyInterrupted as stop:
                     self._ran(key, stop.run)
                     raise
@@ -478,6 +484,7 @@ def run_sweep(
     devices: Sequence[str] = ("cpu",),
     threads: int | None = None,
     backends: Sequence[str] = ("tensorflow",),
+    scalings: Sequence[str] = ("strong",),
     **kwargs,
 ) -> Result:
     """Convenience front: builds strategies and runs a Sweep. See :class:`Sweep` for kwargs.
@@ -489,7 +496,8 @@ def run_sweep(
         devices: Device specs.
         threads: Threads per worker (None: usable cores // processes).
         backends: Keras backends.
+        scalings: ``strong`` and/or ``weak`` (every worker runs every trial).
         **kwargs: :class:`Sweep`'s other arguments.
     """
-    strategies = make_strategies(list(devices), list(processes), threads, list(backends))
+    strategies = make_strategies(list(devices), list(processes), threads, list(backends), list(scalings))
     return Sweep(workload, size, strategies, **kwargs).run()

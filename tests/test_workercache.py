@@ -261,10 +261,11 @@ def test_forget_drops_a_file_spec_workload_module_too(tmp_path, monkeypatch):
     ref = f"{source}:Mine"
     runner = TrialRunner("cpu", get_device("cpu"), backend=object())
     monkeypatch.setattr(runner, "reset", lambda: None)  # no Keras session in this process
-    runner.workloads[ref] = workload_class(ref)
-    runner.workloads["xpubench_testload:FaultyWorkload"] = object()
+    before = runner.workloads[ref] = workload_class(ref)
+    runner.workloads[TESTLOAD] = workload_class(TESTLOAD)
     name = module_name(source)
-    assert name in sys.modules and "xpubench_testload" in sys.modules
+    assert name in sys.modules and "xpubench_testload" in sys.modules and workload_class(ref) is before
     runner.forget()
     assert name not in sys.modules and "xpubench_testload" not in sys.modules and runner.workloads == {}
-    import xpubench_testload as again  # noqa: F401 - the next run imports it afresh
+    # the next load imports the file afresh: a new class, not the one remembered before
+    assert workload_class(ref) is not before and workload_class(TESTLOAD).__module__ == "xpubench_testload"

@@ -21,6 +21,7 @@ import pytest
 from bench.cli import main
 from bench.model import results, workload_spec
 from bench.model.workload import Workload, get_workload
+from support.errors import one_error_line
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -74,15 +75,7 @@ def user_dir(tmp_path):
     return d
 
 
-def _one_error(capsys, code: int, *needles: str) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = err.rstrip("\n").split("\n")
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    assert code == 2, (code, lines[0])
-    return lines[0]
+_one_error = one_error_line
 
 
 # ---------------------------------------------------------------- the parent's checks (no worker starts)

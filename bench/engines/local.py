@@ -82,6 +82,21 @@ def spawn_worker(env: dict, device: str, log_path: Path, index: int = 0, startup
                    start_deadline=now + startup_timeout, device=device)
 
 
+def read_pipe(w: _Worker) -> bytes | None:
+    """What a worker's result pipe holds now: bytes, ``b""`` at its end (the worker died), or None
+    when nothing is ready yet (the pipe is non-blocking).
+
+    Args:
+        w: The worker.
+    """
+    try:
+        return os.read(w.fd, 65536)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return b""
+
+
 def quit_workers(workers: list, grace: float = 0.1) -> None:
     """Asks idle workers to quit (``quit`` on stdin, then EOF) and waits up to ``grace`` s in all.
 
@@ -408,12 +423,9 @@ class WorkerPool(Dispatcher):
             w: _Worker = key.data
             if w.dead:
                 continue
-            try:
-                chunk = os.read(w.fd, 65536)
-            except BlockingIOError:
+            chunk = read_pipe(w)
+            if chunk is None:
                 continue
-            except OSError:
-                chunk = b""
             if not chunk:
                 self._on_eof(w, on_done)
                 continue

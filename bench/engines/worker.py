@@ -15,7 +15,6 @@ The Ray actor (bench.engines.ray) sets itself up and runs trials through the sam
 from __future__ import annotations
 
 import gc
-import importlib
 import os
 import sys
 import time
@@ -168,18 +167,10 @@ class TrialRunner:
         trial), so a worker taken by a new run holds none of the last run's workload state: data
         sets and trained models a workload caches per process would make its first trials there
         faster than on a fresh worker. The framework and xpubench stay imported."""
-        from bench.model.workload_spec import module_name, parse_spec
+        from bench.model.workload_spec import unload
 
-        roots = set()
-        for ref in self.workloads:  # a file spec's module has its own name (workload_spec.module_name)
-            spec = parse_spec(ref)
-            roots.add(module_name(spec.target) if spec.is_file else spec.target.split(".")[0])
-        roots -= KEEP_MODULES
+        unload(list(self.workloads), keep=KEEP_MODULES)
         self.workloads.clear()
-        for name in list(sys.modules):
-            if name.split(".")[0] in roots:
-                del sys.modules[name]
-        importlib.invalidate_caches()
         self._dirty = True
         self.reset()
 

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from bench.engines.dispatch import STARTUP_TIMEOUT_S
-from bench.engines.local import _Worker, kill_worker, quit_workers, spawn_worker
+from bench.engines.local import _Worker, kill_worker, quit_workers, read_pipe, spawn_worker
 from bench.model import results
 from bench.model.reply import Hello
 
@@ -197,12 +197,9 @@ class WorkerCache:
             return
         for key, _ in self._sel.select(timeout):
             w: _Worker = key.data
-            try:
-                chunk = os.read(w.fd, 65536)
-            except BlockingIOError:
+            chunk = read_pipe(w)
+            if chunk is None:
                 continue
-            except OSError:
-                chunk = b""
             if not chunk:
                 self._drop([w], "worker ended while idle")
                 continue

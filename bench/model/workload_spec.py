@@ -22,7 +22,7 @@ import inspect
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from bench.errors import UsageError, shown
 
@@ -195,6 +195,28 @@ def load_class(text: str, base: type) -> tuple[type, Spec]:
     return obj, spec
 
 
+def unload(refs: Iterable[str], keep: Iterable[str] = ()) -> None:
+    """Forgets what loading these specs imported: their top-level modules (a file's own module)
+    and the classes remembered from them, so the next :func:`load_class` imports them afresh.
+
+    Args:
+        refs: Specs loaded in this process.
+        keep: Top-level module names never dropped (the framework, xpubench itself).
+    """
+    roots = set()
+    for ref in refs:
+        spec = parse_spec(ref)
+        roots.add(module_name(spec.target) if spec.is_file else spec.target.split(".")[0])
+    roots -= set(keep)
+    for text, cls in list(_CLASSES.items()):
+        if str(getattr(cls, "__module__", "")).split(".")[0] in roots:
+            del _CLASSES[text]
+    for name in list(sys.modules):
+        if name.split(".")[0] in roots:
+            del sys.modules[name]
+    importlib.invalidate_caches()
+
+
 def spec_of(cls: type) -> str:
     """The spec a worker imports ``cls`` by; the class is remembered, so this process does not import it again.
 
@@ -251,4 +273,4 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 __all__ = ["MODULE_PREFIX", "Spec", "classes_in", "file_sha256", "is_spec", "load_class", "load_module",
-           "looks_like_spec", "module_name", "parse_spec", "spec_file", "spec_of"]
+           "looks_like_spec", "module_name", "parse_spec", "spec_file", "spec_of", "unload"]

@@ -209,7 +209,8 @@ def predict_modes_output(runs: Sequence[RunRecord]) -> list:
 
 def repeats_output(runs: Sequence[RunRecord]) -> list:
     """Per strategy, its figures over the repeats as recorded (``summary.repeats``): medians with
-    95 % intervals (``1.66x [1.58-1.74]``), or "single measurement"; then INVALID runs in red with
+    95 % intervals (``1.66x [1.58-1.74]``), or "single measurement" (the table only when some
+    strategy was measured more than once, or with weak scaling); then INVALID runs in red with
     their reasons, and noisy trials (CV across repeats over 10 %) by name.
 
     Args:
@@ -229,11 +230,14 @@ def repeats_output(runs: Sequence[RunRecord]) -> list:
         firsts.setdefault(r.group, r)
         members.setdefault(r.group, []).append(r)
     weak = any(r.summary.weak_efficiency is not None for r in done)
+    repeated = any(len(g) > 1 for g in members.values())
     table = Table(title=cell("over repeats: median [95 % interval]"), show_lines=False)
     headers = ["strategy", "repeats", "wall s", "throughput", "speedup", "efficiency"] + (["weak eff."] if weak else []) + ["valid"]
     for h in headers:
         table.add_column(h, justify="left" if h in ("strategy", "valid") else "right", no_wrap=True)
-    out: list = [table]
+    # one measurement each: the strategy table above already holds every figure (the headline says
+    # "single measurement"); only INVALID runs and noise warnings follow
+    out: list = [table] if repeated or weak else []
     for key, first in firsts.items():
         group = members[key]
         texts = view.row(first.summary)
@@ -244,7 +248,7 @@ def repeats_output(runs: Sequence[RunRecord]) -> list:
                cell(texts["speedup"]), cell(texts["efficiency"])] + ([cell(texts["weak_efficiency"])] if weak else []) + [valid]
         table.add_row(*row)
     method = view.method_text(done)
-    if method and any(len(g) > 1 for g in members.values()):
+    if method and repeated:
         out.append(line(f"intervals: {method}"))
     for key, first in firsts.items():
         group = members[key]

@@ -54,7 +54,7 @@ def test_offline_without_a_file_means_synthetic_and_no_network(keras_home):
     workload = get_workload("imdb_cnn_lstm")
     assert imdb.imdb_file({}, download=True) is None  # offline: urlopen is never reached
     info = workload.data_info("quick", {})
-    assert info["source"] == "synthetic" and info["train"] == 2048
+    assert info["source"] == "synthetic" and info["train"] == 4096
     x_train, y_train, x_test, y_test, source = imdb.load_imdb(64, 32, 80, {})
     assert source == "synthetic" and x_train.shape == (64, 80) and x_test.shape == (32, 80)
 
@@ -140,11 +140,11 @@ def test_quick_trial_learns_synthetic_sentiment(keras_home):
 
     workload = get_workload("imdb_cnn_lstm")
     (config,) = workload.trials("quick", {"repeats": "1"})
-    assert (config["train"], config["maxlen"], config["epochs"]) == (2048, 80, 2)
+    assert (config["train"], config["maxlen"], config["epochs"]) == (4096, 80, 2)
     keras.utils.set_random_seed(11)
     out = workload.run_trial(config, TrialContext(size="quick", seed=11, options={}))
     assert out.quality["accuracy"] > 0.65  # chance is 0.5
-    assert out.samples == 2 * 2048
+    assert out.samples == 2 * 4096
     assert len(out.extra["epoch_s"]) == 2 and out.warmup_s == out.extra["epoch_s"][0]
     assert out.extra["data_source"] == "synthetic" and out.extra["train_samples_per_s"] > 0
     assert out.extra["params"] == 5000 * 32 + (3 * 32 * 32 + 32) + 4 * (32 + 100 + 1) * 100 + 101

@@ -269,6 +269,16 @@ def test_single_measurement_says_so(weak_lorenz):
     assert not re.search(r"\d\.\d\dx \[", text)  # no interval is invented
 
 
+def test_one_measurement_each_prints_no_table_over_repeats(weak_lorenz):
+    result, path = weak_lorenz
+    strong = [r for r in results.load(path).runs if r.strategy.get("scaling") != "weak"]
+    assert strong and all(r.summary.weak_efficiency is None for r in strong)
+    text = _console_text(strong)
+    assert "over repeats" not in text  # the strategy table already holds every figure
+    invalid = [r for r in strong if not r.summary.validity["valid"]]
+    assert text.count("INVALID ") == len(invalid)  # still said, one line each
+
+
 def test_report_folds_repeats_into_recorded_medians(repeated, tmp_path):
     from reports import write_report
     from reports.load import load_inputs

@@ -44,7 +44,7 @@ HELDOUT = 1024  # test reviews scored after every epoch (the time-to-accuracy cu
 SYNTHETIC_SEED = 3
 # train/test reviews, padded length, epochs, repeats (trials)
 SETUPS = {
-    "quick": {"train": 2048, "test": 1024, "maxlen": 80, "epochs": 2, "repeats": 2},
+    "quick": {"train": 4096, "test": 1024, "maxlen": 80, "epochs": 2, "repeats": 2},
     "full": {"train": 25000, "test": 25000, "maxlen": 500, "epochs": 3, "repeats": 2},
 }
 _download_failed = False

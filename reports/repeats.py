@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from bench.model.ratios import REPEAT_FIGURES
 from bench.model.stats import NOISY_CV, format_interval
 from reports import fmt
 
-FIGURES = ("wall_s", "throughput", "speedup", "efficiency", "weak_efficiency")
+FIGURES = REPEAT_FIGURES  # the figures bench.model.ratios.repeat_summary records over the repeats
 
 
 def interval_text(stats: Mapping[str, Any] | None, kind: str) -> str:

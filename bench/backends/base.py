@@ -207,6 +207,16 @@ class Backend:
         """Names of the GPUs the framework sees in this process (imports it)."""
         raise NotImplementedError
 
+    def mark_clean(self) -> None:
+        """In the worker, once the framework is imported: remembers its global state as clean, for
+        :meth:`release_trial_state` to go back to."""
+
+    def release_trial_state(self) -> int:
+        """In the worker, between trials: drops what the framework keeps globally of a finished
+        trial's traced functions (beyond the Keras session), so a worker that ran many trials is as
+        lean as a fresh one. Returns how many entries it dropped (0: nothing to do here)."""
+        return 0
+
     def setup_cpu(self) -> dict:
         """In the worker, before any op: makes sure no GPU is used; returns facts for the hello."""
         raise NotImplementedError

@@ -144,7 +144,8 @@ class TrialRunner:
 
     def reset(self) -> None:
         """Clears what a trial left behind, so the next one starts as in a fresh worker: the Keras
-        session (global state, layer names, TensorFlow's graph and kernel caches) and garbage (cheap:
+        session (global state, layer names, TensorFlow's graph and kernel caches), what the backend
+        keeps of the trial's traced functions (:meth:`Backend.release_trial_state`) and garbage (cheap:
         the framework's objects were frozen by :func:`prepare`). A distribution the device set-up
         installed (``keras.distribution``) is put back.
 
@@ -160,6 +161,7 @@ class TrialRunner:
         keras.backend.clear_session(free_memory=False)
         if dist is not None:
             keras.distribution.set_distribution(dist)
+        self.backend.release_trial_state()
         gc.collect()
 
     def forget(self) -> None:
@@ -266,6 +268,7 @@ def prepare(device_spec: str) -> tuple[TrialRunner, Hello]:
     # Everything imported so far (the framework's ~1e6 objects) moves to the permanent generation:
     # the garbage collections a trial triggers (and reset()'s) then skip it: 0.3-0.5 s -> ~0.03 s each.
     gc.freeze()
+    backend.mark_clean()  # what a trial adds to the framework's global state is dropped again (TrialRunner.reset)
     return TrialRunner(device_spec, device, backend), hello_facts(backend, keras, device_spec, device, import_s, threads)
 
 

@@ -19,7 +19,8 @@ def test_full_grid_is_the_seeds_and_trials_are_config_fold_pairs():
         assert len([k for k in keys if k.startswith(exercise + "-")]) == 6
     assert len(full) == (24 + 4 * 6) * 10 and {c["fold"] for c in full} == set(range(10))
     quick = workload.checked_trials("quick")
-    assert {c["folds"] for c in quick} == {2} and len(quick) == (2 + 1) * 2  # multi (2 networks) + squat, 2 folds
+    assert {c["folds"] for c in quick} == {2} and len(quick) == 2 * 2  # multi (2 networks), 2 folds
+    assert {c["task"] for c in quick} == {"multi"}
     only = workload.trials("quick", {"tasks": "squat", "folds": "2"})
     assert [c["id"] for c in only] == ["squat-h32-16-b32-f0of2", "squat-h32-16-b32-f1of2"]
     with pytest.raises(UsageError, match="unknown pose task 'jump'"):

@@ -61,7 +61,7 @@ SHARD_BATCH = 4096
 SHARD_TIME = 3  # shards time passes for SHARD_TIME x min_time: long enough to overlap when run at once
 # rows in the table, rows timed in per-row modes, minimum seconds timed per trial, shards
 SETUPS = {
-    "quick": {"rows": 4096, "row_limit": 8, "shards": 2, "min_time": 0.2},
+    "quick": {"rows": 4096, "row_limit": 8, "shards": 2, "min_time": 0.1},
     "full": {"rows": 25000, "row_limit": 1000, "shards": 4, "min_time": 3.0},
 }
 DEFAULT_MODEL, MODEL_SEED = "pose_classifier", 1234

@@ -35,7 +35,7 @@ def test_suite_runs_workloads_and_writes_results_and_report(tmp_path):
     assert [r.strategy["processes"] for r in result.runs] == [1, 2]
     assert result.machine["calibration"]["parallel_efficiency"]["2"] > 0  # the headline's ceiling
     assert "this machine's ceiling" in out.stdout and "ceiling not measured" not in out.stdout
-    assert all(len(r.trials) == 8 and r.summary["failed"] == 0 for r in result.runs)
+    assert all(len(r.trials) == 4 and r.summary["failed"] == 0 for r in result.runs)
     report = tmp_path / "report.html"
     html = report.read_text()
     assert html.lstrip().lower().startswith("<!doctype html")

@@ -28,9 +28,9 @@ from bench.model.reply import Hello
 
 ROOT = Path(__file__).resolve().parent.parent
 EPOCHS = {"epochs": "1"}
-FAILED = "depth-5-8-8-5-e1"  # the trial that raises in the sweep
+FAILED = "depth-5-8-8-8-5-e1"  # the trial that raises in the sweep
 HUNG = "depth-5-8-5-e1"  # the trial that hangs past its time limit
-KILLED = "width-5-8-10-12-14-8-5-e1"  # the trial whose worker is SIGKILLed
+KILLED = "width-5-2-2-5-2-2-5-e1"  # the trial whose worker is SIGKILLed
 
 
 # ---------------------------------------------------------------- pure helpers (no Ray)
@@ -365,7 +365,7 @@ def test_ray_sweep_results_behave_as_local(ray_sweep):
     for run in result.runs:
         assert run.strategy["engine"] == "ray"
         threads = run.strategy["threads_per_process"]
-        assert len(run.trials) == 8
+        assert len(run.trials) == 4  # lorenz quick: 4 networks
         failed = [t for t in run.trials if not t.ok]
         assert [t.id for t in failed] == [FAILED]
         assert failed[0].error.kind == "exception"
@@ -434,7 +434,7 @@ def test_ray_sweep_resumes_only_the_failed_trials(ray_sweep, tmp_path):
     resumed, out_path = _sweep(tmp_path, resume_from=results.load(copy), path=copy)
     assert out_path == copy
     for before, after in zip(first.runs, resumed.runs):
-        assert after.summary["failed"] == 0 and len(after.trials) == 8
+        assert after.summary["failed"] == 0 and len(after.trials) == 4
         kept = {t.id: t.wall_s for t in before.trials if t.ok}
         again = {t.id: t.wall_s for t in after.trials}
         assert {k: again[k] for k in kept} == kept  # finished trials kept as they were
@@ -452,7 +452,7 @@ def test_killed_worker_and_trial_over_its_time_limit(local_ray):
     """Worker 0 hangs in its trial past the limit; worker 1 is SIGKILLed mid-trial and replaced."""
     from bench.model.workload import get_workload, trial_seed
 
-    after = "width-5-2-2-5-2-2-5-e1"  # runs on the replacement of the killed worker
+    after = "width-5-16-16-16-16-16-5-e1"  # runs on the replacement of the killed worker
     configs = {c["id"]: c for c in get_workload("lorenz").trials("quick", EPOCHS)}
     jobs = [
         {"type": "trial", "workload": "workloads.lorenz:LorenzWorkload", "size": "quick", "config": configs[i],

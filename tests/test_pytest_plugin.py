@@ -119,7 +119,7 @@ def test_extra_info_matches_the_sweeps_result_files(lorenz_session):
     for n, b in lorenz_session.benches.items():
         xb = b["extra_info"]["xpubench"]
         run = lorenz_session.results[n].runs[0]
-        assert len(run.trials) == xb["summary"]["trials"] == 8 and all(t.ok for t in run.trials)
+        assert len(run.trials) == xb["summary"]["trials"] == 4 and all(t.ok for t in run.trials)
         expected = results.to_dict(lorenz_session.results[n])["runs"][0]["summary"]
         for key, value in expected.items():
             if key not in FINALIZED:

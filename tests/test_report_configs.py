@@ -54,7 +54,7 @@ def test_lorenz_rmse_and_trial_time_per_network(lorenz_quick_result):
     ref = runs[0]
     strategies = [r.strategy for r in sorted(load_inputs([str(path)]).runs, key=lambda r: r.processes)]
     assert t.columns == ("grid", "hidden layers", "params", "RMSE", *[f"trial s {s}" for s in strategies], "best")
-    assert len(t.rows) == len(ref.trials) == 8
+    assert len(t.rows) == len(ref.trials) == 4
     rows = rows_by(t, "grid", "hidden layers")
     for trial in ref.trials:
         row = rows[(trial.config["grid"], "-".join(map(str, trial.config["nodes"])))]

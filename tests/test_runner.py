@@ -15,7 +15,7 @@ def test_every_trial_ran_under_both_strategies(lorenz_quick_result):
     assert set(runs) == {1, 2}
     for r in runs.values():
         assert r.status == "complete"
-        assert len(r.trials) == 8 and all(t.ok for t in r.trials)
+        assert len(r.trials) == 4 and all(t.ok for t in r.trials)
         assert r.summary["failed"] == 0
     assert result.complete
 

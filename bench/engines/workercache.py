@@ -11,8 +11,8 @@ per-worker environment as the 1-process one takes that worker and starts one mor
 that runs strategies A, B, A, B starts each pool once.
 
 A reused worker carries no state into the next trial that changes its timing or results: the
-worker clears the Keras session and collects garbage after every trial
-(:meth:`bench.engines.worker.TrialRunner.reset`), every trial is seeded as before, and a worker
+worker clears the Keras session, drops what the backend keeps of the trial's traced functions and
+collects garbage after every trial (:meth:`bench.engines.worker.TrialRunner.reset`), every trial is seeded as before, and a worker
 whose RSS after a trial is over :attr:`WorkerCache.max_rss_bytes` is ended and replaced (its
 worker fact says ``restarted``). Start-up is recorded once, in the run whose pool started (or
 first took) the worker; later runs record it as ``reused``.
@@ -45,7 +45,7 @@ from bench.model.reply import Hello
 
 MiB = 2**20
 #: Default RSS limit of a worker after a trial (``--worker-max-rss``): a TensorFlow worker starts at
-#: ~0.6-1 GiB; the LSTM workload grows ~60 MB per trial. 0 turns the limit off.
+#: ~0.6-1 GiB, and no longer grows with every model trained (TrialRunner.reset). 0 turns the limit off.
 DEFAULT_MAX_RSS_MB = 4096
 
 

@@ -3,6 +3,7 @@
     python benchmarks/suite_wall.py                      # bench suite into a temporary directory, timed
     python benchmarks/suite_wall.py --fresh-calibration  # ... with an empty calibration cache (a new user's first run)
     python benchmarks/suite_wall.py --count DIR [DIR...] # only count worker starts in existing result files
+    python benchmarks/suite_wall.py --repeat 3           # three runs and their median
 
 The suite runs as a user runs it (``python -m bench suite --out DIR``) in a fresh interpreter; the
 wall time is the child's, from its start to its exit (the report written). Then every result file
@@ -11,13 +12,16 @@ is read through ``bench.model.results.load`` and its runs' worker facts counted:
 true is a worker taken from an earlier run. Files written before workers were reused have only
 started workers (every (workload, strategy) started its own pool).
 
-This is a script, not a timed test: on a busy machine the numbers move; run it on an idle one.
+This is a script, not a timed test: on a busy machine the numbers move; run it on an idle one. On a
+VM the host's other guests slow it too: each run prints the CPU time the host stole meanwhile
+(``steal`` in ``/proc/stat``), and a run that lost more than 1 s is marked as not an idle machine's.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -62,6 +66,47 @@ def print_counts(counts: dict, title: str) -> None:
           f"compute in all {sum(w or 0 for _, _, w, _, _, _ in counts['runs']):.1f} s")
 
 
+def steal_s() -> float | None:
+    """CPU seconds the hypervisor gave to other guests so far, all cores together (``steal`` of
+    ``/proc/stat``); None where the kernel does not say (not Linux)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = f.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def run_once(args, tmp: str, index: int) -> tuple[int, float]:
+    """One timed ``bench suite`` in a fresh interpreter; prints its line and worker counts.
+
+    Returns:
+        (exit status, wall seconds).
+    """
+    out = args.keep if args.keep and args.repeat == 1 else (
+        str(Path(args.keep) / f"run{index}") if args.keep else str(Path(tmp) / f"results{index}"))
+    env = dict(os.environ)
+    if args.fresh_calibration:
+        env["XDG_CACHE_HOME"] = str(Path(tmp) / f"cache{index}")
+    cmd = [sys.executable, "-m", "bench", "suite", "--out", out, "-q", *args.suite_args]
+    load, steal0 = os.getloadavg()[0], steal_s()
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode not in (0, 1):
+        print(proc.stdout[-2000:], proc.stderr[-2000:], file=sys.stderr)
+        return proc.returncode, wall
+    steal1 = steal_s()
+    stolen = "" if steal0 is None or steal1 is None else f"; CPU stolen by the VM's host {steal1 - steal0:.1f} s"
+    print(f"bench suite: {wall:.1f} s from the command to the written report (exit {proc.returncode}; "
+          f"{'fresh calibration included' if args.fresh_calibration else 'cached calibration'}; "
+          f"load average before {load:.2f}, after {os.getloadavg()[0]:.2f}{stolen})")
+    if steal0 is not None and steal1 is not None and steal1 - steal0 > 1.0:
+        print("  the host ran other guests' work during this run: not an idle machine's time")
+    print_counts(count_starts([out]), "this suite")
+    return proc.returncode, wall
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs (or only counts) the quick suite.
 
@@ -73,28 +118,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fresh-calibration", action="store_true",
                    help="run with an empty calibration cache (the suite calibrates first, as on a new machine)")
     p.add_argument("--keep", default=None, metavar="DIR", help="write the results here (default: a temporary directory)")
+    p.add_argument("--repeat", type=int, default=1, metavar="N", help="run the suite N times and print the median")
     p.add_argument("suite_args", nargs="*", help="extra arguments for bench suite (after --)")
     args = p.parse_args(argv)
     if args.count:
         print_counts(count_starts(args.count), f"result files in {', '.join(args.count)}")
         return 0
+    if args.repeat < 1:
+        p.error(f"--repeat must be at least 1, got {args.repeat}")
+    walls = []
     with tempfile.TemporaryDirectory(prefix="xpubench-suite-") as tmp:
-        out = args.keep or str(Path(tmp) / "results")
-        env = dict(os.environ)
-        if args.fresh_calibration:
-            env["XDG_CACHE_HOME"] = str(Path(tmp) / "cache")
-        cmd = [sys.executable, "-m", "bench", "suite", "--out", out, "-q", *args.suite_args]
-        load = os.getloadavg()[0]
-        t0 = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-        wall = time.perf_counter() - t0
-        if proc.returncode not in (0, 1):
-            print(proc.stdout[-2000:], proc.stderr[-2000:], file=sys.stderr)
-            return proc.returncode
-        print(f"bench suite: {wall:.1f} s from the command to the written report (exit {proc.returncode}; "
-              f"{'fresh calibration included' if args.fresh_calibration else 'cached calibration'}; "
-              f"load average before {load:.2f}, after {os.getloadavg()[0]:.2f})")
-        print_counts(count_starts([out]), "this suite")
+        for i in range(args.repeat):
+            code, wall = run_once(args, tmp, i)
+            if code not in (0, 1):
+                return code
+            walls.append(wall)
+    if len(walls) > 1:
+        print(f"\n{len(walls)} runs: {', '.join(f'{w:.1f}' for w in walls)} s; median {statistics.median(walls):.1f} s")
     return 0
 
 

@@ -313,3 +313,26 @@ def test_a_worker_keeps_no_traced_train_step_of_an_earlier_trial(release):
     else:  # the leak the release mends, measured the same way
         assert got["left"][-1] > got["left"][0] > 0
         assert growth > 10_000, got
+
+
+def test_a_worker_given_back_is_lent_only_after_it_has_forgotten_its_run():
+    """Its clean-up (modules dropped, garbage collected) must not run while the next pool is timed."""
+    (job,) = lorenz_jobs(1)
+    with WorkerCache() as cache:
+        first = WorkerPool(1, env_for(ONE), cache=cache)
+        first.start()
+        assert run(first, [job])[job["config"]["id"]].ok
+        first.close()
+        (held,) = cache.held
+        assert held.forgetting  # forget sent, its answer not read yet
+        cache.settle()
+        assert not held.forgetting and held.buffer == b"" and cache.idle_pids == [held.proc.pid]
+        cpu = psutil.Process(held.proc.pid).cpu_times()
+        time.sleep(0.3)
+        after = psutil.Process(held.proc.pid).cpu_times()
+        assert after.user + after.system - cpu.user - cpu.system < 0.05  # idle once settled
+        second = WorkerPool(1, env_for(ONE), cache=cache)
+        second.start()
+        again = run(second, [job])[job["config"]["id"]]
+        second.close()
+        assert again.ok and second.worker_facts[0]["reused"] is True

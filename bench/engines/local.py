@@ -46,6 +46,8 @@ class _Worker(Slot):
     leases: int = 0  # pools (strategy runs) this process has served, this one included
     trials_done: int = 0  # trials it has run, in every pool
     prestarted: bool = False  # started ahead of its first pool (bench.engines.workercache)
+    forgetting: bool = False  # sent ``forget`` by the cache, its ``forgotten`` not read yet
+    forget_deadline: float = float("inf")  # when a worker still forgetting is dropped
 
 
 def spawn_worker(env: dict, device: str, log_path: Path, index: int = 0, startup_timeout: float = 600.0) -> _Worker:

@@ -29,6 +29,8 @@ from bench.model.reply import Hello, TrialReply
 FRAMEWORKS = ("tensorflow", "jax", "torch")
 # Top-level packages TrialRunner.forget never drops (a workload's own modules are re-imported).
 KEEP_MODULES = frozenset(("bench", "keras", "numpy", *FRAMEWORKS))
+#: What a worker answers once it has done a ``forget`` (its workload modules dropped, garbage collected).
+FORGOTTEN = {"type": "forgotten"}
 
 
 def _send(out, record: Hello | TrialReply) -> None:
@@ -292,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
             break
         if msg.get("type") == "forget":  # back in the cache (bench.engines.workercache): the next run starts clean
             runner.forget()
+            out.write(results.message_line(FORGOTTEN) + "\n")  # done: the cache lends it only after this
+            out.flush()
             continue
         _send(out, runner.run(msg))
         runner.reset()  # while the parent writes the result: the next trial starts clean

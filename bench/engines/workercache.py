@@ -40,6 +40,7 @@ from typing import Iterable, Mapping, Sequence
 
 from bench.engines.dispatch import STARTUP_TIMEOUT_S
 from bench.engines.local import _Worker, kill_worker, quit_workers, read_pipe, spawn_worker
+from bench.engines.worker import FORGOTTEN
 from bench.model import results
 from bench.model.reply import Hello
 
@@ -47,6 +48,8 @@ MiB = 2**20
 #: Default RSS limit of a worker after a trial (``--worker-max-rss``): a TensorFlow worker starts at
 #: ~0.6-1 GiB, and no longer grows with every model trained (TrialRunner.reset). 0 turns the limit off.
 DEFAULT_MAX_RSS_MB = 4096
+#: Seconds a worker given back may take to drop its last run's workload state (``forgotten``).
+FORGET_TIMEOUT_S = 60.0
 
 
 def cache_key(env: Mapping[str, str], device: str) -> tuple:
@@ -143,6 +146,10 @@ class WorkerCache:
         if not matches:
             return None
         w = min(matches, key=lambda w: w.hello is None)  # an idle one before one still starting
+        if w.forgetting:  # its next line is ``forgotten``, not a pool's reply: read it here first
+            self.settle()
+            if w not in self.held:  # it died or never finished forgetting: dropped
+                return self.take(env, device)
         self._release(w)
         return w
 
@@ -152,7 +159,9 @@ class WorkerCache:
         Not kept: the cache is closed, the worker is dead, busy, never said hello, has something
         unread on its pipe, or is over the RSS limit (checked by the pool after every trial). A kept
         worker is sent ``forget``: it drops its workload modules (re-imported by the next trial) and
-        clears the Keras session while it waits.
+        clears the Keras session, then answers ``forgotten``; until then it is not lent, and
+        :meth:`settle` (which every pool's start calls) waits for it, so its clean-up never runs
+        while the next strategy's trials are timed.
         """
         if self._closed or w.dead or w.job is not None or w.hello is None or w.buffer.strip():
             return False
@@ -163,6 +172,8 @@ class WorkerCache:
             w.proc.stdin.flush()
         except (OSError, ValueError):  # it died meanwhile: not kept
             return False
+        w.forgetting = True
+        w.forget_deadline = time.perf_counter() + FORGET_TIMEOUT_S
         self._hold(w)
         idle = [x for x in self.held if x.hello is not None]
         while len(idle) > self.max_idle:
@@ -173,22 +184,28 @@ class WorkerCache:
     # ------------------------------------------------------------ watching what is held
 
     def settle(self, timeout: float | None = None) -> None:
-        """Waits until no held worker is still starting (each says hello, dies, or runs out of time).
+        """Waits until no held worker is busy: none still starting (each says hello, dies, or runs
+        out of time) and none still forgetting its last run (each says ``forgotten``, dies, or is
+        dropped after :data:`FORGET_TIMEOUT_S`), so nothing a held worker does runs while a pool's
+        trials are timed.
 
         Args:
-            timeout: Seconds to wait at most (default: the start-up timeout).
+            timeout: Seconds to wait at most for starting workers (default: the start-up timeout).
         """
         end = time.perf_counter() + (self.startup_timeout if timeout is None else timeout)
-        while any(w.hello is None for w in self.held):
+        while any(w.hello is None or w.forgetting for w in self.held):
             left = end - time.perf_counter()
             if left <= 0:
                 self._drop([w for w in self.held if w.hello is None], f"no hello within {self.startup_timeout:g} s")
-                return
+                left = 0.5
             self.poll(min(0.5, left))
             now = time.perf_counter()
             late = [w for w in self.held if w.hello is None and now > w.start_deadline]
             if late:
                 self._drop(late, f"no hello within {self.startup_timeout:g} s")
+            stuck = [w for w in self.held if w.forgetting and now > w.forget_deadline]
+            if stuck:
+                self._drop(stuck, f"no forgotten within {FORGET_TIMEOUT_S:g} s")
 
     def poll(self, timeout: float = 0.0) -> None:
         """Reads what held workers sent: a prestarted worker's hello (its ``startup_s`` measured
@@ -210,8 +227,11 @@ class WorkerCache:
                     continue
                 try:
                     msg = results.read_message(line)
+                    if w.forgetting and msg == FORGOTTEN:
+                        w.forgetting = False
+                        continue
                     hello = Hello.from_message(msg)
-                except (KeyError, TypeError, ValueError):  # anything but a hello from a held worker
+                except (KeyError, TypeError, ValueError):  # anything but a hello or forgotten from a held worker
                     self._drop([w], f"unexpected message {line[:80]!r}")
                     break
                 w.hello = dataclasses.replace(hello, startup_s=time.perf_counter() - w.started)

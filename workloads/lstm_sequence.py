@@ -2,8 +2,8 @@
 
 Sequences of 24-48 frames x 28 keypoint features (``workloads.synthetic.keypoint_sequences``),
 labelled correct or incorrect repetition, padded to 48 frames and masked. The model is the
-seed's: 4 stacked LSTM layers, 3 hidden-size combinations, sigmoid output; scored by k-fold
-cross-validation, a trial being one (combination, fold). Seed 002 found only 3 LSTM processes fit
+seed's: 4 stacked LSTM layers, 3 hidden-size combinations, sigmoid output (quick: one 2-layer
+stack); scored by k-fold cross-validation, a trial being one (combination, fold). Seed 002 found only 3 LSTM processes fit
 at once on its 6-core machine, so every trial records its process memory (the worker adds the
 peak RSS) for the report to recommend a safe process count.
 """
@@ -25,7 +25,7 @@ from workloads.pose_classifier import fold_indices
 HIDDEN = ([32, 32, 16, 16], [64, 64, 32, 32], [128, 128, 64, 64])
 # quick trains one 2-layer stack (the smallest stack's first and last widths) for 6 epochs: tracing
 # a masked LSTM layer's training step costs ~1.1 s on 2 cores, so the seed's smallest 4-layer stack
-# took ~6.5 s a trial (3 epochs, ~0.78 accuracy) where this takes ~4.5 s (~0.77); ``--opt stacks=N``
+# took ~6.5 s a trial (3 epochs, ~0.78 accuracy) where this takes ~4.5 s (0.75-0.85); ``--opt stacks=N``
 # trains the seed's N smallest stacks instead; full trains the seed's three
 QUICK_HIDDEN = [32, 16]
 STACKS = {"quick": 0, "full": len(HIDDEN)}  # 0: the quick stack

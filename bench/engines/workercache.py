@@ -12,7 +12,8 @@ that runs strategies A, B, A, B starts each pool once.
 
 A reused worker carries no state into the next trial that changes its timing or results: the
 worker clears the Keras session, drops what the backend keeps of the trial's traced functions and
-collects garbage after every trial (:meth:`bench.engines.worker.TrialRunner.reset`), every trial is seeded as before, and a worker
+collects garbage after every trial (:meth:`bench.engines.worker.TrialRunner.reset`), a worker given
+back drops its workload modules before it is lent again, every trial is seeded as before, and a worker
 whose RSS after a trial is over :attr:`WorkerCache.max_rss_bytes` is ended and replaced (its
 worker fact says ``restarted``). Start-up is recorded once, in the run whose pool started (or
 first took) the worker; later runs record it as ``reused``.

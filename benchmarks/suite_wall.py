@@ -83,8 +83,8 @@ def run_once(args, tmp: str, index: int) -> tuple[int, float]:
     Returns:
         (exit status, wall seconds).
     """
-    out = args.keep if args.keep and args.repeat == 1 else (
-        str(Path(args.keep) / f"run{index}") if args.keep else str(Path(tmp) / f"results{index}"))
+    base = Path(args.keep) if args.keep else Path(tmp)
+    out = str(base if args.keep and args.repeat == 1 else base / f"results{index}")
     env = dict(os.environ)
     if args.fresh_calibration:
         env["XDG_CACHE_HOME"] = str(Path(tmp) / f"cache{index}")

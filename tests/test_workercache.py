@@ -286,7 +286,6 @@ objects, dropped = [], []
 for config in LorenzWorkload().trials("quick", {"epochs": "1"})[:3]:
     runner.run({"type": "trial", "workload": "workloads.lorenz:LorenzWorkload", "size": "quick",
                 "config": config, "seed": 0, "options": {}})
-    runner._dirty = True
     runner.reset()
     objects.append(len(gc.get_objects()))
     dropped.append(sum(1 for k in ops._gradient_registry._registry if k not in clean))

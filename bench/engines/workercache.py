@@ -195,13 +195,9 @@ class WorkerCache:
         """
         end = time.perf_counter() + (self.startup_timeout if timeout is None else timeout)
         while any(w.hello is None or w.forgetting for w in self.held):
-            left = end - time.perf_counter()
-            if left <= 0:
-                self._drop([w for w in self.held if w.hello is None], f"no hello within {self.startup_timeout:g} s")
-                left = 0.5
-            self.poll(min(0.5, left))
+            self.poll(0.5)
             now = time.perf_counter()
-            late = [w for w in self.held if w.hello is None and now > w.start_deadline]
+            late = [w for w in self.held if w.hello is None and now > min(end, w.start_deadline)]
             if late:
                 self._drop(late, f"no hello within {self.startup_timeout:g} s")
             stuck = [w for w in self.held if w.forgetting and now > w.forget_deadline]
@@ -210,7 +206,7 @@ class WorkerCache:
 
     def poll(self, timeout: float = 0.0) -> None:
         """Reads what held workers sent: a prestarted worker's hello (its ``startup_s`` measured
-        here), or the end of its pipe (it died: dropped)."""
+        here), a given-back worker's ``forgotten``, or the end of its pipe (it died: dropped)."""
         if not self.held:
             return
         for key, _ in self._sel.select(timeout):

@@ -436,16 +436,16 @@ class Sweep:
         return self.workers
 
     def _run(self) -> Result:
-        if self.path is None:
-            self._claim()
-        if self.strategies:  # the first pool's workers import while the header is written
+        # the header is written as soon as the file is claimed: a reader never finds the claimed file
+        # empty while workers start and the console sets up (the first trial is seconds away)
+        self._write()
+        if self.strategies:  # the first pool's workers import while the sweep is set up
             first = self.strategies[0]
             prestart_workers(self.workers, first, len(self.configs) - len(self.plan.of(
                 strategy_key(self.workload.name, self.size, first)).kept))
         self.on_event("sweep_start", total=self.total_trials, path=self.path, workload=self.workload.name, size=self.size)
         setup = self._setup()
         try:
-            self._write()
             for strategy, repeat in run_order(self.strategies, self.repeats):  # interleaved: 1p, 2p, 1p, 2p...
                 key = strategy_key(self.workload.name, self.size, strategy, repeat)
                 try:

@@ -1,5 +1,6 @@
 """The background sampler: it samples, stops, keeps a drift-free schedule, and costs little."""
 
+import os
 import subprocess
 import sys
 import threading
@@ -52,6 +53,76 @@ def test_tree_includes_children_cpu_time_and_memory():
         assert child.pid in s.peak_rss_by_pid
     finally:
         child.kill()
+
+
+def _sleeper(*extra: str) -> subprocess.Popen:
+    """A child that starts ``extra`` (a grandchild) if given, says ready, then sleeps."""
+    code = (
+        "import subprocess, sys, time\n"
+        + ("g = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n" if extra else "")
+        + "print('ready', flush=True)\ntime.sleep(60)"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    child.stdout.readline()
+    return child
+
+
+def test_watched_processes_and_their_descendants_come_from_one_scan_per_sample(monkeypatch):
+    import psutil
+
+    import bench.measure.sampler as sm
+
+    watched, other = _sleeper("grandchild"), _sleeper()
+    try:
+        time.sleep(0.2)  # the grandchild exists by now (started before 'ready')
+        grandchild = psutil.Process(watched.pid).children()[0].pid
+        scans = []
+        real = sm._ppid_map
+        monkeypatch.setattr(sm, "_ppid_map", lambda: scans.append(1) or real())
+        s = Sampler(interval=0.05, gpu=False, energy=False, pids=lambda: [watched.pid])
+        with s:
+            time.sleep(0.3)
+        pids = set(s.peak_rss_by_pid)
+        # the root, the watched worker and its child; not the root's other child (an idle cached worker)
+        assert {os.getpid(), watched.pid, grandchild} <= pids and other.pid not in pids
+        assert {x["processes"] for x in s.samples} == {3}
+        assert len(scans) == len(s.samples)  # one process-table scan a sample, however many are watched
+        # without pids: every descendant of the root
+        s = Sampler(interval=0.05, gpu=False, energy=False)
+        with s:
+            time.sleep(0.1)
+        assert {watched.pid, grandchild, other.pid} <= set(s.peak_rss_by_pid)
+    finally:
+        for c in (watched, other):
+            for p in psutil.Process(c.pid).children(recursive=True):
+                p.kill()
+            c.kill()
+            c.wait()
+
+
+def test_uss_reads_keep_to_their_share_of_a_core():
+    child = _sleeper()
+    try:
+        every = Sampler(interval=0.05, gpu=False, energy=False, uss_every=1, uss_budget=1.0,
+                        pids=lambda: [child.pid])
+        with every:
+            time.sleep(0.6)
+        assert all(isinstance(x["tree_uss_bytes"], int) and x["tree_uss_bytes"] > 0 for x in every.samples)
+        # a budget of 0.1 % of a core: a read costing ~1 ms here (this process and the child) allows
+        # about one a second
+        budget = Sampler(interval=0.05, gpu=False, energy=False, uss_every=1, uss_budget=0.001,
+                         pids=lambda: [child.pid])
+        with budget:
+            time.sleep(1.2)
+        read = [x["t"] for x in budget.samples if x["tree_uss_bytes"] is not None]
+        assert budget.samples[0]["tree_uss_bytes"] is not None  # the first sample reads it
+        assert 1 <= len(read) <= len(budget.samples) // 3, (len(read), len(budget.samples))
+        assert all(b - a >= 0.1 for a, b in zip(read, read[1:])), read  # a read of >= 0.1 ms waits >= 0.1 s
+        with pytest.raises(ValueError, match="uss_budget"):
+            Sampler(uss_budget=0)
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_gpu_fields_say_unavailable_without_nvml(monkeypatch):

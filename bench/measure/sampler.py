@@ -23,6 +23,10 @@ from bench.measure.energy import CpuEnergyMeter, Rapl, POWERCAP_ROOT
 from bench.measure.nvml import nvml
 
 DEFAULT_INTERVAL_S = 0.5
+#: The share of one core USS reads may take (see :class:`Sampler`): a TensorFlow worker's
+#: /proc/PID/smaps_rollup costs the kernel ~14 ms (it walks the page tables of ~1 GB of mappings),
+#: so on a machine whose cores all run trials every 2 s it took 2 % of a core from them.
+USS_BUDGET = 0.005
 # Below this the sampler costs a large share of a core and slows the trials it measures
 # (at 1e-9 s it burnt a full core and made trials 2x slower).
 MIN_INTERVAL_S = 0.05
@@ -70,7 +74,13 @@ class Sampler:
             :data:`MIN_INTERVAL_S`.
         root_pid: The tree's root (default: this process); every descendant is included.
         gpu: Also sample NVML (lazily initialised; "unavailable" fields without a GPU).
-        uss_every: Read USS (costlier: /proc/PID/smaps_rollup) every this many samples.
+        uss_every: Read USS (costlier: /proc/PID/smaps_rollup) at most every this many samples.
+        uss_budget: ...and no more often than keeps those reads under this share of one core:
+            after a read that took ``d`` s of CPU the next comes ``d / uss_budget`` s later at the
+            earliest (reading 2 TensorFlow workers and this process takes ~40 ms: one read in about
+            8 s at the default 0.005). Samples in between have ``tree_uss_bytes`` None;
+            ``peak_tree_uss_bytes`` is the peak of the samples that read it. 1.0: reads may take a
+            whole core (every ``uss_every`` samples unless one read outlasts the interval).
         clock: Monotonic clock (for tests).
         gpu_indices: NVML indices of the GPUs to sample (default: every GPU), e.g. only the
             GPUs a device strategy gives its workers.
@@ -89,6 +99,7 @@ class Sampler:
         root_pid: int | None = None,
         gpu: bool = True,
         uss_every: int = 4,
+        uss_budget: float = USS_BUDGET,
         clock: Callable[[], float] = time.perf_counter,
         gpu_indices: Sequence[int] | None = None,
         energy: bool = True,
@@ -101,6 +112,10 @@ class Sampler:
         self.root = psutil.Process(root_pid or os.getpid())
         self.gpu = gpu
         self.uss_every = max(1, int(uss_every))
+        if not uss_budget > 0:
+            raise ValueError(f"uss_budget must be a positive share of a core, got {uss_budget!r}")
+        self.uss_budget = float(uss_budget)
+        self._uss_due = float("-inf")  # clock reading before which no USS read is taken
         self.clock = clock
         self.samples: list[dict] = []
         self.peak_rss_by_pid: dict[int, int] = {}
@@ -207,28 +222,42 @@ class Sampler:
     # ------------------------------------------------------------ one sample
 
     def _tree(self) -> list[psutil.Process]:
+        """The processes sampled now: the root and its descendants, or (with ``pids``) the root and
+        the watched processes with their descendants, from one scan of the process table (not one
+        scan per watched process)."""
         try:
-            if self.pids is None:
-                procs = [self.root] + self.root.children(recursive=True)
-            else:
-                procs = [self.root]
-                for pid in self.pids():
-                    try:
-                        p = self._procs.get(pid) or psutil.Process(pid)
-                        procs += [p] + p.children(recursive=True)
-                    except psutil.Error:  # ended meanwhile: its last CPU time stays counted
-                        continue
+            parents = _ppid_map()
+            roots = [self.root.pid] if self.pids is None else [self.root.pid, *self.pids()]
         except psutil.Error:
             return []
-        # keep Process objects so cpu_times deltas stay per-process
-        out = []
-        for p in procs:
-            out.append(self._procs.setdefault(p.pid, p))
+        kids: dict[int, list[int]] = {}
+        for pid, ppid in parents.items():
+            kids.setdefault(ppid, []).append(pid)
+        out: list[psutil.Process] = []
+        seen: set[int] = set()
+        todo = list(roots)
+        while todo:
+            pid = todo.pop(0)
+            if pid in seen or (pid != self.root.pid and pid not in parents):  # ended meanwhile: its last CPU time stays counted
+                continue
+            seen.add(pid)
+            p = self._procs.get(pid)
+            if p is None:
+                try:
+                    p = psutil.Process(pid)
+                except psutil.Error:
+                    continue
+                self._procs[pid] = p  # kept, so cpu_times deltas stay per-process
+            out.append(p)
+            if pid != self.root.pid or self.pids is None:  # with pids, the root's other children are not watched
+                todo.extend(kids.get(pid, ()))
         return out
 
     def _take(self) -> None:
         self._n += 1
-        want_uss = self._n % self.uss_every == 1 or self.uss_every == 1
+        now = self.clock()
+        want_uss = (self._n % self.uss_every == 1 or self.uss_every == 1) and now >= self._uss_due
+        uss_cpu = 0.0
         rss = uss = 0
         uss_ok = want_uss
         procs = self._tree()
@@ -244,14 +273,18 @@ class Sampler:
                     if mem.rss > self.peak_rss_by_pid.get(p.pid, 0):
                         self.peak_rss_by_pid[p.pid] = mem.rss
                     if want_uss:
+                        c0 = time.thread_time()
                         try:
                             uss += p.memory_full_info().uss
                         except (psutil.AccessDenied, AttributeError):
                             uss_ok = False
+                        uss_cpu += time.thread_time() - c0
             except psutil.NoSuchProcess:
                 continue  # its last CPU time stays counted in _cpu_by_pid
             except psutil.AccessDenied:
                 continue
+        if want_uss:  # the next read waits until this one's cost is within the budget
+            self._uss_due = now + uss_cpu / self.uss_budget
         vm = psutil.virtual_memory()
         sample = make_sample(
             t=self.clock() - self._t0,
@@ -271,6 +304,26 @@ class Sampler:
             nv = nvml()
             sample["gpus"] = nv.sample(self.gpu_indices) if nv.available else "unavailable"
         self.samples.append(sample)
+
+
+def _ppid_map() -> dict[int, int]:
+    """``{pid: parent pid}`` of every process, from one scan of the process table.
+
+    psutil's own map (what ``Process.children`` reads) where this psutil has it; else the public,
+    slower way.
+    """
+    ppid_map = getattr(getattr(psutil, "_psplatform", None), "ppid_map", None)
+    if callable(ppid_map):
+        try:
+            return dict(ppid_map())
+        except (OSError, psutil.Error):  # fall back to the public way
+            pass
+    out = {}
+    for p in psutil.process_iter(["ppid"]):
+        ppid = p.info.get("ppid")
+        if ppid is not None:
+            out[p.pid] = ppid
+    return out
 
 
 def _cpu_mhz() -> float | None:

@@ -50,7 +50,8 @@ class RunSummary(Mapping):
         throughput_unit: E.g. ``samples/s``.
         trial_wall_s: Spread of the finished trials' wall seconds (:func:`bench.model.ratios.spread`).
         peak_tree_rss_bytes: Peak RSS of the process tree.
-        peak_tree_uss_bytes: Peak USS of the process tree.
+        peak_tree_uss_bytes: Peak USS of the process tree, of the samples that read it (the sampler
+            reads USS sparsely: bench.measure.sampler's ``uss_budget``).
         peak_worker_rss_bytes: Peak RSS of one worker.
         startup_s: Spread of the workers' start-up seconds.
         gpu_util_p50: GPU utilisation p50 (%), when GPUs were sampled.

@@ -2,7 +2,7 @@
 
     python benchmarks/peers.py                      # every approach, 8 trials x 20 epochs
     python benchmarks/peers.py --epochs 5 --only serial,joblib,xpubench
-    python benchmarks/peers.py --repeat 3 --json peers.json   # best of 3 for every approach
+    python benchmarks/peers.py --repeat 5 --json peers.json   # 5 repeats: best, medians, paired ratios
 
 The same Lorenz trial list (seed 001's depth and width grids; ``--trials`` cycles through it),
 the same seeds, on this machine, one approach after the other:
@@ -26,6 +26,10 @@ approach's hands, so worker start-up counts everywhere. Ray's own start-up (~10 
 Ray) is left out of both Ray rows and printed apart: a Ray user has a cluster running already.
 
 This is a script, not a timed test: on a busy machine the numbers move; run it on an idle one.
+With ``--repeat N`` every approach runs N times, the repeats interleaved and every other one in
+reverse order; the table shows each approach's best pass, and below it xpubench's ratio to each
+hand-written approach within each repeat, with its median (on a shared VM single passes of the
+same approach ranged 13-18 s; the paired ratio moves far less).
 """
 
 from __future__ import annotations
@@ -257,6 +261,33 @@ def summarize(rows: list[dict], cores: int, calibration: dict | None) -> list[di
     return rows
 
 
+def repeat_lines(x: dict, hand: list[dict]) -> list[str]:
+    """What the repeats say beyond the best pass: per hand-written approach, the median of the
+    ratios xpubench / it within each repeat (the two ran within a minute of each other, so a busy
+    spell of the machine slows both: pairing cancels much of the noise between repeats), in how many repeats
+    xpubench was faster, and the medians of the passes.
+
+    Args:
+        x: The xpubench row (``walls_by_repeat``: ``{repeat: wall}``, ``all_walls_s``).
+        hand: The hand-written approaches' rows, alike.
+    """
+    out = []
+    mx = statistics.median(x["all_walls_s"])
+    for r in hand:
+        paired = [x["walls_by_repeat"][k] / w for k, w in r["walls_by_repeat"].items() if k in x["walls_by_repeat"]]
+        if not paired:
+            continue
+        ratio = statistics.median(paired)
+        faster = sum(1 for p in paired if p <= 1)
+        mr = statistics.median(r["all_walls_s"])
+        out.append(
+            f"xpubench / {r['approach']} within each repeat: {' '.join(f'{p:.2f}' for p in paired)} -> median "
+            f"{ratio:.3f} ({(ratio - 1) * 100:+.1f} %; at or below it in {faster} of {len(paired)}: "
+            f"{'met' if ratio <= 1 else 'not met'}); medians of the passes: {mx:.2f} s vs {mr:.2f} s"
+        )
+    return out
+
+
 def print_table(rows: list[dict], args, cores: int, calibration: dict | None) -> None:
     load = os.getloadavg()[0]
     print(f"\nLorenz sweep: {args.trials} trials x {args.epochs} epochs, {args.workers} workers, "
@@ -292,6 +323,9 @@ def print_table(rows: list[dict], args, cores: int, calibration: dict | None) ->
         for r in hand:
             if r is not best:
                 print(f"xpubench local vs {r['approach']}: {x['wall_s'] / r['wall_s'] * 100 - 100:+.1f} % wall")
+        if args.repeat > 1:
+            for line in repeat_lines(x, hand):
+                print(line)
         if x.get("memory_probe"):
             print("note: xpubench ran its memory-guard probe (one trial alone first): no earlier result to estimate from")
     if "serial" in by:
@@ -377,13 +411,16 @@ def main(argv=None) -> int:
     runs: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="xpubench-peers-") as out_dir:
         for rep in range(args.repeat):
-            for group in GROUPS:
+            # every other repeat runs the groups in reverse order (ABBA), so a machine that slows down
+            # or speeds up over the runs does not favour whichever approach runs later in each repeat
+            for group in (GROUPS if rep % 2 == 0 else GROUPS[::-1]):
                 names = [n for n in group if n in only]
                 if not names:
                     continue
                 t0 = time.perf_counter()
                 print(f"[{rep + 1}/{args.repeat}] {', '.join(names)} ...", file=sys.stderr, flush=True)
                 for row in run_group(names, args, out_dir):
+                    row["repeat"] = rep
                     runs.setdefault(row["approach"], []).append(row)
                 print(f"    {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     rows = []
@@ -394,6 +431,7 @@ def main(argv=None) -> int:
             continue
         best = min(got, key=lambda r: r["wall_s"])
         best["all_walls_s"] = [r["wall_s"] for r in got]
+        best["walls_by_repeat"] = {str(r["repeat"]): r["wall_s"] for r in got}
         failed = [r["failed"] for r in runs.get(name, []) if "failed" in r]
         if failed:
             print(f"warning: {name}: {len(failed)} of {len(runs[name])} runs failed; last lines: {failed[-1][-300:]}",

@@ -47,8 +47,14 @@ def _env(**extra) -> dict:
 
 
 def _python_m_bench(args: list[str]) -> list[str]:
-    """``python -m bench ARGS`` with the test workload registered first (runpy is what -m uses)."""
-    code = ("import runpy, xpubench_testload; xpubench_testload.enable(); "
+    """``python -m bench ARGS`` with the test workload registered first (runpy is what -m uses).
+
+    Ctrl-C is handled as in a terminal's foreground even when these tests run as a background
+    job: a shell starts background jobs with SIGINT ignored, Python keeps an inherited SIG_IGN,
+    and the SIGINT test then waited for an exit that never came.
+    """
+    code = ("import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            "import runpy, xpubench_testload; xpubench_testload.enable(); "
             "runpy.run_module('bench', run_name='__main__', alter_sys=True)")
     return [sys.executable, "-c", code, *args]
 
@@ -203,14 +209,27 @@ def test_replacements_that_cannot_start_end_the_run_instead_of_looping(tmp_path)
 # ---------------------------------------------------------------- SIGINT and resume (real `python -m bench run`)
 
 
+def _signal_masks(pid: int) -> dict:
+    """SigBlk / SigIgn / SigCgt of every thread of ``pid`` (Linux), for a failure message."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out[task.name] = [line.strip() for line in (task / "status").read_text().splitlines()
+                              if line.startswith(("Name", "SigBlk", "SigIgn", "SigCgt"))]
+        except OSError:
+            continue
+    return out
+
+
 def test_sigint_stops_cleanly_and_resume_runs_the_rest(tmp_path):
     out = tmp_path / "res"
     plan = "ok,ok,ok,ok,ok,ok"
     ids = [f"t{i}-ok" for i in range(6)]
     args = ["run", WL, "--opt", f"plan={plan}", "--out", str(out), "-q"]
     # t2 hangs (worker.py's fault hook) so the sweep is surely mid-trial when SIGINT arrives
-    proc = subprocess.Popen(_python_m_bench(args), cwd=tmp_path, env=_env(XPUBENCH_FAULT="hang:t2-ok"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = _env(XPUBENCH_FAULT="hang:t2-ok", PYTHONFAULTHANDLER="1")  # faulthandler: the stacks if it gets stuck
+    proc = subprocess.Popen(_python_m_bench(args), cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     try:
         deadline = time.monotonic() + 150
         worker_pids: list[int] = []
@@ -224,7 +243,14 @@ def test_sigint_stops_cleanly_and_resume_runs_the_rest(tmp_path):
         assert worker_pids, "the sweep did not finish two trials in time"
         time.sleep(0.5)  # in the hanging trial now
         proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=60)
+        try:
+            stdout, stderr = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:  # stuck: SIGABRT makes faulthandler print every thread's stack
+            masks = _signal_masks(proc.pid)
+            proc.send_signal(signal.SIGABRT)
+            stdout, stderr = proc.communicate(timeout=30)
+            pytest.fail(f"bench run did not end within 60 s of SIGINT; signal masks {masks}; SIGINT here "
+                        f"{signal.getsignal(signal.SIGINT)}; its threads:\n{stderr[-6000:]}")
     finally:
         if proc.poll() is None:
             proc.kill()

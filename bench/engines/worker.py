@@ -33,9 +33,11 @@ KEEP_MODULES = frozenset(("bench", "keras", "numpy", *FRAMEWORKS))
 FORGOTTEN = {"type": "forgotten"}
 
 
-def _send(out, record: Hello | TrialReply) -> None:
-    """Writes one reply line: the record's message through the one JSON path (bench.model.results)."""
-    out.write(results.message_line(record.as_message()) + "\n")
+def _send(out, record: Hello | TrialReply | dict) -> None:
+    """Writes one reply line: the record's message (or a plain message such as :data:`FORGOTTEN`)
+    through the one JSON path (bench.model.results)."""
+    message = record if isinstance(record, dict) else record.as_message()
+    out.write(results.message_line(message) + "\n")
     out.flush()
 
 
@@ -294,8 +296,7 @@ def main(argv: list[str] | None = None) -> int:
             break
         if msg.get("type") == "forget":  # back in the cache (bench.engines.workercache): the next run starts clean
             runner.forget()
-            out.write(results.message_line(FORGOTTEN) + "\n")  # done: the cache lends it only after this
-            out.flush()
+            _send(out, FORGOTTEN)  # done: the cache lends it only after this
             continue
         _send(out, runner.run(msg))
         runner.reset()  # while the parent writes the result: the next trial starts clean

@@ -237,7 +237,7 @@ class Sampler:
         seen: set[int] = set()
         todo = list(roots)
         while todo:
-            pid = todo.pop(0)
+            pid = todo.pop()
             if pid in seen or (pid != self.root.pid and pid not in parents):  # ended meanwhile: its last CPU time stays counted
                 continue
             seen.add(pid)
